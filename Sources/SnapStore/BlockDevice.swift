@@ -1,0 +1,43 @@
+// The device layer: the only place the store core touches I/O. A device is a byte-addressed
+// extent with positional read/write and a durability barrier. Reads and writes are whole:
+// short transfers and EINTR are handled by the implementation, never by callers.
+
+/// What identifies the thing behind a path (so a store notices a swapped origin).
+public struct DeviceIdentity: Equatable, Sendable {
+    public enum Kind: UInt32, Sendable { case unknown = 0, regularFile = 1, blockDevice = 2 }
+    public var kind: Kind
+    /// st_dev for files, st_rdev for block devices.
+    public var device: UInt64
+    /// st_ino for files, 0 for block devices.
+    public var inode: UInt64
+    public init(kind: Kind, device: UInt64, inode: UInt64) {
+        self.kind = kind
+        self.device = device
+        self.inode = inode
+    }
+}
+
+public protocol BlockDevice: AnyObject {
+    /// Where it lives, for messages.
+    var path: String { get }
+    var sizeBytes: UInt64 { get }
+    var identity: DeviceIdentity { get }
+    /// Fills `buffer` from `offset`; the range must lie within `sizeBytes`.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws
+    /// Writes all of `buffer` at `offset`; the range must lie within `sizeBytes`.
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws
+    /// Returns when every write before it is durable. A failure is fatal for the caller:
+    /// the page cache can no longer be trusted.
+    func sync() throws
+    /// Changes the size (regular files); block devices refuse.
+    func resize(to sizeBytes: UInt64) throws
+}
+
+extension BlockDevice {
+    func read(into array: inout [UInt8], at offset: UInt64) throws {
+        try array.withUnsafeMutableBytes { try read(into: $0, at: offset) }
+    }
+    func write(_ array: [UInt8], at offset: UInt64) throws {
+        try array.withUnsafeBytes { try write($0, at: offset) }
+    }
+}

@@ -1,0 +1,120 @@
+// A BlockDevice on a regular file or a block device node: pread/pwrite/fdatasync with EINTR
+// and short-transfer handling in one place, and an exclusive flock so that two processes can
+// never open the same store.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CSupport
+
+public final class FileDevice: BlockDevice {
+    public let path: String
+    public private(set) var sizeBytes: UInt64
+    public let identity: DeviceIdentity
+    let fd: Int32
+    let readOnly: Bool
+
+    /// Opens `path`; with `lock`, takes an exclusive non-blocking flock or throws `.inUse`.
+    public init(path: String, readOnly: Bool = false, lock: Bool = true) throws {
+        self.path = path
+        self.readOnly = readOnly
+        let fd = open(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC)
+        guard fd >= 0 else { throw StoreError.io(operation: "open", path: path, errno: currentErrno()) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = currentErrno()
+            close(fd)
+            throw StoreError.io(operation: "stat", path: path, errno: e)
+        }
+        let mode = st.st_mode & S_IFMT
+        if mode == S_IFBLK {
+            let size = zuma_block_device_size(fd)
+            guard size >= 0 else {
+                let e = currentErrno()
+                close(fd)
+                throw StoreError.io(operation: "BLKGETSIZE64", path: path, errno: e)
+            }
+            sizeBytes = UInt64(size)
+            identity = DeviceIdentity(kind: .blockDevice, device: UInt64(st.st_rdev), inode: 0)
+        } else if mode == S_IFREG {
+            sizeBytes = UInt64(st.st_size)
+            identity = DeviceIdentity(kind: .regularFile, device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        } else {
+            close(fd)
+            throw StoreError.invalidArgument("\(path) is neither a regular file nor a block device")
+        }
+        if lock && zuma_lock_exclusive(fd) != 0 {
+            let e = currentErrno()
+            close(fd)
+            if e == EWOULDBLOCK { throw StoreError.inUse(path: path) }
+            throw StoreError.io(operation: "flock", path: path, errno: e)
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        precondition(offset + UInt64(buffer.count) <= sizeBytes, "read past the end of \(path)")
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if currentErrno() == EINTR { continue }
+                throw StoreError.io(operation: "read", path: path, errno: currentErrno())
+            }
+            if n == 0 {
+                // The file is shorter than its recorded size: it was truncated behind our back.
+                throw StoreError.originMismatch("\(path) ended at byte \(offset + UInt64(done)), before its expected size \(sizeBytes)")
+            }
+            done += n
+        }
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        precondition(!readOnly, "write to read-only device \(path)")
+        precondition(offset + UInt64(buffer.count) <= sizeBytes, "write past the end of \(path)")
+        var done = 0
+        while done < buffer.count {
+            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if currentErrno() == EINTR { continue }
+                throw StoreError.io(operation: "write", path: path, errno: currentErrno())
+            }
+            done += n
+        }
+    }
+
+    public func sync() throws {
+        while fdatasync(fd) != 0 {
+            if currentErrno() == EINTR { continue }
+            throw StoreError.io(operation: "fdatasync", path: path, errno: currentErrno())
+        }
+    }
+
+    public func resize(to newSize: UInt64) throws {
+        guard identity.kind == .regularFile else {
+            throw StoreError.invalidArgument("\(path) is a block device: resize the device itself, then run resize with its new size")
+        }
+        while ftruncate(fd, off_t(newSize)) != 0 {
+            if currentErrno() == EINTR { continue }
+            throw StoreError.io(operation: "truncate", path: path, errno: currentErrno())
+        }
+        sizeBytes = newSize
+    }
+
+    /// Re-reads the size (a block device that was grown underneath us).
+    public func refreshSize() throws {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw StoreError.io(operation: "stat", path: path, errno: currentErrno()) }
+        if identity.kind == .blockDevice {
+            let size = zuma_block_device_size(fd)
+            guard size >= 0 else { throw StoreError.io(operation: "BLKGETSIZE64", path: path, errno: currentErrno()) }
+            sizeBytes = UInt64(size)
+        } else {
+            sizeBytes = UInt64(st.st_size)
+        }
+    }
+}

@@ -1,0 +1,105 @@
+// The node cache and copy-on-write shadowing. Clean nodes are cached up to a configured
+// number (least recently used go first); dirty nodes stay in memory until the commit writes
+// them. A node is writable in a transaction only once it has a fresh address allocated in that
+// transaction ("shadowed"): the committed tree is never modified in place.
+
+final class Pager<Device: BlockDevice> {
+    let device: Device
+    let blockSize: Int
+    let space: SpaceMap
+    /// The sequence of the last durable commit; blocks written now carry `committed + 1`.
+    var committedSequence: UInt64
+    private var nodes: [UInt64: Node] = [:]
+    private(set) var dirty: [UInt64: Node] = [:]
+    let cacheNodesMax: Int
+    private var tick: UInt64 = 0
+    private var buffer: [UInt8]
+    /// Reads from the device, for statistics and benchmarks.
+    private(set) var nodeReads: UInt64 = 0
+
+    init(device: Device, blockSize: Int, space: SpaceMap, committedSequence: UInt64, cacheBytes: Int) {
+        self.device = device
+        self.blockSize = blockSize
+        self.space = space
+        self.committedSequence = committedSequence
+        cacheNodesMax = max(64, cacheBytes / blockSize)
+        buffer = [UInt8](repeating: 0, count: blockSize)
+    }
+
+    var cachedCount: Int { nodes.count }
+
+    /// Loads and verifies a node (cached).
+    func node(_ address: UInt64, kind: TreeKind, level: UInt8?) throws -> Node {
+        tick &+= 1
+        if let n = nodes[address] {
+            n.lastUse = tick
+            return n
+        }
+        guard address >= UInt64(Format.superblockSlots.count), address < space.chunkCount else {
+            throw StoreError.corrupt("\(kind.name) tree points at block \(address), outside the store (\(space.chunkCount) chunks)")
+        }
+        try device.read(into: &buffer, at: address * UInt64(blockSize))
+        nodeReads += 1
+        let n = try buffer.withUnsafeBytes {
+            try Node.decode($0, address: address, expectKind: kind, expectLevel: level, maxSequence: committedSequence)
+        }
+        n.lastUse = tick
+        nodes[address] = n
+        if nodes.count > cacheNodesMax + cacheNodesMax / 4 { evict() }
+        return n
+    }
+
+    /// Drops the least recently used clean nodes down to the cache size.
+    private func evict() {
+        var clean = nodes.values.filter { dirty[$0.address] == nil }
+        let excess = nodes.count - cacheNodesMax
+        guard excess > 0, !clean.isEmpty else { return }
+        clean.sort { $0.lastUse < $1.lastUse }
+        for n in clean.prefix(excess) { nodes[n.address] = nil }
+    }
+
+    /// A new empty node at a fresh address.
+    func makeNode(kind: TreeKind, level: UInt8) throws -> Node {
+        let n = Node(address: try space.allocate(), kind: kind, level: level)
+        nodes[n.address] = n
+        dirty[n.address] = n
+        return n
+    }
+
+    /// Makes `n` writable in this transaction: moves it to a fresh address (freeing the old
+    /// one, pinned until commit) unless it already has one. Callers update the parent pointer.
+    func shadow(_ n: Node) throws -> Node {
+        if dirty[n.address] != nil { return n }
+        let fresh = try space.allocate()
+        nodes[n.address] = nil
+        space.free(n.address)
+        n.address = fresh
+        nodes[fresh] = n
+        dirty[fresh] = n
+        return n
+    }
+
+    /// Gives a node's block back (the node left the tree).
+    func release(_ n: Node) {
+        nodes[n.address] = nil
+        dirty[n.address] = nil
+        space.free(n.address)
+    }
+
+    /// Writes every dirty node (sorted by address) with `sequence`; the caller syncs.
+    func writeDirty(sequence: UInt64) throws {
+        for address in dirty.keys.sorted() {
+            let n = dirty[address]!
+            buffer.withUnsafeMutableBytes { n.encode(into: $0, sequence: sequence) }
+            try device.write(buffer, at: address * UInt64(blockSize))
+        }
+    }
+
+    func committed() { dirty.removeAll(keepingCapacity: true) }
+
+    /// Forgets everything cached (after an aborted transaction).
+    func reset() {
+        nodes.removeAll()
+        dirty.removeAll()
+    }
+}

@@ -1,0 +1,232 @@
+// The allocator: one bit per store chunk (1 = in use), held in memory and persisted as bitmap
+// blocks reached from bitmap index blocks listed in the superblock (docs/FORMAT.md).
+//
+// Crash rule: a chunk freed in the running transaction is already clear in the bitmap that
+// this transaction will commit, but it is "pinned" (never handed out again) until that commit
+// is durable, because the previous commit may still reference it. A chunk allocated and freed
+// within one transaction was never committed and is reusable at once.
+
+final class SpaceMap {
+    let blockSize: Int
+    private(set) var chunkCount: UInt64
+    private(set) var words: [UInt64]
+    private(set) var freeCount: UInt64
+    private(set) var pinned: Set<UInt64> = []
+    private(set) var allocatedThisTransaction: Set<UInt64> = []
+    private var cursor: UInt64 = 0
+
+    /// Current on-disk address of each bitmap block (0: not yet written).
+    var blockAddresses: [UInt64]
+    var indexAddresses: [UInt64]
+    /// Bitmap blocks and index blocks changed in this transaction.
+    var dirtyBlocks: Set<Int> = []
+    var dirtyIndex: Set<Int> = []
+    /// Those already given a fresh address in this transaction.
+    var shadowedBlocks: Set<Int> = []
+    var shadowedIndex: Set<Int> = []
+
+    var bitsPerBlock: Int { (blockSize - Format.headerBytes) * 8 }
+    var wordsPerBlock: Int { (blockSize - Format.headerBytes) / 8 }
+    var addressesPerIndex: Int { (blockSize - Format.headerBytes) / 8 }
+    var blockCount: Int { blockAddresses.count }
+
+    static func blockCount(chunks: UInt64, blockSize: Int) -> Int {
+        let bits = UInt64((blockSize - Format.headerBytes) * 8)
+        return Int((chunks + bits - 1) / bits)
+    }
+    static func indexCount(blocks: Int, blockSize: Int) -> Int {
+        let per = (blockSize - Format.headerBytes) / 8
+        return (blocks + per - 1) / per
+    }
+
+    /// A fresh map for a new store: only the superblock slots in use, every block dirty.
+    init(chunkCount: UInt64, blockSize: Int) {
+        self.blockSize = blockSize
+        self.chunkCount = chunkCount
+        let blocks = SpaceMap.blockCount(chunks: chunkCount, blockSize: blockSize)
+        words = [UInt64](repeating: 0, count: blocks * ((blockSize - Format.headerBytes) / 8))
+        freeCount = chunkCount
+        blockAddresses = [UInt64](repeating: 0, count: blocks)
+        indexAddresses = [UInt64](repeating: 0, count: SpaceMap.indexCount(blocks: blocks, blockSize: blockSize))
+        dirtyBlocks = Set(0..<blocks)
+        dirtyIndex = Set(0..<indexAddresses.count)
+        for slot in Format.superblockSlots { markAllocated(slot) }
+    }
+
+    /// A map loaded from disk.
+    init(chunkCount: UInt64, blockSize: Int, words: [UInt64], blockAddresses: [UInt64], indexAddresses: [UInt64]) {
+        self.blockSize = blockSize
+        self.chunkCount = chunkCount
+        self.words = words
+        self.blockAddresses = blockAddresses
+        self.indexAddresses = indexAddresses
+        var used: UInt64 = 0
+        for w in words { used += UInt64(w.nonzeroBitCount) }
+        freeCount = chunkCount - used
+    }
+
+    @inline(__always) func isAllocated(_ chunk: UInt64) -> Bool {
+        words[Int(chunk >> 6)] & (1 << (chunk & 63)) != 0
+    }
+
+    /// Chunks that can be handed out now.
+    var reusable: UInt64 { freeCount - UInt64(pinned.count) }
+
+    private func touch(_ chunk: UInt64) {
+        dirtyBlocks.insert(Int(chunk / UInt64(bitsPerBlock)))
+    }
+
+    func markAllocated(_ chunk: UInt64) {
+        precondition(chunk < chunkCount && !isAllocated(chunk))
+        words[Int(chunk >> 6)] |= 1 << (chunk & 63)
+        freeCount -= 1
+        touch(chunk)
+    }
+
+    /// Hands out a free, unpinned chunk (next fit), or throws `.noSpace`.
+    func allocate() throws -> UInt64 {
+        // Callers reserve space before they change anything (Store.ensureSpace), so running
+        // dry here means the reserve arithmetic is wrong; the handle is poisoned, not the disk.
+        guard reusable > 0 else { throw StoreError.corrupt("space map ran out of chunks in the middle of an operation (metadata reserve exceeded)") }
+        let wordCount = Int((chunkCount + 63) / 64)
+        var w = Int(cursor >> 6)
+        for _ in 0...wordCount {
+            if w >= wordCount { w = 0 }
+            var free = ~words[w]
+            if w == wordCount - 1 && chunkCount % 64 != 0 {
+                free &= (1 << (chunkCount % 64)) - 1
+            }
+            while free != 0 {
+                let bit = UInt64(free.trailingZeroBitCount)
+                let chunk = UInt64(w) * 64 + bit
+                free &= free - 1
+                if pinned.contains(chunk) { continue }
+                markAllocated(chunk)
+                allocatedThisTransaction.insert(chunk)
+                cursor = chunk + 1
+                return chunk
+            }
+            w += 1
+        }
+        preconditionFailure("space map: \(reusable) reusable chunks but none found")
+    }
+
+    func free(_ chunk: UInt64) {
+        precondition(chunk < chunkCount && isAllocated(chunk), "free of unallocated chunk \(chunk)")
+        precondition(!Format.superblockSlots.contains(chunk))
+        words[Int(chunk >> 6)] &= ~(1 << (chunk & 63))
+        freeCount += 1
+        touch(chunk)
+        if allocatedThisTransaction.remove(chunk) == nil { pinned.insert(chunk) }
+    }
+
+    /// After a durable commit: pinned chunks become reusable.
+    func committed() {
+        pinned.removeAll(keepingCapacity: true)
+        allocatedThisTransaction.removeAll(keepingCapacity: true)
+        dirtyBlocks.removeAll(keepingCapacity: true)
+        dirtyIndex.removeAll(keepingCapacity: true)
+        shadowedBlocks.removeAll(keepingCapacity: true)
+        shadowedIndex.removeAll(keepingCapacity: true)
+    }
+
+    /// Gives every dirty bitmap block and index block a fresh address (copy on write). Each
+    /// allocation may dirty more bitmap blocks; loop until nothing new is dirty. Terminates:
+    /// each block is shadowed at most once per transaction.
+    func shadowForCommit() throws {
+        var changed = true
+        while changed {
+            changed = false
+            for i in dirtyBlocks.sorted() where !shadowedBlocks.contains(i) {
+                let fresh = try allocate()
+                if blockAddresses[i] != 0 { free(blockAddresses[i]) }
+                blockAddresses[i] = fresh
+                shadowedBlocks.insert(i)
+                dirtyIndex.insert(i / addressesPerIndex)
+                changed = true
+            }
+            for j in dirtyIndex.sorted() where !shadowedIndex.contains(j) {
+                let fresh = try allocate()
+                if indexAddresses[j] != 0 { free(indexAddresses[j]) }
+                indexAddresses[j] = fresh
+                shadowedIndex.insert(j)
+                changed = true
+            }
+        }
+    }
+
+    /// How many fresh chunks the next commit may need for bitmap and index shadows, at most.
+    var commitReserve: UInt64 {
+        UInt64(max(dirtyBlocks.count - shadowedBlocks.count, 0) + indexAddresses.count + 4)
+    }
+
+    func encodeBlock(_ i: Int, into block: UnsafeMutableRawBufferPointer, sequence: UInt64) {
+        for k in 0..<block.count { block[k] = 0 }
+        BlockHeader(type: .bitmap, address: blockAddresses[i], sequence: sequence,
+                    count: UInt32(i)).encode(into: block)
+        let base = i * wordsPerBlock
+        for k in 0..<wordsPerBlock { block.putU64(words[base + k], Format.headerBytes + k * 8) }
+        BlockHeader.seal(block, type: .bitmap)
+    }
+
+    func encodeIndex(_ j: Int, into block: UnsafeMutableRawBufferPointer, sequence: UInt64) {
+        for k in 0..<block.count { block[k] = 0 }
+        let first = j * addressesPerIndex
+        let n = min(addressesPerIndex, blockAddresses.count - first)
+        BlockHeader(type: .bitmapIndex, address: indexAddresses[j], sequence: sequence,
+                    count: UInt32(n)).encode(into: block)
+        for k in 0..<n { block.putU64(blockAddresses[first + k], Format.headerBytes + k * 8) }
+        BlockHeader.seal(block, type: .bitmapIndex)
+    }
+
+    /// Grows or shrinks the map to `newCount` chunks. Shrinking requires every chunk at or
+    /// past `newCount` to be free and unpinned (the caller checks and reports).
+    func resize(to newCount: UInt64) {
+        let oldBlocks = blockCount
+        let blocks = SpaceMap.blockCount(chunks: newCount, blockSize: blockSize)
+        if newCount < chunkCount {
+            for c in newCount..<chunkCount { precondition(!isAllocated(c) && !pinned.contains(c)) }
+            freeCount -= chunkCount - newCount
+        } else {
+            freeCount += newCount - chunkCount
+        }
+        chunkCount = newCount
+        words = Array(words.prefix(blocks * wordsPerBlock))
+        words.append(contentsOf: [UInt64](repeating: 0, count: blocks * wordsPerBlock - words.count))
+        // Bitmap blocks that fall off the end: their chunks are free once this commits.
+        for i in blocks..<max(oldBlocks, blocks) where blockAddresses[i] != 0 { free(blockAddresses[i]) }
+        if blocks < oldBlocks {
+            blockAddresses.removeLast(oldBlocks - blocks)
+            dirtyBlocks = dirtyBlocks.filter { $0 < blocks }
+            shadowedBlocks = shadowedBlocks.filter { $0 < blocks }
+        }
+        for i in oldBlocks..<max(oldBlocks, blocks) {
+            blockAddresses.append(0)
+            dirtyBlocks.insert(i)
+        }
+        // The last block's tail bits past the end are zero (free) and never handed out.
+        if blocks > 0 { dirtyBlocks.insert(blocks - 1) }
+        let indexNeeded = SpaceMap.indexCount(blocks: blocks, blockSize: blockSize)
+        while indexAddresses.count > indexNeeded {
+            let a = indexAddresses.removeLast()
+            if a != 0 { free(a) }
+            dirtyIndex.remove(indexAddresses.count)
+            shadowedIndex.remove(indexAddresses.count)
+        }
+        while indexAddresses.count < indexNeeded {
+            indexAddresses.append(0)
+            dirtyIndex.insert(indexAddresses.count - 1)
+        }
+        if cursor >= newCount { cursor = 0 }
+    }
+
+    /// The highest allocated or pinned chunk, if any.
+    func highestInUse() -> UInt64? {
+        var w = words.count - 1
+        while w >= 0 {
+            if words[w] != 0 { return UInt64(w) * 64 + 63 - UInt64(words[w].leadingZeroBitCount) }
+            w -= 1
+        }
+        return nil
+    }
+}

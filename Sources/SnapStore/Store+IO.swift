@@ -1,0 +1,192 @@
+// Reads and writes of the origin and of snapshots.
+//
+// The rule that keeps snapshots immutable: an origin chunk is never overwritten until its
+// copy-out and the metadata pointing at it are durable. A write first copies out every
+// chunk that needs it, commits once for all of them (group commit), then writes the origin.
+// Rewrites of already-protected chunks go straight to the origin and touch no metadata.
+
+extension Store {
+    /// Where a snapshot's chunk lives.
+    enum Location: Equatable {
+        case origin
+        case store(UInt64)
+    }
+
+    /// Chunks handled per copy-out batch of one write (bounds memory per commit).
+    static var copyOutBatchChunks: Int { 256 }
+
+    // MARK: Reading
+
+    /// Reads `buffer.count` bytes at `offset` of the origin (`tag == nil`) or a snapshot.
+    public func read(snapshot tag: UInt64? = nil, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        try checkUsable()
+        guard let tag else {
+            try checkRange(offset, buffer.count, size: superblock.originSizeBytes, what: "origin")
+            try originDevice.read(into: buffer, at: offset)
+            return
+        }
+        let r = try record(tag: tag)
+        guard r.state == .normal else { throw StoreError.snapshotSquashed(tag) }
+        try checkRange(offset, buffer.count, size: r.originSizeBytes, what: "snapshot \(tag)")
+        var done = 0
+        while done < buffer.count {
+            let position = offset + UInt64(done)
+            let chunk = position / chunkSize
+            let inner = position % chunkSize
+            let n = min(buffer.count - done, Int(chunkSize - inner))
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)])
+            switch try locate(epoch: r.epoch, chunk: chunk) {
+            case .origin:
+                guard position + UInt64(n) <= superblock.originSizeBytes else {
+                    throw StoreError.corrupt("snapshot \(tag) chunk \(chunk) lies past the origin's end but has no exception")
+                }
+                try originDevice.read(into: piece, at: position)
+            case let .store(at):
+                try storeDevice.read(into: piece, at: at * chunkSize + inner)
+            }
+            done += n
+        }
+    }
+
+    public func read(snapshot tag: UInt64? = nil, offset: UInt64, length: Int) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: length)
+        try bytes.withUnsafeMutableBytes { try read(snapshot: tag, offset: offset, into: $0) }
+        return bytes
+    }
+
+    /// A snapshot reads its private copy, else the exception with the smallest epoch >= its
+    /// own, else the origin.
+    func locate(epoch: UInt64, chunk: UInt64) throws -> Location {
+        if privateChunks.count > 0, let at = try privateChunks.find(Key(epoch, chunk)) { return .store(at) }
+        if let hit = try exceptionsByChunk.ceiling(Key(chunk, epoch)), hit.key.hi == chunk { return .store(hit.value) }
+        return .origin
+    }
+
+    func checkRange(_ offset: UInt64, _ length: Int, size: UInt64, what: String) throws {
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(length))
+        guard !overflow, end <= size else {
+            throw StoreError.outOfRange("\(what): bytes \(offset)..<\(overflow ? UInt64.max : end) are past its end at \(formatCount(size)) bytes")
+        }
+    }
+
+    // MARK: Writing
+
+    /// Writes `data` at `offset` of the origin (`tag == nil`) or of a writable snapshot.
+    /// Origin writes are in place once any copy-out they need is durable; they are durable
+    /// themselves after `flush()`. Snapshot writes are durable after `flush()`.
+    public func write(snapshot tag: UInt64? = nil, offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
+        try checkUsable()
+        if let tag {
+            try writeSnapshot(tag: tag, offset: offset, data)
+            return
+        }
+        try checkRange(offset, data.count, size: superblock.originSizeBytes, what: "origin")
+        guard !data.isEmpty else { return }
+        let first = offset / chunkSize
+        let last = (offset + UInt64(data.count) - 1) / chunkSize
+        var chunk = first
+        while chunk <= last {
+            let end = min(last + 1, chunk + UInt64(Store.copyOutBatchChunks))
+            try protectChunks(chunk..<end)
+            let from = max(offset, chunk * chunkSize)
+            let to = min(offset + UInt64(data.count), end * chunkSize)
+            let slice = UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)])
+            try originDevice.write(slice, at: from)
+            chunk = end
+        }
+    }
+
+    public func write(snapshot tag: UInt64? = nil, offset: UInt64, _ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write(snapshot: tag, offset: offset, $0) }
+    }
+
+    /// Does chunk `c` of the origin need a copy-out before it may be overwritten?
+    func needsCopyOut(_ c: UInt64, newest: UInt64) throws -> Bool {
+        if newest == 0 || protected.contains(c) { return false }
+        if c >= snapshotChunksMax { return false }
+        if let hit = try exceptionsByChunk.floor(Key(c, .max)), hit.key.hi == c, hit.key.lo >= newest {
+            protected.insert(c)
+            return false
+        }
+        return true
+    }
+
+    /// Copies out every chunk in `range` that a snapshot still reads from the origin, and
+    /// commits, so that the origin may be overwritten there.
+    func protectChunks(_ range: Range<UInt64>) throws {
+        let newestBefore = epochNewestLive
+        if newestBefore == 0 { return }
+        var copied = 0
+        try mutate {
+            for c in range {
+                // The store-full policy may give up snapshots, so ask again each time.
+                guard try needsCopyOut(c, newest: epochNewestLive) else { continue }
+                try ensureSpace(chunks: 1)
+                let newest = epochNewestLive
+                guard try needsCopyOut(c, newest: newest) else { continue }
+                try copyOut(c, label: newest)
+                copied += 1
+            }
+            if copied > 0 { try commit() }
+        }
+    }
+
+    /// Copies origin chunk `c` into a fresh store chunk and records exception (c, label).
+    func copyOut(_ c: UInt64, label: UInt64) throws {
+        let at = try space.allocate()
+        let start = c * chunkSize
+        let n = Int(min(chunkSize, superblock.originSizeBytes - start))
+        try chunkBuffer.withUnsafeMutableBytes { b in
+            try originDevice.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<n]), at: start)
+            for i in n..<b.count { b[i] = 0 }
+        }
+        try storeDevice.write(chunkBuffer, at: at * chunkSize)
+        try exceptionsByChunk.upsert(Key(c, label), at)
+        try exceptionsByEpoch.upsert(Key(label, c), at)
+        protected.insert(c)
+    }
+
+    private func writeSnapshot(tag: UInt64, offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
+        let r = try record(tag: tag)
+        guard r.state == .normal else { throw StoreError.snapshotSquashed(tag) }
+        try checkRange(offset, data.count, size: r.originSizeBytes, what: "snapshot \(tag)")
+        var done = 0
+        while done < data.count {
+            let position = offset + UInt64(done)
+            let chunk = position / chunkSize
+            let inner = Int(position % chunkSize)
+            let n = min(data.count - done, chunkSize.asInt - inner)
+            let piece = UnsafeRawBufferPointer(rebasing: data[done..<(done + n)])
+            if let at = try privateChunks.find(Key(r.epoch, chunk)) {
+                // Already private: nobody else reads it, so it is rewritten in place.
+                try storeDevice.write(piece, at: at * chunkSize + UInt64(inner))
+            } else {
+                try ensureSpace(chunks: 1)
+                // The store-full policy may have squashed this very snapshot.
+                guard (try record(tag: tag)).state == .normal else { throw StoreError.snapshotSquashed(tag) }
+                try mutate {
+                    // Start from the snapshot's current view of the chunk, then overlay.
+                    let chunkStart = chunk * chunkSize
+                    let valid = Int(min(chunkSize, r.originSizeBytes - chunkStart))
+                    var merged = [UInt8](repeating: 0, count: chunkSize.asInt)
+                    if n < valid {
+                        try merged.withUnsafeMutableBytes {
+                            try read(snapshot: tag, offset: chunkStart, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<valid]))
+                        }
+                    }
+                    merged.withUnsafeMutableBytes { m in
+                        UnsafeMutableRawBufferPointer(rebasing: m[inner..<(inner + n)]).copyMemory(from: piece)
+                    }
+                    let at = try space.allocate()
+                    try storeDevice.write(merged, at: at * chunkSize)
+                    try privateChunks.upsert(Key(r.epoch, chunk), at)
+                }
+            }
+            done += n
+        }
+    }
+}
+
+extension UInt64 {
+    var asInt: Int { Int(self) }
+}

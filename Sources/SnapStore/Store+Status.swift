@@ -1,0 +1,49 @@
+// What `ddsnap status` reports about a store as a whole.
+
+public struct StoreStatus: Equatable, Sendable {
+    public var chunkSizeBytes: Int
+    public var storeChunks: UInt64
+    public var freeChunks: UInt64
+    public var originSizeBytes: UInt64
+    public var originPath: String
+    public var volumeUUID: String
+    public var snapshotCount: Int
+    public var squashedCount: Int
+    public var exceptionCount: UInt64
+    public var privateChunkCount: UInt64
+    public var metadataChunks: UInt64
+    public var sequence: UInt64
+    public var warnFillPercent: Int
+    public var usedChunks: UInt64 { storeChunks - freeChunks }
+    public var percentUsed: Int { Int(usedChunks * 100 / max(storeChunks, 1)) }
+}
+
+extension Store {
+    public var status: StoreStatus {
+        let data = exceptionsByChunk.count + privateChunks.count
+        let used = space.chunkCount - space.freeCount
+        return StoreStatus(
+            chunkSizeBytes: chunkSizeBytes, storeChunks: space.chunkCount, freeChunks: space.freeCount,
+            originSizeBytes: superblock.originSizeBytes, originPath: superblock.originPath,
+            volumeUUID: formatUUID(superblock.volumeUUID),
+            snapshotCount: snapshots.count, squashedCount: table.filter { $0.state == .squashed }.count,
+            exceptionCount: exceptionsByChunk.count, privateChunkCount: privateChunks.count,
+            metadataChunks: used >= data ? used - data : 0, sequence: superblock.sequence,
+            warnFillPercent: Int(superblock.warnFillPercent))
+    }
+
+    /// The fill level (percent) at which a warning is raised.
+    public func setWarnFillPercent(_ percent: Int) throws {
+        guard (1...100).contains(percent) else { throw StoreError.invalidArgument("warning level \(percent)% must be within 1...100") }
+        try mutate {
+            superblock.warnFillPercent = UInt32(percent)
+            superblockDirty = true
+            try commit()
+        }
+    }
+}
+
+public func formatUUID(_ bytes: [UInt8]) -> String {
+    let hex = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
+    return [0..<4, 4..<6, 6..<8, 8..<10, 10..<16].map { hex[$0].joined() }.joined(separator: "-")
+}

@@ -1,0 +1,412 @@
+// The snapshot store: an origin device whose live data stays in place, and a store device
+// holding copied-out chunks and all metadata. This file owns opening, initializing and the
+// one commit function; the operations live in Store+*.swift by concern.
+//
+// The store core is synchronous and single-writer: callers serialize access (the server
+// holds a lock around it). Any error thrown in the middle of a change poisons the object:
+// the in-memory state may no longer match a commit, so every later call fails until the
+// store is reopened, which recovers exactly the last commit.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+public struct StoreOptions: Sendable {
+    /// Bytes of metadata blocks kept in memory (clean nodes); dirty nodes come on top until
+    /// the next commit.
+    public var cacheSizeBytes: Int = 32 << 20
+    /// Check that the origin is the file or device the store was made for.
+    public var checkOriginIdentity: Bool = true
+    /// Now, in nanoseconds since 1970; tests pin it for reproducible images.
+    public var clock: @Sendable () -> UInt64 = Store<FileDevice>.wallClockNanoseconds
+    /// Called for things a sysadmin must hear about: snapshots given up when the store
+    /// filled, fill level crossing the warning threshold.
+    public var onEvent: @Sendable (StoreEvent) -> Void = { _ in }
+    /// Commit automatically once this many metadata blocks are dirty.
+    public var dirtyBlocksMax: Int = 4096
+    public init() {}
+}
+
+public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
+    case snapshotDeletedForSpace(tag: UInt64, priority: Int8)
+    case snapshotSquashed(tag: UInt64, priority: Int8)
+    case fillWarning(percentUsed: Int, threshold: Int)
+
+    public var description: String {
+        switch self {
+        case let .snapshotDeletedForSpace(tag, prio):
+            return "store full: deleted unused snapshot \(tag) (priority \(prio)) to make room"
+        case let .snapshotSquashed(tag, prio):
+            return "store full: squashed snapshot \(tag) (priority \(prio)); its reads now fail until it is deleted"
+        case let .fillWarning(used, threshold):
+            return "snapshot store is \(used)% full (warning level \(threshold)%)"
+        }
+    }
+}
+
+public final class Store<Device: BlockDevice> {
+    public let storeDevice: Device
+    public let originDevice: Device
+    let options: StoreOptions
+    var superblock: Superblock
+    let pager: Pager<Device>
+    let space: SpaceMap
+    let exceptionsByChunk: Tree<Device>
+    let exceptionsByEpoch: Tree<Device>
+    let privateChunks: Tree<Device>
+    let snapshotTree: Tree<Device>
+    /// Every snapshot record, sorted by epoch (mirrors the snapshots tree).
+    var table: [SnapshotRecord] = []
+    var protected: ProtectedMap
+    /// In-process opens (attached devices, exports); the persistent use count is separate.
+    var openCounts: [UInt64: Int] = [:]
+    var superblockDirty = false
+    var poisoned: StoreError?
+    var fillWarned = false
+    /// Scratch chunk buffer for copy-outs.
+    var chunkBuffer: [UInt8]
+
+    public var chunkSizeBytes: Int { Int(superblock.chunkSizeBytes) }
+    var chunkSize: UInt64 { UInt64(superblock.chunkSizeBytes) }
+    public var originSizeBytes: UInt64 { superblock.originSizeBytes }
+    public var volumeUUID: [UInt8] { superblock.volumeUUID }
+    public var sequence: UInt64 { superblock.sequence }
+
+    public static func wallClockNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    // MARK: Initialize
+
+    /// The smallest store (in chunks) that can be initialized for `chunkSize`.
+    public static func minimumStoreChunks(chunkSizeBytes: Int) -> UInt64 {
+        // Superblocks, one bitmap and index block, the metadata reserve and some data.
+        UInt64(Format.superblockSlots.count + 2) + 2 * Store.reservePerOperation(heights: 4) + 32
+    }
+
+    /// Formats `store` as an empty snapshot store for `origin`.
+    public static func initialize(store: Device, origin: Device, chunkSizeBytes: Int,
+                                  volumeUUID: [UInt8]? = nil, originPath: String? = nil,
+                                  options: StoreOptions = StoreOptions()) throws -> Store {
+        let cs = chunkSizeBytes
+        guard cs >= Format.chunkSizeMin, cs <= Format.chunkSizeMax, cs & (cs - 1) == 0 else {
+            throw StoreError.invalidArgument("chunk size \(cs) must be a power of two from 4 KiB to 1 MiB")
+        }
+        let chunks = store.sizeBytes / UInt64(cs)
+        let minimum = minimumStoreChunks(chunkSizeBytes: cs)
+        guard chunks >= minimum else {
+            throw StoreError.invalidArgument("snapshot store \(store.path) is too small: \(formatCount(store.sizeBytes)) bytes; at least \(formatCount(minimum * UInt64(cs))) bytes are needed with \(cs / 1024) KiB chunks")
+        }
+        let blocks = SpaceMap.blockCount(chunks: chunks, blockSize: cs)
+        guard SpaceMap.indexCount(blocks: blocks, blockSize: cs) <= Superblock.indexAddressesMax else {
+            throw StoreError.invalidArgument("snapshot store \(store.path) is too large for \(cs / 1024) KiB chunks; use a larger chunk size")
+        }
+        guard origin.sizeBytes > 0, origin.sizeBytes % 512 == 0 else {
+            throw StoreError.invalidArgument("origin \(origin.path) is \(formatCount(origin.sizeBytes)) bytes: it must be a non-empty multiple of 512 bytes")
+        }
+        let path = originPath ?? origin.path
+        guard path.utf8.count <= Format.originPathMax else {
+            throw StoreError.invalidArgument("origin path is longer than \(Format.originPathMax) bytes")
+        }
+        var uuid = volumeUUID ?? []
+        if uuid.isEmpty {
+            var rng = SystemRandomNumberGenerator()
+            uuid = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            uuid[6] = (uuid[6] & 0x0F) | 0x40
+            uuid[8] = (uuid[8] & 0x3F) | 0x80
+        }
+        precondition(uuid.count == 16)
+        // Wipe both superblock slots first, so no older store's root can win at open.
+        let zero = [UInt8](repeating: 0, count: Format.superblockBytes)
+        for slot in Format.superblockSlots { try store.write(zero, at: slot * UInt64(cs)) }
+        try store.sync()
+        let sb = Superblock(chunkSizeBytes: UInt32(cs), storeChunkCount: chunks, originSizeBytes: origin.sizeBytes,
+                            volumeUUID: uuid, createdNanoseconds: options.clock(),
+                            originIdentity: origin.identity, originPath: path)
+        let space = SpaceMap(chunkCount: chunks, blockSize: cs)
+        let s = Store(store: store, origin: origin, superblock: sb, space: space, options: options)
+        s.superblockDirty = true
+        try s.commit()
+        return s
+    }
+
+    private init(store: Device, origin: Device, superblock: Superblock, space: SpaceMap, options: StoreOptions) {
+        storeDevice = store
+        originDevice = origin
+        self.options = options
+        self.superblock = superblock
+        self.space = space
+        pager = Pager(device: store, blockSize: Int(superblock.chunkSizeBytes), space: space,
+                      committedSequence: superblock.sequence, cacheBytes: options.cacheSizeBytes)
+        exceptionsByChunk = Tree(kind: .exceptionsByChunk, pager: pager, root: superblock.trees[0])
+        exceptionsByEpoch = Tree(kind: .exceptionsByEpoch, pager: pager, root: superblock.trees[1])
+        privateChunks = Tree(kind: .privateChunks, pager: pager, root: superblock.trees[2])
+        snapshotTree = Tree(kind: .snapshots, pager: pager, root: superblock.trees[3])
+        protected = ProtectedMap(chunks: 0)
+        chunkBuffer = [UInt8](repeating: 0, count: Int(superblock.chunkSizeBytes))
+        protected.resize(chunks: originChunks)
+    }
+
+    // MARK: Open
+
+    /// Reads both superblock slots and returns the valid one with the highest sequence.
+    /// Slot 0 is at byte 0; slot 1 is at byte `chunkSize`, which we learn from slot 0, or
+    /// (when slot 0 is torn) by trying every legal chunk size.
+    public static func readSuperblock(_ store: Device) throws -> Superblock {
+        var reasons: [String] = []
+        var versionError: StoreError?
+        func attempt(slot: UInt64, offset: UInt64) throws -> Superblock? {
+            guard offset + UInt64(Format.superblockBytes) <= store.sizeBytes else { return nil }
+            var bytes = [UInt8](repeating: 0, count: Format.superblockBytes)
+            try store.read(into: &bytes, at: offset)
+            do {
+                let sb = try Superblock.decode(bytes, slot: slot)
+                return UInt64(sb.chunkSizeBytes) * slot == offset ? sb : nil
+            } catch let e as StoreError {
+                switch e {
+                case .unsupportedVersion, .unsupportedFeatures: versionError = e
+                default: break
+                }
+                reasons.append("\(e)")
+                return nil
+            }
+        }
+        let first = try attempt(slot: 0, offset: 0)
+        var second: Superblock?
+        if let first {
+            second = try attempt(slot: 1, offset: UInt64(first.chunkSizeBytes))
+        } else {
+            var size = Format.chunkSizeMin
+            while second == nil && size <= Format.chunkSizeMax {
+                second = try attempt(slot: 1, offset: UInt64(size))
+                size *= 2
+            }
+        }
+        if let best = [first, second].compactMap({ $0 }).max(by: { $0.sequence < $1.sequence }) { return best }
+        if let versionError { throw versionError }
+        throw StoreError.notAStore(path: store.path, reason: reasons.first ?? "device too small")
+    }
+
+    /// Opens an existing store on `store` with `origin`, recovering the last commit and
+    /// finishing any delete that a crash interrupted.
+    public convenience init(store: Device, origin: Device, options: StoreOptions = StoreOptions()) throws {
+        let sb = try Store.readSuperblock(store)
+        let cs = UInt64(sb.chunkSizeBytes)
+        guard sb.storeChunkCount * cs <= store.sizeBytes else {
+            throw StoreError.corrupt("store device \(store.path) is \(formatCount(store.sizeBytes)) bytes, smaller than the \(formatCount(sb.storeChunkCount * cs)) bytes recorded (truncated?)")
+        }
+        guard sb.storeChunkCount >= 2 else { throw StoreError.corrupt("superblock: store chunk count \(sb.storeChunkCount)") }
+        if options.checkOriginIdentity && sb.originIdentity.kind != .unknown && origin.identity != sb.originIdentity {
+            throw StoreError.originMismatch("origin \(origin.path) is not the device this store was made for (\(sb.originPath)); pass the right origin, or --origin to use this one")
+        }
+        guard origin.sizeBytes >= sb.originSizeBytes else {
+            throw StoreError.originMismatch("origin \(origin.path) is \(formatCount(origin.sizeBytes)) bytes, smaller than the \(formatCount(sb.originSizeBytes)) bytes recorded: it shrank behind our back")
+        }
+        let space = try Store.loadSpaceMap(store, sb)
+        self.init(store: store, origin: origin, superblock: sb, space: space, options: options)
+        try loadTable()
+        try resumePendingReleases()
+    }
+
+    private static func loadSpaceMap(_ store: Device, _ sb: Superblock) throws -> SpaceMap {
+        let bs = Int(sb.chunkSizeBytes)
+        let blocks = SpaceMap.blockCount(chunks: sb.storeChunkCount, blockSize: bs)
+        guard Int(sb.bitmapBlockCount) == blocks,
+              sb.indexAddresses.count == SpaceMap.indexCount(blocks: blocks, blockSize: bs) else {
+            throw StoreError.corrupt("superblock: \(sb.bitmapBlockCount) bitmap blocks and \(sb.indexAddresses.count) index blocks do not fit \(sb.storeChunkCount) chunks")
+        }
+        let per = (bs - Format.headerBytes) / 8
+        var buffer = [UInt8](repeating: 0, count: bs)
+        var blockAddresses: [UInt64] = []
+        for (j, address) in sb.indexAddresses.enumerated() {
+            guard address >= 2, address < sb.storeChunkCount else {
+                throw StoreError.corrupt("superblock: bitmap index block \(j) at \(address) is outside the store")
+            }
+            try store.read(into: &buffer, at: address * UInt64(bs))
+            try buffer.withUnsafeBytes { b in
+                let h = try BlockHeader.verify(b, expect: .bitmapIndex, address: address, maxSequence: sb.sequence)
+                let n = min(per, blocks - j * per)
+                guard Int(h.count) == n else { throw StoreError.corrupt("block \(address) (bitmap index block \(j)): holds \(h.count) addresses, expected \(n)") }
+                for k in 0..<n {
+                    let a = b.u64(Format.headerBytes + k * 8)
+                    guard a >= 2, a < sb.storeChunkCount else {
+                        throw StoreError.corrupt("block \(address) (bitmap index block \(j)): bitmap block \(j * per + k) at \(a) is outside the store")
+                    }
+                    blockAddresses.append(a)
+                }
+                guard b.isZero((Format.headerBytes + n * 8)..<bs) else { throw StoreError.corrupt("block \(address) (bitmap index block \(j)): reserved bytes are not zero") }
+            }
+        }
+        var words = [UInt64]()
+        words.reserveCapacity(blocks * per)
+        for (i, address) in blockAddresses.enumerated() {
+            try store.read(into: &buffer, at: address * UInt64(bs))
+            try buffer.withUnsafeBytes { b in
+                let h = try BlockHeader.verify(b, expect: .bitmap, address: address, maxSequence: sb.sequence)
+                guard h.count == UInt32(i) else { throw StoreError.corrupt("block \(address) (bitmap block): records index \(h.count), expected \(i)") }
+                for k in 0..<per { words.append(b.u64(Format.headerBytes + k * 8)) }
+            }
+        }
+        // Bits past the last chunk must be clear.
+        for c in sb.storeChunkCount..<UInt64(words.count * 64) where words[Int(c >> 6)] & (1 << (c & 63)) != 0 {
+            throw StoreError.corrupt("bitmap: chunk \(c) past the end of the store is marked in use")
+        }
+        let map = SpaceMap(chunkCount: sb.storeChunkCount, blockSize: bs, words: words,
+                           blockAddresses: blockAddresses, indexAddresses: sb.indexAddresses)
+        guard map.freeCount == sb.freeChunkCount else {
+            throw StoreError.corrupt("bitmap counts \(map.freeCount) free chunks, superblock records \(sb.freeChunkCount)")
+        }
+        for slot in Format.superblockSlots where !map.isAllocated(slot) {
+            throw StoreError.corrupt("bitmap: superblock slot \(slot) is not marked in use")
+        }
+        return map
+    }
+
+    private func loadTable() throws {
+        var records: [SnapshotRecord] = []
+        var failure: StoreError?
+        try snapshotTree.scan(from: .min) { key, node, i in
+            do {
+                records.append(try SnapshotRecord.decode(epoch: key.hi, words: node.values(i), where: "block \(node.address) (snapshots leaf)"))
+            } catch let e as StoreError { failure = e; return false }
+            return true
+        }
+        if let failure { throw failure }
+        guard UInt64(records.count) == superblock.snapshotCount, UInt64(records.count) == snapshotTree.count else {
+            throw StoreError.corrupt("snapshots tree holds \(records.count) records, superblock records \(superblock.snapshotCount)")
+        }
+        var tags = Set<UInt64>()
+        for r in records {
+            guard r.epoch >= 1, r.epoch <= superblock.epochLast else {
+                throw StoreError.corrupt("snapshot \(r.tag) has epoch \(r.epoch), outside 1...\(superblock.epochLast)")
+            }
+            guard tags.insert(r.tag).inserted else { throw StoreError.corrupt("snapshot tag \(r.tag) appears twice") }
+        }
+        table = records
+    }
+
+    // MARK: Commit
+
+    /// Makes every change so far durable, atomically. The one place that orders writes:
+    ///   1. give every dirty bitmap/index block a fresh address (copy on write);
+    ///   2. write dirty nodes, bitmap blocks and index blocks, all to addresses the last
+    ///      commit does not use (data chunks of copy-outs were already written there too);
+    ///   3. sync the store: everything the new root will point at is durable;
+    ///   4. write the superblock, sequence + 1, into the slot the last commit did not use;
+    ///   5. sync the store: this is the commit point. A crash before it recovers the previous
+    ///      commit (its slot and every block it references are untouched); after it, this one.
+    ///   6. only now may chunks freed in this transaction be reused.
+    public func commit() throws {
+        try checkUsable()
+        guard superblockDirty || !pager.dirty.isEmpty || !space.dirtyBlocks.isEmpty else { return }
+        do {
+            try space.shadowForCommit()                                     // 1
+            let sequence = superblock.sequence + 1
+            try pager.writeDirty(sequence: sequence)                        // 2
+            var block = [UInt8](repeating: 0, count: chunkSizeBytes)
+            for i in space.dirtyBlocks.sorted() {
+                block.withUnsafeMutableBytes { space.encodeBlock(i, into: $0, sequence: sequence) }
+                try storeDevice.write(block, at: space.blockAddresses[i] * chunkSize)
+            }
+            for j in space.dirtyIndex.sorted() {
+                block.withUnsafeMutableBytes { space.encodeIndex(j, into: $0, sequence: sequence) }
+                try storeDevice.write(block, at: space.indexAddresses[j] * chunkSize)
+            }
+            try storeDevice.sync()                                          // 3
+            var sb = superblock
+            sb.sequence = sequence
+            sb.trees = [exceptionsByChunk.root, exceptionsByEpoch.root, privateChunks.root, snapshotTree.root]
+            sb.freeChunkCount = space.freeCount
+            sb.snapshotCount = UInt64(table.count)
+            sb.storeChunkCount = space.chunkCount
+            sb.bitmapBlockCount = UInt32(space.blockCount)
+            sb.indexAddresses = space.indexAddresses
+            let slot = Format.superblockSlots[Int(sequence % 2)]
+            try storeDevice.write(sb.encode(), at: slot * chunkSize)         // 4
+            try storeDevice.sync()                                          // 5
+            superblock = sb
+            pager.committedSequence = sequence
+            pager.committed()                                               // 6
+            space.committed()
+            superblockDirty = false
+        } catch let e as StoreError {
+            poisoned = e
+            throw e
+        }
+        noteFillLevel()
+    }
+
+    /// Durability barrier: every write acknowledged before it is durable when it returns.
+    public func flush() throws {
+        try checkUsable()
+        try originDevice.sync()
+        try commit()
+    }
+
+    /// Flushes and releases the store (the lock goes with the devices).
+    public func close() throws {
+        if poisoned == nil { try flush() }
+    }
+
+    func checkUsable() throws {
+        if let poisoned {
+            throw StoreError.corrupt("an earlier error left this store handle unusable (\(poisoned)); reopen the store to recover its last commit")
+        }
+    }
+
+    /// Runs a change; an error in the middle poisons the handle (see the file comment).
+    func mutate<T>(_ body: () throws -> T) throws -> T {
+        try checkUsable()
+        do {
+            let result = try body()
+            if pager.dirty.count >= options.dirtyBlocksMax { try commit() }
+            return result
+        } catch let e as StoreError {
+            if poisoned == nil && (pager.dirty.count > 0 || superblockDirty || !space.dirtyBlocks.isEmpty) && !e.isCleanRefusal {
+                poisoned = e
+            }
+            throw e
+        }
+    }
+
+    var originChunks: UInt64 { (superblock.originSizeBytes + chunkSize - 1) / chunkSize }
+
+    private func noteFillLevel() {
+        let used = 100 - Int(space.freeCount * 100 / max(space.chunkCount, 1))
+        let threshold = Int(superblock.warnFillPercent)
+        if used >= threshold {
+            if !fillWarned { options.onEvent(.fillWarning(percentUsed: used, threshold: threshold)) }
+            fillWarned = true
+        } else {
+            fillWarned = false
+        }
+    }
+}
+
+extension StoreError {
+    /// Errors thrown before anything was changed (argument checks); they never poison.
+    var isCleanRefusal: Bool {
+        switch self {
+        case .snapshotExists, .snapshotMissing, .snapshotSquashed, .usecountUnderflow, .usecountOverflow,
+             .invalidArgument, .outOfRange, .noSpace:
+            return true
+        default:
+            return false
+        }
+    }
+}
+
+/// 1234567 -> "1,234,567" (sizes print like the original's).
+public func formatCount(_ n: UInt64) -> String {
+    let digits = Array(String(n))
+    var out = ""
+    for (i, d) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(d)
+    }
+    return out
+}

@@ -1,0 +1,135 @@
+// The root of everything, written alternately to two slots (chunk 0 and chunk 1) with an
+// increasing sequence number: a torn superblock write can never leave the store unopenable,
+// because the other slot still holds the previous commit. Layout: docs/FORMAT.md "Superblock".
+
+public struct TreeRoot: Equatable, Sendable {
+    /// Address of the root node, 0 when the tree is empty.
+    public var root: UInt64 = 0
+    /// Levels; 0 when empty, 1 when the root is a leaf.
+    public var height: UInt32 = 0
+    public var count: UInt64 = 0
+}
+
+public struct Superblock: Equatable, Sendable {
+    public var sequence: UInt64 = 0
+    public var chunkSizeBytes: UInt32
+    public var featuresIncompat: UInt32 = 0
+    public var featuresRoCompat: UInt32 = 0
+    public var featuresCompat: UInt32 = 0
+    public var storeChunkCount: UInt64
+    public var originSizeBytes: UInt64
+    public var volumeUUID: [UInt8]
+    public var epochLast: UInt64 = 0
+    public var freeChunkCount: UInt64 = 0
+    public var snapshotCount: UInt64 = 0
+    public var createdNanoseconds: UInt64
+    public var trees: [TreeRoot] = Array(repeating: TreeRoot(), count: TreeKind.allCases.count)
+    public var originIdentity: DeviceIdentity
+    public var originPath: String
+    public var bitmapBlockCount: UInt32 = 0
+    public var warnFillPercent: UInt32 = 90
+    public var indexAddresses: [UInt64] = []
+
+    static let treesOffset = 112
+    static let pathOffset = 256
+    static let indexOffset = pathOffset + Format.originPathMax
+    public static let indexAddressesMax = (Format.superblockBytes - indexOffset) / 8
+
+    func encode() -> [UInt8] {
+        precondition(volumeUUID.count == 16)
+        precondition(indexAddresses.count <= Superblock.indexAddressesMax)
+        let path = Array(originPath.utf8)
+        precondition(path.count <= Format.originPathMax)
+        var bytes = [UInt8](repeating: 0, count: Format.superblockBytes)
+        bytes.withUnsafeMutableBytes { b in
+            b.putU16(BlockType.superblock.rawValue, 4)
+            b.putU16(Format.version, 6)
+            for (i, m) in Format.magic.enumerated() { b.putU8(m, 8 + i) }
+            b.putU64(Format.superblockSlots[Int(sequence % 2)], 16)
+            b.putU64(sequence, 24)
+            b.putU32(chunkSizeBytes, 32)
+            b.putU32(featuresIncompat, 36)
+            b.putU32(featuresRoCompat, 40)
+            b.putU32(featuresCompat, 44)
+            b.putU64(storeChunkCount, 48)
+            b.putU64(originSizeBytes, 56)
+            for (i, u) in volumeUUID.enumerated() { b.putU8(u, 64 + i) }
+            b.putU64(epochLast, 80)
+            b.putU64(freeChunkCount, 88)
+            b.putU64(snapshotCount, 96)
+            b.putU64(createdNanoseconds, 104)
+            for (i, t) in trees.enumerated() {
+                let at = Superblock.treesOffset + i * 24
+                b.putU64(t.root, at)
+                b.putU32(t.height, at + 8)
+                b.putU64(t.count, at + 16)
+            }
+            b.putU64(originIdentity.device, 208)
+            b.putU64(originIdentity.inode, 216)
+            b.putU32(originIdentity.kind.rawValue, 224)
+            b.putU32(UInt32(path.count), 228)
+            b.putU32(bitmapBlockCount, 232)
+            b.putU32(UInt32(indexAddresses.count), 236)
+            b.putU32(warnFillPercent, 240)
+            for (i, c) in path.enumerated() { b.putU8(c, Superblock.pathOffset + i) }
+            for (i, a) in indexAddresses.enumerated() { b.putU64(a, Superblock.indexOffset + i * 8) }
+            BlockHeader.seal(b, type: .superblock)
+        }
+        return bytes
+    }
+
+    /// Decodes one slot. Throws a reason when the slot is not a valid superblock.
+    static func decode(_ bytes: [UInt8], slot: UInt64) throws -> Superblock {
+        precondition(bytes.count == Format.superblockBytes)
+        return try bytes.withUnsafeBytes { b in
+            guard Array(b[8..<16]) == Format.magic else { throw StoreError.corrupt("superblock slot \(slot): bad magic") }
+            guard b.u16(4) == BlockType.superblock.rawValue else { throw StoreError.corrupt("superblock slot \(slot): wrong block type") }
+            let sum = crc32c(UnsafeRawBufferPointer(rebasing: b[4...]), seed: BlockType.superblock.salt)
+            guard sum == b.u32(0) else { throw StoreError.corrupt("superblock slot \(slot): checksum mismatch") }
+            let version = b.u16(6)
+            guard version == Format.version else { throw StoreError.unsupportedVersion(version) }
+            guard b.u64(16) == slot else { throw StoreError.corrupt("superblock slot \(slot): records slot \(b.u64(16))") }
+            let incompat = b.u32(36)
+            guard incompat & ~Format.incompatFeaturesKnown == 0 else { throw StoreError.unsupportedFeatures(incompat) }
+            let pathLength = Int(b.u32(228))
+            let indexCount = Int(b.u32(236))
+            guard pathLength <= Format.originPathMax, indexCount <= indexAddressesMax else {
+                throw StoreError.corrupt("superblock slot \(slot): path or index length out of range")
+            }
+            guard b.isZero(244..<256), b.isZero((pathOffset + pathLength)..<indexOffset),
+                  b.isZero((indexOffset + indexCount * 8)..<Format.superblockBytes) else {
+                throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero")
+            }
+            var trees: [TreeRoot] = []
+            for i in 0..<TreeKind.allCases.count {
+                let at = treesOffset + i * 24
+                trees.append(TreeRoot(root: b.u64(at), height: b.u32(at + 8), count: b.u64(at + 16)))
+            }
+            let kind = DeviceIdentity.Kind(rawValue: b.u32(224)) ?? .unknown
+            var sb = Superblock(
+                chunkSizeBytes: b.u32(32),
+                storeChunkCount: b.u64(48),
+                originSizeBytes: b.u64(56),
+                volumeUUID: Array(b[64..<80]),
+                createdNanoseconds: b.u64(104),
+                originIdentity: DeviceIdentity(kind: kind, device: b.u64(208), inode: b.u64(216)),
+                originPath: String(decoding: b[pathOffset..<(pathOffset + pathLength)], as: UTF8.self))
+            sb.sequence = b.u64(24)
+            sb.featuresIncompat = incompat
+            sb.featuresRoCompat = b.u32(40)
+            sb.featuresCompat = b.u32(44)
+            sb.epochLast = b.u64(80)
+            sb.freeChunkCount = b.u64(88)
+            sb.snapshotCount = b.u64(96)
+            sb.trees = trees
+            sb.bitmapBlockCount = b.u32(232)
+            sb.warnFillPercent = b.u32(240)
+            sb.indexAddresses = (0..<indexCount).map { b.u64(indexOffset + $0 * 8) }
+            let cs = Int(sb.chunkSizeBytes)
+            guard cs >= Format.chunkSizeMin, cs <= Format.chunkSizeMax, cs & (cs - 1) == 0 else {
+                throw StoreError.corrupt("superblock slot \(slot): chunk size \(cs) is not a power of two in 4 KiB...1 MiB")
+            }
+            return sb
+        }
+    }
+}

@@ -1,0 +1,125 @@
+// A block device in memory that remembers which bytes are durable. Writes land in a volatile
+// view and in a list of unsynced writes; sync makes the view durable. A crash (at a chosen
+// I/O, or on demand) keeps, drops or tears each unsynced write, chosen by a seeded random
+// generator, and the surviving image is what a restarted process would find on disk. It can
+// also fail I/O with EIO on chosen operations.
+
+import SnapStore
+
+public struct SimulatedCrash: Error, CustomStringConvertible {
+    public let io: Int
+    public var description: String { "simulated crash at I/O \(io)" }
+}
+
+/// Counts I/O across devices so a crash can be placed at any operation of a workload.
+public final class IOClock {
+    public var count = 0
+    /// Throw `SimulatedCrash` when `count` reaches this.
+    public var crashAt: Int?
+    public init() {}
+    func tick() throws {
+        count += 1
+        if let crashAt, count >= crashAt { throw SimulatedCrash(io: count) }
+    }
+}
+
+public final class SimulatedDevice: BlockDevice {
+    public let path: String
+    public let identity: DeviceIdentity
+    public private(set) var sizeBytes: UInt64
+    /// What a reader sees now.
+    public private(set) var current: [UInt8]
+    /// What survives a crash for sure.
+    public private(set) var durable: [UInt8]
+    private var unsynced: [(offset: Int, bytes: [UInt8])] = []
+    let clock: IOClock
+    /// Offsets at which reads fail with EIO (whole-operation match on the start offset).
+    public var failReadsAt: Set<UInt64> = []
+    public private(set) var syncs = 0
+
+    public init(path: String, sizeBytes: UInt64, clock: IOClock = IOClock(), identity: UInt64 = 1) {
+        self.path = path
+        self.sizeBytes = sizeBytes
+        self.clock = clock
+        self.identity = DeviceIdentity(kind: .regularFile, device: 42, inode: identity)
+        current = [UInt8](repeating: 0, count: Int(sizeBytes))
+        durable = current
+    }
+
+    /// A device whose durable and current contents are `image` (a restart after a crash).
+    public init(path: String, image: [UInt8], clock: IOClock = IOClock(), identity: UInt64 = 1) {
+        self.path = path
+        sizeBytes = UInt64(image.count)
+        self.clock = clock
+        self.identity = DeviceIdentity(kind: .regularFile, device: 42, inode: identity)
+        current = image
+        durable = image
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        precondition(offset + UInt64(buffer.count) <= sizeBytes, "read past the end of \(path)")
+        try clock.tick()
+        if failReadsAt.contains(offset) { throw StoreError.io(operation: "read", path: path, errno: 5) }
+        current.withUnsafeBytes { src in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[Int(offset)..<(Int(offset) + buffer.count)]))
+        }
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        precondition(offset + UInt64(buffer.count) <= sizeBytes, "write past the end of \(path)")
+        try clock.tick()
+        let bytes = [UInt8](buffer)
+        current.replaceSubrange(Int(offset)..<(Int(offset) + bytes.count), with: bytes)
+        unsynced.append((Int(offset), bytes))
+    }
+
+    public func sync() throws {
+        try clock.tick()
+        durable = current
+        unsynced.removeAll()
+        syncs += 1
+    }
+
+    public func resize(to newSize: UInt64) throws {
+        try clock.tick()
+        // Size changes are treated as durable metadata operations.
+        let n = Int(newSize)
+        if n < current.count { current.removeSubrange(n...) } else { current.append(contentsOf: [UInt8](repeating: 0, count: n - current.count)) }
+        if n < durable.count { durable.removeSubrange(n...) } else { durable.append(contentsOf: [UInt8](repeating: 0, count: n - durable.count)) }
+        unsynced = unsynced.filter { $0.offset + $0.bytes.count <= n }
+        sizeBytes = newSize
+    }
+
+    public var unsyncedCount: Int { unsynced.count }
+
+    /// The image after a crash now: each unsynced write is kept, dropped, or torn (a random
+    /// prefix of whole 512-byte sectors kept), in order.
+    public func crashImage<R: RandomNumberGenerator>(using rng: inout R) -> [UInt8] {
+        var image = durable
+        for w in unsynced {
+            switch Int.random(in: 0..<3, using: &rng) {
+            case 0: continue
+            case 1: image.replaceSubrange(w.offset..<(w.offset + w.bytes.count), with: w.bytes)
+            default:
+                let sectors = (w.bytes.count + 511) / 512
+                let keep = Int.random(in: 0...sectors, using: &rng) * 512
+                let n = min(keep, w.bytes.count)
+                image.replaceSubrange(w.offset..<(w.offset + n), with: w.bytes[0..<n])
+            }
+        }
+        return image
+    }
+}
+
+/// SplitMix64: a small deterministic generator, so a seed replays a run exactly.
+public struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

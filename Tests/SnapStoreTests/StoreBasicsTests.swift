@@ -1,0 +1,60 @@
+import Testing
+import SnapStore
+import SnapStoreTestKit
+
+@Suite struct StoreBasicsTests {
+    @Test func initializeOpenEmpty() throws {
+        let f = Fixture()
+        let s = try f.initialize()
+        #expect(s.snapshots.isEmpty)
+        #expect(s.chunkSizeBytes == 4096)
+        let r = try f.open()
+        #expect(try r.check().isClean)
+    }
+
+    @Test func snapshotKeepsOldContents() throws {
+        let f = Fixture()
+        let s = try f.initialize()
+        let a = pattern(1, 64 * 4096)
+        try s.write(offset: 0, a)
+        try s.createSnapshot(tag: 1)
+        let b = pattern(2, 10000)
+        try s.write(offset: 5000, b)
+        var expected = a
+        expected.replaceSubrange(5000..<15000, with: b)
+        #expect(try s.read(offset: 0, length: a.count) == expected)
+        #expect(try s.read(snapshot: 1, offset: 0, length: a.count) == a)
+        try s.createSnapshot(tag: 2)
+        try s.write(offset: 0, pattern(3, 4096))
+        #expect(try s.read(snapshot: 2, offset: 0, length: a.count) == expected)
+        #expect(try s.read(snapshot: 1, offset: 0, length: a.count) == a)
+        #expect(try s.changedChunks(from: .snapshot(1), to: .snapshot(2)) == [1, 2, 3])
+        #expect(try s.changedChunks(from: .snapshot(2), to: .origin) == [0])
+        #expect(try s.changedChunks(from: .snapshot(1), to: .origin) == [0, 1, 2, 3])
+        try s.flush()
+        let r = try f.reopenedFromDurable()
+        #expect(try r.read(snapshot: 1, offset: 0, length: a.count) == a)
+        #expect(try r.read(snapshot: 2, offset: 0, length: a.count) == expected)
+        #expect(try r.check().isClean)
+        try r.deleteSnapshot(tag: 1)
+        #expect(try r.read(snapshot: 2, offset: 0, length: a.count) == expected)
+        let report = try r.check()
+        #expect(report.isClean, "\(report.problems) leaks \(report.leakedChunks)")
+        try r.deleteSnapshot(tag: 2)
+        #expect(r.status.exceptionCount == 0)
+        #expect(try r.check().isClean)
+    }
+
+    @Test func errors() throws {
+        let f = Fixture()
+        let s = try f.initialize()
+        try s.createSnapshot(tag: 7)
+        #expect(throws: StoreError.snapshotExists(7)) { try s.createSnapshot(tag: 7) }
+        #expect(throws: StoreError.snapshotMissing(8)) { try s.deleteSnapshot(tag: 8) }
+        #expect(throws: StoreError.usecountUnderflow(7)) { try s.adjustUsecount(tag: 7, by: -1) }
+        #expect(try s.adjustUsecount(tag: 7, by: 2) == 2)
+        #expect(throws: StoreError.self) { try s.read(offset: 64 * 4096 - 10, length: 20) }
+        #expect(throws: StoreError.self) { try s.write(offset: UInt64.max - 3, [1, 2, 3, 4, 5]) }
+        #expect(try s.check().isClean)
+    }
+}
