@@ -160,6 +160,7 @@ extension Store {
             if let at = try privateChunks.find(Key(r.epoch, chunk)) {
                 // Already private: nobody else reads it, so it is rewritten in place.
                 try storeDevice.write(piece, at: at * chunkSize + UInt64(inner))
+                storeDataUnsynced = true
             } else {
                 try ensureSpace(chunks: 1)
                 // The store-full policy may have squashed this very snapshot.

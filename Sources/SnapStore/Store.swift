@@ -63,6 +63,8 @@ public final class Store<Device: BlockDevice> {
     /// In-process opens (attached devices, exports); the persistent use count is separate.
     var openCounts: [UInt64: Int] = [:]
     var superblockDirty = false
+    /// Data written to the store outside a commit (in-place rewrites of private chunks).
+    var storeDataUnsynced = false
     var poisoned: StoreError?
     var fillWarned = false
     /// Scratch chunk buffer for copy-outs.
@@ -317,6 +319,7 @@ public final class Store<Device: BlockDevice> {
                 try storeDevice.write(block, at: space.indexAddresses[j] * chunkSize)
             }
             try storeDevice.sync()                                          // 3
+            storeDataUnsynced = false
             var sb = superblock
             sb.sequence = sequence
             sb.trees = [exceptionsByChunk.root, exceptionsByEpoch.root, privateChunks.root, snapshotTree.root]
@@ -345,6 +348,10 @@ public final class Store<Device: BlockDevice> {
         try checkUsable()
         try originDevice.sync()
         try commit()
+        if storeDataUnsynced {
+            try storeDevice.sync()
+            storeDataUnsynced = false
+        }
     }
 
     /// Flushes and releases the store (the lock goes with the devices).

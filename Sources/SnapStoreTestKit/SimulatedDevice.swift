@@ -75,7 +75,7 @@ public final class SimulatedDevice: BlockDevice {
 
     public func sync() throws {
         try clock.tick()
-        durable = current
+        for w in unsynced { durable.replaceSubrange(w.offset..<(w.offset + w.bytes.count), with: w.bytes) }
         unsynced.removeAll()
         syncs += 1
     }
@@ -86,7 +86,11 @@ public final class SimulatedDevice: BlockDevice {
         let n = Int(newSize)
         if n < current.count { current.removeSubrange(n...) } else { current.append(contentsOf: [UInt8](repeating: 0, count: n - current.count)) }
         if n < durable.count { durable.removeSubrange(n...) } else { durable.append(contentsOf: [UInt8](repeating: 0, count: n - durable.count)) }
-        unsynced = unsynced.filter { $0.offset + $0.bytes.count <= n }
+        // Unsynced writes past the new end are cut off there.
+        unsynced = unsynced.compactMap { w in
+            guard w.offset < n else { return nil }
+            return (w.offset, Array(w.bytes.prefix(n - w.offset)))
+        }
         sizeBytes = newSize
     }
 

@@ -1,3 +1,4 @@
+import Testing
 import SnapStore
 import SnapStoreTestKit
 
@@ -38,4 +39,15 @@ struct Fixture {
 func pattern(_ seed: UInt64, _ count: Int) -> [UInt8] {
     var g = SeededGenerator(seed: seed)
     return (0..<count).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+}
+
+/// Byte comparison that reports the first difference instead of printing megabytes.
+@discardableResult
+func expectSame(_ got: ArraySlice<UInt8>, _ expected: ArraySlice<UInt8>, _ what: @autoclosure () -> String,
+                sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+    if got.elementsEqual(expected) { return true }
+    let diff = zip(got.indices, expected.indices).first { got[$0.0] != expected[$0.1] }.map { $0.0 - got.startIndex }
+    Issue.record("\(what()): \(got.count) bytes vs \(expected.count) expected, first difference at byte \(diff.map(String.init) ?? "end")",
+                 sourceLocation: sourceLocation)
+    return false
 }
