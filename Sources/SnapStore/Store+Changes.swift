@@ -110,6 +110,10 @@ public struct SnapshotUsage: Equatable, Sendable {
     public var uniqueChunks: UInt64
     /// Exceptions it reads that other snapshots read too.
     public var sharedChunks: UInt64
+    public init(uniqueChunks: UInt64, sharedChunks: UInt64) {
+        self.uniqueChunks = uniqueChunks
+        self.sharedChunks = sharedChunks
+    }
 }
 
 extension Store {
