@@ -1,0 +1,16 @@
+import ArgumentParser
+import SnapStore
+
+struct Delete: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete snapshot TAG, freeing the chunks no other snapshot needs.")
+
+    @OptionGroup var store: StoreOptionsGroup
+    @Argument(help: "The snapshot to delete.", transform: parseTag) var tag: UInt64
+
+    func run() throws {
+        let s = try store.open()
+        let before = s.status.freeChunks
+        try s.deleteSnapshot(tag: tag)
+        print("deleted snapshot \(tag), freed \(formatCount(s.status.freeChunks - before)) chunks")
+    }
+}

@@ -1,0 +1,126 @@
+// What every subcommand shares: opening a store, sizes, tags, output.
+
+import ArgumentParser
+import Foundation
+import SnapStore
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Options every command that opens a store accepts.
+struct StoreOptionsGroup: ParsableArguments {
+    @Argument(help: "The snapshot store (file or block device).")
+    var store: String
+
+    @Option(name: .long, help: "Use this origin instead of the one the store records.")
+    var origin: String?
+
+    @Option(name: .long, help: "Metadata cache size (default 32M).", transform: parseSize)
+    var cacheSize: UInt64?
+
+    /// Opens the store and its origin, each under an exclusive lock.
+    func open() throws -> Store<FileDevice> {
+        let storeDevice = try FileDevice(path: store)
+        let sb = try Store.readSuperblock(storeDevice)
+        let originPath = origin ?? sb.originPath
+        let originDevice = try FileDevice(path: originPath)
+        var options = SnapStore.StoreOptions()
+        options.checkOriginIdentity = origin == nil
+        if let cacheSize { options.cacheSizeBytes = Int(cacheSize) }
+        options.onEvent = { event in printError("ddsnap: \(event)") }
+        return try Store(store: storeDevice, origin: originDevice, options: options)
+    }
+}
+
+/// "16K" -> 16384; K, M, G, T are powers of 1024; plain numbers are bytes.
+func parseSize(_ text: String) throws -> UInt64 {
+    let units: [Character: UInt64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
+    var digits = text.trimmingCharacters(in: .whitespaces)
+    var multiplier: UInt64 = 1
+    if let last = digits.last?.lowercased().first, let m = units[last] {
+        multiplier = m
+        digits.removeLast()
+        if digits.last?.lowercased() == "i" { digits.removeLast() }
+    }
+    guard let n = UInt64(digits) else {
+        throw ValidationError("'\(text)' is not a size (a number of bytes, optionally with K, M, G or T)")
+    }
+    let (product, overflow) = n.multipliedReportingOverflow(by: multiplier)
+    guard !overflow else { throw ValidationError("size '\(text)' is too large") }
+    return product
+}
+
+/// A snapshot tag: a non-negative number.
+func parseTag(_ text: String) throws -> UInt64 {
+    guard let tag = UInt64(text) else { throw ValidationError("'\(text)' is not a snapshot tag (a non-negative number)") }
+    return tag
+}
+
+/// "origin" or a tag.
+func parseSide(_ text: String) throws -> StoreSide {
+    if text == "origin" { return .origin }
+    return .snapshot(try parseTag(text))
+}
+
+func formatTime(_ nanoseconds: UInt64) -> String {
+    let date = Date(timeIntervalSince1970: Double(nanoseconds) / 1e9)
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone.current
+    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+    return f.string(from: date)
+}
+
+func iso8601(_ nanoseconds: UInt64) -> String {
+    let f = ISO8601DateFormatter()
+    return f.string(from: Date(timeIntervalSince1970: Double(nanoseconds) / 1e9))
+}
+
+func printJSON(_ value: Any) throws {
+    let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])
+    FileHandle.standardOutput.write(data)
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+func snapshotJSON(_ s: SnapshotInfo, usage: SnapshotUsage? = nil, chunkSize: Int) -> [String: Any] {
+    var out: [String: Any] = [
+        "tag": s.tag, "epoch": s.epoch, "created": iso8601(s.createdNanoseconds),
+        "createdNanoseconds": s.createdNanoseconds, "originSizeBytes": s.originSizeBytes,
+        "priority": Int(s.priority), "usecount": Int(s.usecount), "state": s.squashed ? "squashed" : "normal",
+        "name": s.name,
+    ]
+    if let usage {
+        out["uniqueChunks"] = usage.uniqueChunks
+        out["sharedChunks"] = usage.sharedChunks
+        out["uniqueBytes"] = usage.uniqueChunks * UInt64(chunkSize)
+        out["sharedBytes"] = usage.sharedChunks * UInt64(chunkSize)
+    }
+    return out
+}
+
+/// Buffered standard output for large listings and data.
+final class Output {
+    private var buffer: [UInt8] = []
+    private let limit = 1 << 20
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= limit { try flush() }
+    }
+    func line(_ text: String) throws {
+        buffer.append(contentsOf: Array((text + "\n").utf8))
+        if buffer.count >= limit { try flush() }
+    }
+    func flush() throws {
+        var done = 0
+        while done < buffer.count {
+            let n = buffer.withUnsafeBytes { Foundation.write(1, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.io(operation: "write", path: "standard output", errno: errno)
+            }
+            done += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,42 @@
+# Shared helpers for the shell end-to-end tests: a scratch directory removed on exit, and
+# assertions that count passes and failures and print "N passed, N failed" at the end.
+set -u
+PASS=0
+FAIL=0
+WORK=$(mktemp -d /tmp/zuma-e2e.XXXXXX)
+# Helper processes a test starts; killed by PID on exit, whatever happened.
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ok() { PASS=$((PASS + 1)); echo "ok - $1"; }
+not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/#   /'; }
+
+# expect_ok NAME CMD...: the command exits 0.
+expect_ok() {
+    local name=$1; shift
+    local out
+    if out=$("$@" 2>&1); then ok "$name"; else not_ok "$name" "exit $?: $out"; fi
+}
+
+# expect_fail NAME PATTERN CMD...: the command exits non-zero and its output matches PATTERN.
+expect_fail() {
+    local name=$1 pattern=$2; shift 2
+    local out rc
+    out=$("$@" 2>&1); rc=$?
+    if [ $rc -eq 0 ]; then not_ok "$name" "exited 0: $out"; return; fi
+    if echo "$out" | grep -qiE -- "$pattern"; then ok "$name"; else not_ok "$name" "exit $rc, output does not match /$pattern/: $out"; fi
+}
+
+# expect_eq NAME EXPECTED ACTUAL
+expect_eq() {
+    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected [$2], got [$3]"; fi
+}
+
+finish() {
+    echo "$PASS passed, $FAIL failed"
+    [ "$FAIL" -eq 0 ]
+}
