@@ -30,7 +30,7 @@ let package = Package(
         .testTarget(
             name: "SnapStoreTests",
             dependencies: ["SnapStore", "SnapStoreTestKit"],
-            resources: [.copy("Golden")]),
+            exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -8,6 +8,11 @@ public struct TreeRoot: Equatable, Sendable {
     /// Levels; 0 when empty, 1 when the root is a leaf.
     public var height: UInt32 = 0
     public var count: UInt64 = 0
+    public init(root: UInt64 = 0, height: UInt32 = 0, count: UInt64 = 0) {
+        self.root = root
+        self.height = height
+        self.count = count
+    }
 }
 
 public struct Superblock: Equatable, Sendable {
@@ -30,12 +35,23 @@ public struct Superblock: Equatable, Sendable {
     public var warnFillPercent: UInt32 = 90
     public var indexAddresses: [UInt64] = []
 
+    public init(chunkSizeBytes: UInt32, storeChunkCount: UInt64, originSizeBytes: UInt64, volumeUUID: [UInt8],
+                createdNanoseconds: UInt64, originIdentity: DeviceIdentity, originPath: String) {
+        self.chunkSizeBytes = chunkSizeBytes
+        self.storeChunkCount = storeChunkCount
+        self.originSizeBytes = originSizeBytes
+        self.volumeUUID = volumeUUID
+        self.createdNanoseconds = createdNanoseconds
+        self.originIdentity = originIdentity
+        self.originPath = originPath
+    }
+
     static let treesOffset = 112
     static let pathOffset = 256
     static let indexOffset = pathOffset + Format.originPathMax
     public static let indexAddressesMax = (Format.superblockBytes - indexOffset) / 8
 
-    func encode() -> [UInt8] {
+    public func encode() -> [UInt8] {
         precondition(volumeUUID.count == 16)
         precondition(indexAddresses.count <= Superblock.indexAddressesMax)
         let path = Array(originPath.utf8)
@@ -79,7 +95,7 @@ public struct Superblock: Equatable, Sendable {
     }
 
     /// Decodes one slot. Throws a reason when the slot is not a valid superblock.
-    static func decode(_ bytes: [UInt8], slot: UInt64) throws -> Superblock {
+    public static func decode(_ bytes: [UInt8], slot: UInt64) throws -> Superblock {
         precondition(bytes.count == Format.superblockBytes)
         return try bytes.withUnsafeBytes { b in
             guard Array(b[8..<16]) == Format.magic else { throw StoreError.corrupt("superblock slot \(slot): bad magic") }

@@ -1,0 +1,156 @@
+// The format is a contract: exact bytes of each structure at the offsets docs/FORMAT.md
+// gives, and golden images of format version 1 that must stay readable.
+
+import Testing
+import SnapStore
+import SnapStoreTestKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct FormatTests {
+    @Test func crc32cKnownVector() {
+        #expect(crc32c(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(crc32c([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+    }
+
+    @Test func superblockLayout() throws {
+        var sb = Superblock(chunkSizeBytes: 16384, storeChunkCount: 1000, originSizeBytes: 1 << 30,
+                            volumeUUID: Array(1...16), createdNanoseconds: 0x0102_0304_0506_0708,
+                            originIdentity: DeviceIdentity(kind: .blockDevice, device: 0x0803, inode: 0),
+                            originPath: "/dev/sdb1")
+        sb.sequence = 7
+        sb.epochLast = 42
+        sb.freeChunkCount = 900
+        sb.snapshotCount = 3
+        sb.bitmapBlockCount = 1
+        sb.indexAddresses = [5]
+        sb.trees[0] = TreeRoot(root: 9, height: 2, count: 77)
+        let b = sb.encode()
+        #expect(b.count == 4096)
+        func u16(_ at: Int) -> UInt16 { UInt16(b[at]) | UInt16(b[at + 1]) << 8 }
+        func u32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * $1) } }
+        func u64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + $1]) << (8 * $1) } }
+        #expect(u16(4) == 0x5342)                       // block type
+        #expect(u16(6) == 1)                            // format version
+        #expect(Array(b[8..<16]) == Array("ZUMASNAP".utf8))
+        #expect(u64(16) == 1)                           // slot: sequence 7 is odd -> slot 1
+        #expect(u64(24) == 7)
+        #expect(u32(32) == 16384)
+        #expect(u64(48) == 1000)
+        #expect(u64(56) == 1 << 30)
+        #expect(Array(b[64..<80]) == Array(1...16))
+        #expect(u64(80) == 42)
+        #expect(u64(88) == 900)
+        #expect(u64(96) == 3)
+        #expect(u64(104) == 0x0102_0304_0506_0708)
+        #expect(u64(112) == 9 && u32(120) == 2 && u64(128) == 77)
+        #expect(u64(208) == 0x0803 && u32(224) == 2 && u32(228) == 9)
+        #expect(u32(232) == 1 && u32(236) == 1 && u32(240) == 90)
+        #expect(Array(b[256..<265]) == Array("/dev/sdb1".utf8))
+        #expect(u64(1280) == 5)
+        #expect(b[1288...].allSatisfy { $0 == 0 })
+        // The checksum covers bytes 4..<4096, seeded with the superblock salt.
+        #expect(u32(0) == crc32c(Array(b[4...]), seed: UInt32(0x5342) &* 0x9E37_79B9))
+        // Decoding gives back the same superblock; a flipped bit is refused.
+        #expect(try Superblock.decode(b, slot: 1) == sb)
+        var bad = b
+        bad[300] ^= 1
+        #expect(throws: StoreError.self) { try Superblock.decode(bad, slot: 1) }
+        #expect(throws: StoreError.self) { try Superblock.decode(b, slot: 0) }
+    }
+
+    // MARK: Golden images
+
+    static let goldenDirectory: String = {
+        let file = "\(#filePath)"
+        return String(file[..<file.lastIndex(of: "/")!]) + "/Golden"
+    }()
+
+    /// The deterministic history behind the golden images of format version 1.
+    static func makeGolden() throws -> (SimulatedDevice, SimulatedDevice) {
+        var options = StoreOptions()
+        options.clock = { 1_750_000_000_000_000_000 }
+        let store = SimulatedDevice(path: "store", sizeBytes: 256 * 4096, identity: 1)
+        let origin = SimulatedDevice(path: "origin", sizeBytes: 16 * 4096, identity: 2)
+        let s = try Store.initialize(store: store, origin: origin, chunkSizeBytes: 4096,
+                                     volumeUUID: Array(0x10...0x1F), originPath: "/golden/origin", options: options)
+        try s.write(offset: 0, pattern(100, 16 * 4096))
+        try s.createSnapshot(tag: 1, name: "first")
+        try s.write(offset: 4096, pattern(101, 3 * 4096))
+        try s.createSnapshot(tag: 2, priority: 5)
+        try s.adjustUsecount(tag: 2, by: 2)
+        try s.write(offset: 2 * 4096, pattern(102, 4096))
+        try s.write(snapshot: 1, offset: 10 * 4096, pattern(103, 100))
+        try s.createSnapshot(tag: 3)
+        try s.write(offset: 0, pattern(104, 4096))
+        try s.deleteSnapshot(tag: 3)
+        try s.flush()
+        return (store, origin)
+    }
+
+    /// The contents each side of the golden history must read back.
+    static func goldenExpected() -> (origin: [UInt8], one: [UInt8], two: [UInt8]) {
+        var one = pattern(100, 16 * 4096)
+        var two = one
+        two.replaceSubrange(4096..<(4 * 4096), with: pattern(101, 3 * 4096))
+        var origin = two
+        origin.replaceSubrange((2 * 4096)..<(3 * 4096), with: pattern(102, 4096))
+        origin.replaceSubrange(0..<4096, with: pattern(104, 4096))
+        one.replaceSubrange((10 * 4096)..<(10 * 4096 + 100), with: pattern(103, 100))
+        return (origin, one, two)
+    }
+
+    @Test func goldenImageVersion1Reads() throws {
+        let storeImage = try readFile("\(FormatTests.goldenDirectory)/v1-store.img")
+        let originImage = try readFile("\(FormatTests.goldenDirectory)/v1-origin.img")
+        var options = StoreOptions()
+        options.checkOriginIdentity = false
+        let s = try Store(store: SimulatedDevice(path: "store", image: storeImage),
+                          origin: SimulatedDevice(path: "origin", image: originImage), options: options)
+        #expect(s.snapshots.map(\.tag) == [1, 2])
+        #expect(s.snapshot(tag: 1)?.name == "first")
+        #expect(s.snapshot(tag: 2)?.priority == 5 && s.snapshot(tag: 2)?.usecount == 2)
+        #expect(s.status.originPath == "/golden/origin")
+        #expect(formatUUID(s.volumeUUID) == "10111213-1415-1617-1819-1a1b1c1d1e1f")
+        let expected = FormatTests.goldenExpected()
+        expectSame(try s.read(offset: 0, length: 16 * 4096)[...], expected.origin[...], "golden origin")
+        expectSame(try s.read(snapshot: 1, offset: 0, length: 16 * 4096)[...], expected.one[...], "golden snapshot 1")
+        expectSame(try s.read(snapshot: 2, offset: 0, length: 16 * 4096)[...], expected.two[...], "golden snapshot 2")
+        #expect(try s.changedChunks(from: .snapshot(1), to: .snapshot(2)) == [1, 2, 3, 10])
+        #expect(try s.check().isClean)
+    }
+
+    /// Today's code writes exactly the golden bytes; a change here is a format change and
+    /// needs a new version (regenerate with ZUMA_WRITE_GOLDEN=1 only for a new version).
+    @Test func goldenImageVersion1IsStable() throws {
+        let (store, origin) = try FormatTests.makeGolden()
+        if getenv("ZUMA_WRITE_GOLDEN") != nil {
+            try writeFile("\(FormatTests.goldenDirectory)/v1-store.img", store.durable)
+            try writeFile("\(FormatTests.goldenDirectory)/v1-origin.img", origin.durable)
+        }
+        let golden = try readFile("\(FormatTests.goldenDirectory)/v1-store.img")
+        #expect(golden.count == store.durable.count)
+        let firstDifference = zip(golden, store.durable).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        #expect(firstDifference == nil, "store image differs from golden at byte \(firstDifference ?? -1) (chunk \((firstDifference ?? 0) / 4096))")
+    }
+}
+
+func readFile(_ path: String) throws -> [UInt8] {
+    guard let f = fopen(path, "rb") else { throw StoreError.io(operation: "open", path: path, errno: errno) }
+    defer { fclose(f) }
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&buffer, 1, buffer.count, f)
+        if n == 0 { break }
+        out.append(contentsOf: buffer[0..<n])
+    }
+    return out
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+    guard let f = fopen(path, "wb") else { throw StoreError.io(operation: "open", path: path, errno: errno) }
+    defer { fclose(f) }
+    guard fwrite(bytes, 1, bytes.count, f) == bytes.count else { throw StoreError.io(operation: "write", path: path, errno: errno) }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, model, crash-simulation, format and scale tests (swift test),
+# then the ddsnap end-to-end tests on files. Prints "N passed, N failed" last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+swift test -c release 2>&1 | tee "$log"
+swift_rc=${PIPESTATUS[0]}
+# Swift Testing's closing line: "Test run with N tests in M suites passed|failed ...".
+swift_total=$(grep -oE 'Test run with [0-9]+ tests' "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+swift_failed=$(grep -cE '^✘ Test [^r].*failed' "$log" || true)
+
+bash Tests/cli/ddsnap-e2e.sh "$PWD/.build/release/ddsnap" 2>&1 | tee "$log"
+cli_rc=${PIPESTATUS[0]}
+cli_passed=$(tail -n 1 "$log" | grep -oE '^[0-9]+' || echo 0)
+cli_failed=$(tail -n 1 "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 1)
+
+if [ "$swift_rc" -ne 0 ] && [ "$swift_failed" -eq 0 ]; then swift_failed=1; fi
+passed=$(( swift_total - swift_failed + cli_passed ))
+failed=$(( swift_failed + cli_failed ))
+echo
+echo "swift test: $swift_total tests, exit $swift_rc; ddsnap end to end: $cli_passed passed, $cli_failed failed"
+echo "$passed passed, $failed failed"
+[ "$swift_rc" -eq 0 ] && [ "$cli_rc" -eq 0 ]
