@@ -28,17 +28,23 @@ extension Store {
 
     /// The user-visible record for `tag` (normal or squashed), or `.snapshotMissing`.
     func record(tag: UInt64) throws -> SnapshotRecord {
-        guard let r = table.first(where: { $0.tag == tag && ($0.state == .normal || $0.state == .squashed) }) else {
+        guard let epoch = epochByTag[tag], let i = tableIndex(epoch: epoch),
+              table[i].state == .normal || table[i].state == .squashed else {
             throw StoreError.snapshotMissing(tag)
         }
-        return r
+        return table[i]
     }
 
-    /// The newest epoch of a normal snapshot, 0 when there is none: what a copy-out is
-    /// labelled with, and what "protected" is measured against.
-    var epochNewestLive: UInt64 {
-        for r in table.reversed() where r.state == .normal { return r.epoch }
-        return 0
+    /// Recomputes what is derived from the table (after any change to it).
+    func tableChanged() {
+        epochNewestLive = 0
+        for r in table.reversed() where r.state == .normal {
+            epochNewestLive = r.epoch
+            break
+        }
+        var most: UInt64 = 0
+        for r in table where r.state == .normal { most = max(most, (r.originSizeBytes + chunkSize - 1) / chunkSize) }
+        snapshotChunksMax = most
     }
 
     /// Live (normal) epochs just before and just after `epoch`: 0 / UInt64.max when none.
@@ -50,12 +56,6 @@ extension Store {
         return (previous, next)
     }
 
-    /// Origin chunks any normal snapshot can read: writes at or past this need no copy-out.
-    var snapshotChunksMax: UInt64 {
-        var most: UInt64 = 0
-        for r in table where r.state == .normal { most = max(most, (r.originSizeBytes + chunkSize - 1) / chunkSize) }
-        return most
-    }
 
     func info(_ r: SnapshotRecord) -> SnapshotInfo {
         SnapshotInfo(tag: r.tag, epoch: r.epoch, createdNanoseconds: r.createdNanoseconds, originSizeBytes: r.originSizeBytes,
@@ -77,9 +77,19 @@ extension Store {
         var words = [UInt64](repeating: 0, count: SnapshotRecord.words)
         r.encode(into: &words, at: 0)
         try snapshotTree.upsert(Key(r.epoch, 0), words)
-        if let i = tableIndex(epoch: r.epoch) { table[i] = r } else {
+        if let i = tableIndex(epoch: r.epoch) {
+            let stateChanged = table[i].state != r.state
+            table[i] = r
+            if stateChanged { tableChanged() }
+        } else {
             precondition(table.last.map { $0.epoch < r.epoch } ?? true, "epochs only grow")
             table.append(r)
+            epochByTag[r.tag] = r.epoch
+            // A new snapshot is the newest: update the derived values in constant time.
+            if r.state == .normal {
+                epochNewestLive = r.epoch
+                snapshotChunksMax = max(snapshotChunksMax, (r.originSizeBytes + chunkSize - 1) / chunkSize)
+            }
         }
     }
 
@@ -89,7 +99,7 @@ extension Store {
     @discardableResult
     public func createSnapshot(tag: UInt64, name: String = "", priority: Int8 = 0) throws -> SnapshotInfo {
         try checkUsable()
-        guard table.allSatisfy({ $0.tag != tag }) else { throw StoreError.snapshotExists(tag) }
+        guard epochByTag[tag] == nil else { throw StoreError.snapshotExists(tag) }
         guard name.utf8.count <= Format.snapshotNameMax else {
             throw StoreError.invalidArgument("snapshot name is longer than \(Format.snapshotNameMax) bytes")
         }
@@ -152,7 +162,9 @@ extension Store {
     private func removeRecord(_ r: SnapshotRecord) throws {
         try snapshotTree.remove(Key(r.epoch, 0))
         table.remove(at: tableIndex(epoch: r.epoch)!)
+        epochByTag[r.tag] = nil
         openCounts[r.tag] = nil
+        tableChanged()
         superblockDirty = true
     }
 

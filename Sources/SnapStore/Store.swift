@@ -57,8 +57,15 @@ public final class Store<Device: BlockDevice> {
     let exceptionsByEpoch: Tree<Device>
     let privateChunks: Tree<Device>
     let snapshotTree: Tree<Device>
-    /// Every snapshot record, sorted by epoch (mirrors the snapshots tree).
+    /// Every snapshot record, sorted by epoch (mirrors the snapshots tree). Changed only
+    /// through `store(_:)` and `removeRecord(_:)`, which keep the derived values below.
     var table: [SnapshotRecord] = []
+    /// Tag -> epoch of every record.
+    var epochByTag: [UInt64: UInt64] = [:]
+    /// The newest epoch of a normal snapshot (0: none): what copy-outs are labelled with.
+    var epochNewestLive: UInt64 = 0
+    /// Origin chunks any normal snapshot can read: writes at or past this need no copy-out.
+    var snapshotChunksMax: UInt64 = 0
     var protected: ProtectedMap
     /// In-process opens (attached devices, exports); the persistent use count is separate.
     var openCounts: [UInt64: Int] = [:]
@@ -289,6 +296,8 @@ public final class Store<Device: BlockDevice> {
             guard tags.insert(r.tag).inserted else { throw StoreError.corrupt("snapshot tag \(r.tag) appears twice") }
         }
         table = records
+        epochByTag = Dictionary(uniqueKeysWithValues: records.map { ($0.tag, $0.epoch) })
+        tableChanged()
     }
 
     // MARK: Commit

@@ -4,6 +4,9 @@
 import Testing
 import SnapStore
 import SnapStoreTestKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The trivial model: the origin's bytes and each snapshot's bytes.
 struct Model {
@@ -174,12 +177,20 @@ struct ModelFailure: Error, CustomStringConvertible {
     var description: String { "model run with seed \(seed) failed; last operations: \(log.suffix(10))" }
 }
 
+/// Seeds and steps of the random model runs: 8 x 600 by default; ZUMA_MODEL_SEEDS and
+/// ZUMA_MODEL_STEPS scale them up, ZUMA_MODEL_SEED replays one seed.
+private let modelSeeds: [UInt64] = {
+    if let one = getenv("ZUMA_MODEL_SEED").flatMap({ UInt64(String(cString: $0)) }) { return [one] }
+    let n = getenv("ZUMA_MODEL_SEEDS").flatMap { UInt64(String(cString: $0)) } ?? 8
+    return Array(1...max(n, 1))
+}()
+private let modelSteps = getenv("ZUMA_MODEL_STEPS").flatMap { Int(String(cString: $0)) } ?? 600
+
 @Suite struct ModelTests {
-    /// Random runs; `ZUMA_MODEL_SEEDS` and `ZUMA_MODEL_STEPS` scale them up.
-    @Test(arguments: Array(UInt64(1)...UInt64(6)))
+    @Test(arguments: modelSeeds)
     func randomOperations(seed: UInt64) throws {
         let run = try ModelRun(seed: seed)
-        for i in 0..<500 {
+        for i in 0..<modelSteps {
             try run.step()
             try run.verify()
             if i % 50 == 49 { try run.checkClean() }
