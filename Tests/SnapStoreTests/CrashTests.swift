@@ -6,6 +6,9 @@
 import Testing
 import SnapStore
 import SnapStoreTestKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 private enum CrashOp: CustomStringConvertible {
     case originWrite(offset: Int, bytes: [UInt8])
@@ -80,11 +83,18 @@ private func run(_ op: CrashOp, on store: Store<SimulatedDevice>) throws {
     try store.flush()
 }
 
+/// Workload seeds: 8 by default, ZUMA_CRASH_SEEDS for more, ZUMA_CRASH_SEED to replay one.
+private let crashSeeds: [UInt64] = {
+    if let one = getenv("ZUMA_CRASH_SEED").flatMap({ UInt64(String(cString: $0)) }) { return [one] }
+    let n = getenv("ZUMA_CRASH_SEEDS").flatMap { UInt64(String(cString: $0)) } ?? 8
+    return (0..<max(n, 1)).map { 11 + $0 }
+}()
+
 @Suite struct CrashTests {
     /// Crashes at every I/O of the workload for several seeds.
-    @Test(arguments: [UInt64(11), 12, 13])
+    @Test(arguments: crashSeeds)
     func crashAtEveryIO(seed: UInt64) throws {
-        let ops = workload(seed: seed, count: 30)
+        let ops = workload(seed: seed, count: 40)
         var options = StoreOptions()
         options.cacheSizeBytes = 32 * chunk
         options.clock = { 5 }

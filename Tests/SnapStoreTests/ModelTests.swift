@@ -177,14 +177,14 @@ struct ModelFailure: Error, CustomStringConvertible {
     var description: String { "model run with seed \(seed) failed; last operations: \(log.suffix(10))" }
 }
 
-/// Seeds and steps of the random model runs: 8 x 600 by default; ZUMA_MODEL_SEEDS and
+/// Seeds and steps of the random model runs: 12 x 1000 by default; ZUMA_MODEL_SEEDS and
 /// ZUMA_MODEL_STEPS scale them up, ZUMA_MODEL_SEED replays one seed.
 private let modelSeeds: [UInt64] = {
     if let one = getenv("ZUMA_MODEL_SEED").flatMap({ UInt64(String(cString: $0)) }) { return [one] }
-    let n = getenv("ZUMA_MODEL_SEEDS").flatMap { UInt64(String(cString: $0)) } ?? 8
+    let n = getenv("ZUMA_MODEL_SEEDS").flatMap { UInt64(String(cString: $0)) } ?? 12
     return Array(1...max(n, 1))
 }()
-private let modelSteps = getenv("ZUMA_MODEL_STEPS").flatMap { Int(String(cString: $0)) } ?? 600
+private let modelSteps = getenv("ZUMA_MODEL_STEPS").flatMap { Int(String(cString: $0)) } ?? 1000
 
 @Suite struct ModelTests {
     @Test(arguments: modelSeeds)
