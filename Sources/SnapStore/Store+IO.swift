@@ -25,25 +25,39 @@ extension Store {
             try originDevice.read(into: buffer, at: offset)
             return
         }
-        let r = try record(tag: tag)
-        guard r.state == .normal else { throw StoreError.snapshotSquashed(tag) }
-        try checkRange(offset, buffer.count, size: r.originSizeBytes, what: "snapshot \(tag)")
-        var done = 0
-        while done < buffer.count {
-            let position = offset + UInt64(done)
-            let chunk = position / chunkSize
-            let inner = position % chunkSize
-            let n = min(buffer.count - done, Int(chunkSize - inner))
-            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)])
+        let r = try readableRecord(tag: tag, offset: offset, length: buffer.count)
+        try forEachChunkPiece(offset: offset, length: buffer.count) { chunk, inner, range in
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[range])
+            let position = offset + UInt64(range.lowerBound)
             switch try locate(epoch: r.epoch, chunk: chunk) {
             case .origin:
-                guard position + UInt64(n) <= superblock.originSizeBytes else {
+                guard position + UInt64(range.count) <= superblock.originSizeBytes else {
                     throw StoreError.corrupt("snapshot \(tag) chunk \(chunk) lies past the origin's end but has no exception")
                 }
                 try originDevice.read(into: piece, at: position)
             case let .store(at):
-                try storeDevice.read(into: piece, at: at * chunkSize + inner)
+                try storeDevice.read(into: piece, at: at * chunkSize + UInt64(inner))
             }
+        }
+    }
+
+    /// A normal snapshot's record, with [offset, offset + length) inside it.
+    func readableRecord(tag: UInt64, offset: UInt64, length: Int) throws -> SnapshotRecord {
+        let r = try record(tag: tag)
+        guard r.state == .normal else { throw StoreError.snapshotSquashed(tag) }
+        try checkRange(offset, length, size: r.originSizeBytes, what: "snapshot \(tag)")
+        return r
+    }
+
+    /// Splits [offset, offset + length) at chunk boundaries: calls `body` with each chunk,
+    /// the offset within it, and the range of the caller's buffer that falls in it.
+    func forEachChunkPiece(offset: UInt64, length: Int, _ body: (UInt64, Int, Range<Int>) throws -> Void) throws {
+        var done = 0
+        while done < length {
+            let position = offset + UInt64(done)
+            let inner = Int(position % chunkSize)
+            let n = min(length - done, Int(chunkSize) - inner)
+            try body(position / chunkSize, inner, done..<(done + n))
             done += n
         }
     }
@@ -147,16 +161,10 @@ extension Store {
     }
 
     private func writeSnapshot(tag: UInt64, offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
-        let r = try record(tag: tag)
-        guard r.state == .normal else { throw StoreError.snapshotSquashed(tag) }
-        try checkRange(offset, data.count, size: r.originSizeBytes, what: "snapshot \(tag)")
-        var done = 0
-        while done < data.count {
-            let position = offset + UInt64(done)
-            let chunk = position / chunkSize
-            let inner = Int(position % chunkSize)
-            let n = min(data.count - done, chunkSize.asInt - inner)
-            let piece = UnsafeRawBufferPointer(rebasing: data[done..<(done + n)])
+        let r = try readableRecord(tag: tag, offset: offset, length: data.count)
+        try forEachChunkPiece(offset: offset, length: data.count) { chunk, inner, range in
+            let n = range.count
+            let piece = UnsafeRawBufferPointer(rebasing: data[range])
             if let at = try privateChunks.find(Key(r.epoch, chunk)) {
                 // Already private: nobody else reads it, so it is rewritten in place.
                 try storeDevice.write(piece, at: at * chunkSize + UInt64(inner))
@@ -169,7 +177,7 @@ extension Store {
                     // Start from the snapshot's current view of the chunk, then overlay.
                     let chunkStart = chunk * chunkSize
                     let valid = Int(min(chunkSize, r.originSizeBytes - chunkStart))
-                    var merged = [UInt8](repeating: 0, count: chunkSize.asInt)
+                    var merged = [UInt8](repeating: 0, count: chunkSizeBytes)
                     if n < valid {
                         try merged.withUnsafeMutableBytes {
                             try read(snapshot: tag, offset: chunkStart, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<valid]))
@@ -183,11 +191,6 @@ extension Store {
                     try privateChunks.upsert(Key(r.epoch, chunk), at)
                 }
             }
-            done += n
         }
     }
-}
-
-extension UInt64 {
-    var asInt: Int { Int(self) }
 }

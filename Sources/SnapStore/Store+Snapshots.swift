@@ -132,12 +132,7 @@ extension Store {
                 // Its data went when it was squashed; only the record is left.
                 try removeRecord(r)
             } else {
-                try ensureReleaseSpace()
-                r.state = .deleting
-                r.cursorEpoch = r.epoch
-                r.cursorChunk = 0
-                try store(r)
-                try release(epoch: r.epoch)
+                try releaseData(of: &r, as: .deleting)
             }
             try commit()
         }
@@ -149,14 +144,20 @@ extension Store {
         var r = try record(tag: tag)
         guard r.state == .normal else { return }
         try mutate {
-            try ensureReleaseSpace()
-            r.state = .squashing
-            r.cursorEpoch = r.epoch
-            r.cursorChunk = 0
-            try store(r)
-            try release(epoch: r.epoch)
+            try releaseData(of: &r, as: .squashing)
             try commit()
         }
+    }
+
+    /// Marks `r` deleting or squashing (durably, with its cursor at the start) and releases
+    /// its data.
+    private func releaseData(of r: inout SnapshotRecord, as state: SnapshotState) throws {
+        try ensureReleaseSpace()
+        r.state = state
+        r.cursorEpoch = r.epoch
+        r.cursorChunk = 0
+        try store(r)
+        try release(epoch: r.epoch)
     }
 
     private func removeRecord(_ r: SnapshotRecord) throws {
