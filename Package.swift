@@ -27,6 +27,14 @@ let package = Package(
                 "SnapStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Benchmarks: the curves of docs/BENCHMARKS.md (Benchmarks/run.sh runs them all).
+        .executableTarget(
+            name: "zuma-bench",
+            dependencies: [
+                "SnapStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/ZumaBench"),
         .testTarget(
             name: "SnapStoreTests",
             dependencies: ["SnapStore", "SnapStoreTestKit"],
