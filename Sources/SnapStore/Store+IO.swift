@@ -26,19 +26,40 @@ extension Store {
             return
         }
         let r = try readableRecord(tag: tag, offset: offset, length: buffer.count)
+        // Adjacent pieces that continue each other on the same device are read at once.
+        var run: (fromOrigin: Bool, at: UInt64, range: Range<Int>)?
+        func flushRun() throws {
+            guard let pending = run else { return }
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[pending.range])
+            if pending.fromOrigin {
+                try originDevice.read(into: piece, at: pending.at)
+            } else {
+                try storeDevice.read(into: piece, at: pending.at)
+            }
+            run = nil
+        }
         try forEachChunkPiece(offset: offset, length: buffer.count) { chunk, inner, range in
-            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[range])
             let position = offset + UInt64(range.lowerBound)
-            switch try locate(epoch: r.epoch, chunk: chunk) {
+            let location = try locate(epoch: r.epoch, chunk: chunk)
+            let fromOrigin: Bool, at: UInt64
+            switch location {
             case .origin:
                 guard position + UInt64(range.count) <= superblock.originSizeBytes else {
                     throw StoreError.corrupt("snapshot \(tag) chunk \(chunk) lies past the origin's end but has no exception")
                 }
-                try originDevice.read(into: piece, at: position)
-            case let .store(at):
-                try storeDevice.read(into: piece, at: at * chunkSize + UInt64(inner))
+                (fromOrigin, at) = (true, position)
+            case let .store(chunkAt):
+                (fromOrigin, at) = (false, chunkAt * chunkSize + UInt64(inner))
+            }
+            if let pending = run, pending.fromOrigin == fromOrigin, pending.at + UInt64(pending.range.count) == at,
+               pending.range.upperBound == range.lowerBound {
+                run!.range = pending.range.lowerBound..<range.upperBound
+            } else {
+                try flushRun()
+                run = (fromOrigin, at, range)
             }
         }
+        try flushRun()
     }
 
     /// A normal snapshot's record, with [offset, offset + length) inside it.
@@ -128,36 +149,64 @@ extension Store {
     /// Copies out every chunk in `range` that a snapshot still reads from the origin, and
     /// commits, so that the origin may be overwritten there.
     func protectChunks(_ range: Range<UInt64>) throws {
-        let newestBefore = epochNewestLive
-        if newestBefore == 0 { return }
-        var copied = 0
+        if epochNewestLive == 0 { return }
         try mutate {
-            for c in range {
-                // The store-full policy may give up snapshots, so ask again each time.
-                guard try needsCopyOut(c, newest: epochNewestLive) else { continue }
+            var pending = try range.filter { try needsCopyOut($0, newest: epochNewestLive) }[...]
+            var copied = false
+            while !pending.isEmpty {
+                // Room for at least one copy-out; take as many as fit (the store-full policy
+                // may give up snapshots here, so ask again which chunks still need it).
                 try ensureSpace(chunks: 1)
+                let room = space.reusable - 2 * reservePerOperation - space.commitReserve
+                let take = Int(min(UInt64(pending.count), room))
                 let newest = epochNewestLive
-                guard try needsCopyOut(c, newest: newest) else { continue }
-                try copyOut(c, label: newest)
-                copied += 1
+                let batch = try pending.prefix(take).filter { try needsCopyOut($0, newest: newest) }
+                pending = pending.dropFirst(take)
+                if !batch.isEmpty {
+                    try copyOut(batch, label: newest)
+                    copied = true
+                }
             }
-            if copied > 0 { try commit() }
+            if copied { try commit() }
         }
     }
 
-    /// Copies origin chunk `c` into a fresh store chunk and records exception (c, label).
-    func copyOut(_ c: UInt64, label: UInt64) throws {
-        let at = try space.allocate()
-        let start = c * chunkSize
-        let n = Int(min(chunkSize, superblock.originSizeBytes - start))
-        try chunkBuffer.withUnsafeMutableBytes { b in
-            try originDevice.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<n]), at: start)
-            for i in n..<b.count { b[i] = 0 }
+    /// Copies origin chunks `chunks` (increasing) into fresh store chunks and records
+    /// exceptions (c, label). Contiguous origin chunks are read with one read, and chunks
+    /// that land on contiguous store chunks are written with one write.
+    func copyOut(_ chunks: [UInt64], label: UInt64) throws {
+        var start = 0
+        while start < chunks.count {
+            // A run: contiguous origin chunks whose fresh store chunks are contiguous too.
+            var addresses = [try space.allocate()]
+            var end = start + 1
+            while end < chunks.count, chunks[end] == chunks[end - 1] + 1, end - start < Store.copyOutBatchChunks {
+                let next = try space.allocate()
+                if next != addresses[addresses.count - 1] + 1 {
+                    space.free(next)  // allocated in this transaction: reusable at once
+                    break
+                }
+                addresses.append(next)
+                end += 1
+            }
+            let count = end - start
+            let first = chunks[start] * chunkSize
+            let bytes = count * chunkSizeBytes
+            if copyBuffer.count < bytes { copyBuffer = [UInt8](repeating: 0, count: bytes) }
+            let valid = Int(min(UInt64(bytes), superblock.originSizeBytes - first))
+            try copyBuffer.withUnsafeMutableBytes { b in
+                try originDevice.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<valid]), at: first)
+                for i in valid..<bytes { b[i] = 0 }
+                try storeDevice.write(UnsafeRawBufferPointer(rebasing: b[0..<bytes]), at: addresses[0] * chunkSize)
+            }
+            for i in 0..<count {
+                let c = chunks[start + i]
+                try exceptionsByChunk.upsert(Key(c, label), addresses[i])
+                try exceptionsByEpoch.upsert(Key(label, c), addresses[i])
+                protected.insert(c)
+            }
+            start = end
         }
-        try storeDevice.write(chunkBuffer, at: at * chunkSize)
-        try exceptionsByChunk.upsert(Key(c, label), at)
-        try exceptionsByEpoch.upsert(Key(label, c), at)
-        protected.insert(c)
     }
 
     private func writeSnapshot(tag: UInt64, offset: UInt64, _ data: UnsafeRawBufferPointer) throws {

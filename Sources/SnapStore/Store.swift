@@ -74,8 +74,8 @@ public final class Store<Device: BlockDevice> {
     var storeDataUnsynced = false
     var poisoned: StoreError?
     var fillWarned = false
-    /// Scratch chunk buffer for copy-outs.
-    var chunkBuffer: [UInt8]
+    /// Scratch buffer for copy-outs (grows to a batch).
+    var copyBuffer: [UInt8] = []
 
     public var chunkSizeBytes: Int { Int(superblock.chunkSizeBytes) }
     var chunkSize: UInt64 { UInt64(superblock.chunkSizeBytes) }
@@ -156,7 +156,6 @@ public final class Store<Device: BlockDevice> {
         privateChunks = Tree(kind: .privateChunks, pager: pager, root: superblock.trees[2])
         snapshotTree = Tree(kind: .snapshots, pager: pager, root: superblock.trees[3])
         protected = ProtectedMap(chunks: 0)
-        chunkBuffer = [UInt8](repeating: 0, count: Int(superblock.chunkSizeBytes))
         protected.resize(chunks: originChunks)
     }
 
