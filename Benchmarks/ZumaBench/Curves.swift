@@ -17,7 +17,7 @@ struct CurveConfig {
     var randomWrites = 4096
     var copyOutWrites = 512
     var createDeleteSamples = 30
-    var storeBytes: UInt64 = 8 << 30
+    var storeBytes: UInt64 = 4 << 30
     var dropCaches = false
     var cacheBytes = 32 << 20
 }
@@ -50,7 +50,16 @@ final class CurveBench {
         let originPath = c.directory + "/origin", storePath = c.directory + "/store"
         for path in [originPath, storePath, c.directory + "/reference"] { try? FileManager.default.removeItem(atPath: path) }
         _ = try PlainFile(path: originPath, sizeBytes: originBytes)
-        _ = try PlainFile(path: storePath, sizeBytes: c.storeBytes)
+        // The store is written through once, like a block device: the benchmark measures the
+        // store, not the filesystem allocating blocks for a sparse file.
+        let storeFile = try PlainFile(path: storePath, sizeBytes: c.storeBytes)
+        var zeroOffset: UInt64 = 0
+        let zeros = [UInt8](repeating: 0, count: buffer.count)
+        while zeroOffset < c.storeBytes {
+            storeFile.write(zeros, count: zeros.count, at: zeroOffset)
+            zeroOffset += UInt64(zeros.count)
+        }
+        storeFile.sync()
         reference = try PlainFile(path: c.directory + "/reference", sizeBytes: originBytes)
         originDevice = try BenchDevice(path: originPath)
         storeDevice = try BenchDevice(path: storePath)
@@ -106,6 +115,8 @@ final class CurveBench {
     /// the same number of syncs on the reference. Adds a throughput result in MB/s.
     func compare(_ name: String, level: Int, writes: [(UInt64, Int)], note: String? = nil) throws {
         fillRandom(&buffer, &rng)
+        // Start from a clean page cache: no writeback left over from the last phase.
+        sync()
         resetPeakResident()
         let syncsBefore = syncCount
         var latencies: [Double] = []
@@ -119,6 +130,7 @@ final class CurveBench {
         }
         let syncs = syncCount - syncsBefore
         let rss = peakResidentKiB()
+        sync()
         let referenceSeconds = reference.replay(writes, syncs: syncs, data: buffer)
         let bytes = Double(writes.reduce(0) { $0 + $1.1 })
         let ours = bytes / seconds / 1e6, theirs = bytes / referenceSeconds / 1e6

@@ -1,56 +1,43 @@
-// The in-memory "already protected" bitmap: bit c set means origin chunk c already has an
-// exception at least as new as the newest live snapshot, so a write to c goes straight to the
-// origin without touching the index. Creating a snapshot clears every bit in O(1): bits live
-// in pages stamped with a generation, and a page from an older generation reads as all zero.
+// The in-memory "already protected" set: chunk c in it means c already has an exception at
+// least as new as the newest live snapshot, so a write to c goes straight to the origin
+// without touching the index. It is a cache of what the index says, so it may forget: bits
+// live in 4 KiB pages created only where chunks are written, at most `pagesMax` of them
+// (8 MiB); past that everything is forgotten and relearned with one lookup per chunk.
+// Memory is therefore bounded whatever the volume size. Creating a snapshot empties it.
 
 struct ProtectedMap {
-    private static let wordsPerPage = 512  // 32768 chunks per page
-    private var words: [UInt64] = []
-    private var pageGeneration: [UInt32] = []
-    private var generation: UInt32 = 1
+    private static let wordsPerPage = 512       // 32,768 chunks per page
+    private static let pagesMax = 2048
+    private var pages: [Int: [UInt64]] = [:]
 
-    init(chunks: UInt64) { resize(chunks: chunks) }
+    init() {}
 
-    mutating func resize(chunks: UInt64) {
-        let wordCount = Int((chunks + 63) / 64)
-        let pages = (wordCount + ProtectedMap.wordsPerPage - 1) / ProtectedMap.wordsPerPage
-        words = Array(words.prefix(pages * ProtectedMap.wordsPerPage))
-        words.append(contentsOf: [UInt64](repeating: 0, count: pages * ProtectedMap.wordsPerPage - words.count))
-        pageGeneration = Array(pageGeneration.prefix(pages))
-        pageGeneration.append(contentsOf: [UInt32](repeating: 0, count: pages - pageGeneration.count))
+    @inline(__always) private static func place(_ chunk: UInt64) -> (page: Int, word: Int, bit: UInt64) {
+        let w = Int(chunk >> 6)
+        return (w / wordsPerPage, w % wordsPerPage, 1 << (chunk & 63))
     }
 
-    @inline(__always) func contains(_ chunk: UInt64) -> Bool {
-        let w = Int(chunk >> 6)
-        guard w < words.count, pageGeneration[w / ProtectedMap.wordsPerPage] == generation else { return false }
-        return words[w] & (1 << (chunk & 63)) != 0
+    func contains(_ chunk: UInt64) -> Bool {
+        let p = ProtectedMap.place(chunk)
+        guard let page = pages[p.page] else { return false }
+        return page[p.word] & p.bit != 0
     }
 
     mutating func insert(_ chunk: UInt64) {
-        let w = Int(chunk >> 6)
-        guard w < words.count else { return }
-        let page = w / ProtectedMap.wordsPerPage
-        if pageGeneration[page] != generation {
-            let base = page * ProtectedMap.wordsPerPage
-            for i in base..<(base + ProtectedMap.wordsPerPage) { words[i] = 0 }
-            pageGeneration[page] = generation
+        let p = ProtectedMap.place(chunk)
+        if pages[p.page] == nil {
+            if pages.count >= ProtectedMap.pagesMax { pages.removeAll() }
+            pages[p.page] = [UInt64](repeating: 0, count: ProtectedMap.wordsPerPage)
         }
-        words[w] |= 1 << (chunk & 63)
+        pages[p.page]![p.word] |= p.bit
     }
 
     mutating func remove(_ chunk: UInt64) {
-        let w = Int(chunk >> 6)
-        guard w < words.count, pageGeneration[w / ProtectedMap.wordsPerPage] == generation else { return }
-        words[w] &= ~(1 << (chunk & 63))
+        let p = ProtectedMap.place(chunk)
+        guard pages[p.page] != nil else { return }
+        pages[p.page]![p.word] &= ~p.bit
     }
 
-    /// Forgets every bit in constant time.
-    mutating func removeAll() {
-        generation &+= 1
-        if generation == 0 {
-            // Wrapped: stamps could collide with the new generation; clear them for real.
-            for i in pageGeneration.indices { pageGeneration[i] = 0 }
-            generation = 1
-        }
-    }
+    /// Forgets every chunk (a new snapshot protects nothing yet). Bounded by `pagesMax`.
+    mutating func removeAll() { pages.removeAll() }
 }

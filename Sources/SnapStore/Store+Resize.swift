@@ -77,7 +77,6 @@ extension Store {
                 try commit()
             }
         }
-        protected.resize(chunks: originChunks)
     }
 
     // MARK: Store size

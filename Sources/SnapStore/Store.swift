@@ -155,8 +155,7 @@ public final class Store<Device: BlockDevice> {
         exceptionsByEpoch = Tree(kind: .exceptionsByEpoch, pager: pager, root: superblock.trees[1])
         privateChunks = Tree(kind: .privateChunks, pager: pager, root: superblock.trees[2])
         snapshotTree = Tree(kind: .snapshots, pager: pager, root: superblock.trees[3])
-        protected = ProtectedMap(chunks: 0)
-        protected.resize(chunks: originChunks)
+        protected = ProtectedMap()
     }
 
     // MARK: Open
