@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, model, crash-simulation, format and scale tests (swift test),
-# then the ddsnap end-to-end tests on files. Prints "N passed, N failed" last.
+# the ddsnap end-to-end tests on files, and a smoke run of every benchmark (tiny sizes, no
+# timing asserted: it only proves they still run). Prints "N passed, N failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
@@ -18,10 +19,18 @@ cli_rc=${PIPESTATUS[0]}
 cli_passed=$(tail -n 1 "$log" | grep -oE '^[0-9]+' || echo 0)
 cli_failed=$(tail -n 1 "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 1)
 
+bench_dir=$(mktemp -d /tmp/zuma-bench-smoke.XXXXXX)
+if .build/release/zuma-bench --smoke --directory "$bench_dir" > "$log" 2>&1; then
+    bench_passed=1; bench_failed=0; echo "ok - benchmark smoke run ($(tail -n 1 "$log"))"
+else
+    bench_passed=0; bench_failed=1; echo "not ok - benchmark smoke run"; sed 's/^/#   /' "$log"
+fi
+rm -rf "$bench_dir"
+
 if [ "$swift_rc" -ne 0 ] && [ "$swift_failed" -eq 0 ]; then swift_failed=1; fi
-passed=$(( swift_total - swift_failed + cli_passed ))
-failed=$(( swift_failed + cli_failed ))
+passed=$(( swift_total - swift_failed + cli_passed + bench_passed ))
+failed=$(( swift_failed + cli_failed + bench_failed ))
 echo
-echo "swift test: $swift_total tests, exit $swift_rc; ddsnap end to end: $cli_passed passed, $cli_failed failed"
+echo "swift test: $swift_total tests, exit $swift_rc; ddsnap end to end: $cli_passed passed, $cli_failed failed; benchmark smoke: $([ $bench_failed -eq 0 ] && echo ok || echo FAILED)"
 echo "$passed passed, $failed failed"
-[ "$swift_rc" -eq 0 ] && [ "$cli_rc" -eq 0 ]
+[ "$swift_rc" -eq 0 ] && [ "$cli_rc" -eq 0 ] && [ "$bench_failed" -eq 0 ]
