@@ -122,7 +122,7 @@ extension Store {
         var chunk = first
         while chunk <= last {
             let end = min(last + 1, chunk + UInt64(Store.copyOutBatchChunks))
-            try protectChunks(chunk..<end)
+            if !alreadyProtected(chunk..<end) { try protectChunks(chunk..<end) }
             let from = max(offset, chunk * chunkSize)
             let to = min(offset + UInt64(data.count), end * chunkSize)
             let slice = UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)])
@@ -133,6 +133,14 @@ extension Store {
 
     public func write(snapshot tag: UInt64? = nil, offset: UInt64, _ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write(snapshot: tag, offset: offset, $0) }
+    }
+
+    /// The fast path of a rewrite: no snapshot reads these chunks from the origin any more,
+    /// as far as memory knows (no index lookup, no allocation).
+    @inline(__always) func alreadyProtected(_ range: Range<UInt64>) -> Bool {
+        if epochNewestLive == 0 { return true }
+        for c in range where c < snapshotChunksMax && !protected.contains(c) { return false }
+        return true
     }
 
     /// Does chunk `c` of the origin need a copy-out before it may be overwritten?

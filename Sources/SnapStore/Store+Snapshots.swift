@@ -35,23 +35,42 @@ extension Store {
         return table[i]
     }
 
-    /// Recomputes what is derived from the table (after any change to it).
-    func tableChanged() {
+    /// The newest normal epoch: a walk back from the end past the few squashed or dying ones.
+    func refreshNewestLive() {
         epochNewestLive = 0
         for r in table.reversed() where r.state == .normal {
             epochNewestLive = r.epoch
             break
         }
-        var most: UInt64 = 0
-        for r in table where r.state == .normal { most = max(most, (r.originSizeBytes + chunkSize - 1) / chunkSize) }
-        snapshotChunksMax = most
+    }
+
+    /// Counts a normal snapshot's size in or out, and keeps `snapshotChunksMax`.
+    func countSize(of r: SnapshotRecord, by delta: Int) {
+        let chunks = (r.originSizeBytes + chunkSize - 1) / chunkSize
+        let n = normalSizeCounts[chunks, default: 0] + delta
+        precondition(n >= 0)
+        normalSizeCounts[chunks] = n == 0 ? nil : n
+        snapshotChunksMax = normalSizeCounts.keys.max() ?? 0
     }
 
     /// Live (normal) epochs just before and just after `epoch`: 0 / UInt64.max when none.
+    /// A binary search, then a walk past the few squashed or dying neighbours.
     func liveNeighbours(of epoch: UInt64) -> (previous: UInt64, next: UInt64) {
+        var lo = 0, hi = table.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if table[mid].epoch < epoch { lo = mid + 1 } else { hi = mid }
+        }
         var previous: UInt64 = 0, next = UInt64.max
-        for r in table where r.state == .normal {
-            if r.epoch < epoch { previous = r.epoch } else if r.epoch > epoch { next = r.epoch; break }
+        var i = lo - 1
+        while i >= 0 {
+            if table[i].state == .normal { previous = table[i].epoch; break }
+            i -= 1
+        }
+        i = lo < table.count && table[lo].epoch == epoch ? lo + 1 : lo
+        while i < table.count {
+            if table[i].state == .normal { next = table[i].epoch; break }
+            i += 1
         }
         return (previous, next)
     }
@@ -78,9 +97,13 @@ extension Store {
         r.encode(into: &words, at: 0)
         try snapshotTree.upsert(Key(r.epoch, 0), words)
         if let i = tableIndex(epoch: r.epoch) {
-            let stateChanged = table[i].state != r.state
+            let wasNormal = table[i].state == .normal
+            precondition(wasNormal || r.state != .normal, "a snapshot never becomes normal again")
             table[i] = r
-            if stateChanged { tableChanged() }
+            if wasNormal && r.state != .normal {
+                countSize(of: r, by: -1)
+                refreshNewestLive()
+            }
         } else {
             precondition(table.last.map { $0.epoch < r.epoch } ?? true, "epochs only grow")
             table.append(r)
@@ -88,7 +111,7 @@ extension Store {
             // A new snapshot is the newest: update the derived values in constant time.
             if r.state == .normal {
                 epochNewestLive = r.epoch
-                snapshotChunksMax = max(snapshotChunksMax, (r.originSizeBytes + chunkSize - 1) / chunkSize)
+                countSize(of: r, by: 1)
             }
         }
     }
@@ -162,10 +185,12 @@ extension Store {
 
     private func removeRecord(_ r: SnapshotRecord) throws {
         try snapshotTree.remove(Key(r.epoch, 0))
-        table.remove(at: tableIndex(epoch: r.epoch)!)
+        let i = tableIndex(epoch: r.epoch)!
+        if table[i].state == .normal { countSize(of: table[i], by: -1) }
+        table.remove(at: i)
         epochByTag[r.tag] = nil
         openCounts[r.tag] = nil
-        tableChanged()
+        refreshNewestLive()
         superblockDirty = true
     }
 

@@ -66,6 +66,9 @@ public final class Store<Device: BlockDevice> {
     var epochNewestLive: UInt64 = 0
     /// Origin chunks any normal snapshot can read: writes at or past this need no copy-out.
     var snapshotChunksMax: UInt64 = 0
+    /// Normal snapshots by size in chunks (few distinct sizes): keeps `snapshotChunksMax`
+    /// without scanning the table.
+    var normalSizeCounts: [UInt64: Int] = [:]
     var protected: ProtectedMap
     /// In-process opens (attached devices, exports); the persistent use count is separate.
     var openCounts: [UInt64: Int] = [:]
@@ -295,7 +298,8 @@ public final class Store<Device: BlockDevice> {
         }
         table = records
         epochByTag = Dictionary(uniqueKeysWithValues: records.map { ($0.tag, $0.epoch) })
-        tableChanged()
+        for r in records where r.state == .normal { countSize(of: r, by: 1) }
+        refreshNewestLive()
     }
 
     // MARK: Commit
