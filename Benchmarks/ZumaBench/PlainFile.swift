@@ -25,12 +25,17 @@ final class PlainFile {
     }
     func sync() { precondition(fdatasync(fd) == 0) }
 
-    /// Writes `writes` (offset, length) with `syncs` fdatasyncs spread evenly among them.
+    /// Writes `writes` (offset, length) with `syncs` fdatasyncs spread evenly among them,
+    /// timing each write as the measured side does (same instrumentation on both sides).
     func replay(_ writes: [(UInt64, Int)], syncs: Int, data: [UInt8]) -> Double {
-        timed {
+        var latencies: [Double] = []
+        latencies.reserveCapacity(writes.count)
+        return timed {
             var done = 0
             for (i, w) in writes.enumerated() {
+                let t = nowSeconds()
                 write(data, count: w.1, at: w.0)
+                latencies.append(nowSeconds() - t)
                 let due = syncs * (i + 1) / max(writes.count, 1)
                 while done < due { sync(); done += 1 }
             }

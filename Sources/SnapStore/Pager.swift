@@ -22,7 +22,8 @@ final class Pager<Device: BlockDevice> {
         self.blockSize = blockSize
         self.space = space
         self.committedSequence = committedSequence
-        cacheNodesMax = max(64, cacheBytes / blockSize)
+        // A decoded node costs about its block size again in arrays and headers.
+        cacheNodesMax = max(64, cacheBytes / (blockSize + blockSize / 4))
         buffer = [UInt8](repeating: 0, count: blockSize)
     }
 
@@ -45,15 +46,16 @@ final class Pager<Device: BlockDevice> {
         }
         n.lastUse = tick
         nodes[address] = n
-        if nodes.count > cacheNodesMax + cacheNodesMax / 4 { evict() }
+        if nodes.count - dirty.count > cacheNodesMax { evict() }
         return n
     }
 
-    /// Drops the least recently used clean nodes down to the cache size.
+    /// Drops the least recently used clean nodes: down to seven eighths of the budget, so
+    /// the clean cache never exceeds it and the sort runs once per many loads.
     private func evict() {
         var clean = nodes.values.filter { dirty[$0.address] == nil }
-        let excess = nodes.count - cacheNodesMax
-        guard excess > 0, !clean.isEmpty else { return }
+        let excess = clean.count - cacheNodesMax * 7 / 8
+        guard excess > 0 else { return }
         clean.sort { $0.lastUse < $1.lastUse }
         for n in clean.prefix(excess) { nodes[n.address] = nil }
     }
