@@ -31,7 +31,7 @@ let package = Package(
         .executableTarget(
             name: "zuma-bench",
             dependencies: [
-                "SnapStore",
+                "SnapStore", "CSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/ZumaBench"),

@@ -101,7 +101,8 @@ def main():
         w("")
     w("## 5. Peak resident memory")
     w("")
-    w("Per case above (peak RSS column; reset before each case with `/proc/self/clear_refs`).")
+    w("Per case above (peak RSS column): before each case the heap earlier cases freed is")
+    w("returned (`malloc_trim`) and the peak is reset (`/proc/self/clear_refs`).")
     w("")
     rss = {}
     for r in zuma:

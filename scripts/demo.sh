@@ -9,23 +9,25 @@ D="$PWD/.build/release/ddsnap"
 dir=$(mktemp -d /tmp/zumastor-demo.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 cd "$dir"
-step() { echo; echo "\$ $*"; "$@"; }
+# Shows each command as a user would type it, then runs it.
+step() { echo; echo "\$ ddsnap $*"; "$D" "$@"; }
+step_in() { local input=$1; shift; echo; echo "\$ ddsnap $* < $input"; "$D" "$@" < "$input"; }
 
 truncate -s 256M origin        # the volume (sparse file)
 truncate -s 64M snapstore      # the shared snapshot store
-step "$D" initialize -c 16K snapstore origin
+step initialize -c 16K snapstore origin
 head -c 32M /dev/urandom > data
-step sh -c "\"$D\" write snapstore < data"
-step "$D" create snapstore 1 --name before-upgrade
+step_in data write snapstore
+step create snapstore 1 --name before-upgrade
 head -c 1M /dev/urandom > patch
-step sh -c "\"$D\" write snapstore --offset 8M < patch"
-step "$D" create snapstore 2
+step_in patch write snapstore --offset 8M
+step create snapstore 2
 echo; echo "snapshot 1 still reads the original data:"
 "$D" read snapstore --snapshot 1 --length 32M | cmp - data && echo "  identical to what was written before the snapshot"
 echo "chunks changed between snapshots 1 and 2: $("$D" changelist snapstore 1 2 | wc -l) (1 MiB / 16 KiB = 64)"
-step "$D" status snapstore --size
-step "$D" list snapstore
-step "$D" revert snapstore 1
+step status snapstore --size
+step list snapstore
+step revert snapstore 1
 "$D" read snapstore --length 32M | cmp - data && echo "  origin equals snapshot 1 again"
-step "$D" delete snapstore 1
-step "$D" check snapstore
+step delete snapstore 1
+step check snapstore

@@ -141,10 +141,15 @@ final class CurveBench {
     func measureWrites(_ level: Int) throws {
         let rewrite = regionStart(1)
         if level > 0 {
-            // Protect the rewrite region against the newest snapshot (not measured).
+            // Protect the rewrite region against the newest snapshot (not measured); the
+            // reference region gets the same writes, so both start from the same page cache.
             setSyncs(false)
             var o: UInt64 = 0
-            while o < regionBytes { try store.write(offset: rewrite + o, buffer); o += UInt64(buffer.count) }
+            while o < regionBytes {
+                try store.write(offset: rewrite + o, buffer)
+                reference.write(buffer, count: buffer.count, at: rewrite + o)
+                o += UInt64(buffer.count)
+            }
             try store.flush()
             setSyncs(true)
         }

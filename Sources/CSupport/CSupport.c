@@ -1,5 +1,6 @@
 #include "CSupport.h"
 #include <errno.h>
+#include <malloc.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <linux/fs.h>
@@ -70,4 +71,8 @@ int64_t zuma_block_device_size(int fd) {
 
 int zuma_lock_exclusive(int fd) {
     return flock(fd, LOCK_EX | LOCK_NB);
+}
+
+int zuma_release_free_memory(void) {
+    return malloc_trim(0);
 }

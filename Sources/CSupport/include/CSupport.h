@@ -13,4 +13,7 @@ int64_t zuma_block_device_size(int fd);
 /// Non-blocking exclusive flock; 0 on success, -1 with errno set (EWOULDBLOCK when held).
 int zuma_lock_exclusive(int fd);
 
+/// Returns heap memory freed by the program to the system (glibc malloc_trim).
+int zuma_release_free_memory(void);
+
 #endif
