@@ -174,28 +174,39 @@ def targets(zuma, w):
              f'{base/1024:.0f} MiB at the start, {top["peakResidentKiB"]/1024:.0f} MiB at most ({top["curve"]} @{top["snapshots"]:,})',
              top["peakResidentKiB"] - base < 48 * 1024)
     w("")
-    w("## What limits the figures")
-    w("")
-    w("- **Copy-out, 1 MiB sequential.** Each copy-out makes the copy and the metadata durable,")
-    w("  then the superblock, before the origin may be overwritten: two flushes, the second a real")
-    w("  write. The reference's second `fdatasync` has nothing to flush, and it writes half the")
-    w("  bytes. A single-flush commit (a commit record that open verifies, including the copied")
-    w("  data) would remove one flush; the server's group commit will batch concurrent writers.")
-    w("  This disk's flush latency is noisy (p99 several ms), which shows most on this pattern.")
-    w("- **Memory at many snapshots.** The snapshot table (about 150 bytes per snapshot with its")
-    w("  tag index) is held in memory; at 100,000 snapshots that is 15 MB beyond the node cache.")
-    w("  The snapshots tree already holds everything: serving the table from it, through the node")
-    w("  cache, removes the term. The allocation bitmap (1 bit per store chunk) is the other")
-    w("  structure not yet paged.")
-    w("- **Snapshot reads from the store** are about half a plain read with a cold page cache.")
-    w("  Each 1 MiB write's copies land on 64 contiguous store chunks and are read back with one")
-    w("  read, but the metadata blocks allocated between two writes leave small gaps, which")
-    w("  probably defeats the kernel's readahead (not yet verified). A separate allocation area")
-    w("  for metadata would keep data runs back to back.")
-    w("- **Rewrite, 1 MiB sequential** sometimes shows ratios far above 1: the reference file's")
-    w("  region had been dropped from the page cache by the previous read measurement, while the")
-    w("  origin's had not. The 4 KiB rewrite is the figure to trust for the rewrite path.")
+    for line in limits():
+        w(line)
 
+
+def limits():
+    """What limits the figures: qualitative, so it stays true from run to run."""
+    return """## What limits the figures
+
+- **Copy-out, 1 MiB sequential.** Each copy-out makes the copy and the metadata durable,
+  then the superblock, before the origin may be overwritten: two flushes, the second a real
+  write. The reference's second `fdatasync` has nothing to flush, and it writes half the
+  bytes. A single-flush commit (a commit record that open verifies, including the copied
+  data) would remove one flush; the server's group commit will batch concurrent writers.
+  This disk's flush latency is noisy (p99 several ms), which shows most on this pattern.
+- **Copy-out, 4 KiB random** sits around the 0.45x line: per 4 KiB written, a 16 KiB chunk is
+  read and copied, and each commit rewrites the changed tree paths plus a bitmap block, an
+  index block and the superblock (about 100 KiB at 16 KiB blocks). Smaller metadata blocks
+  than chunks would cut that.
+- **Rewrite, 4 KiB random, at 10,000 snapshots and more** runs at about 0.7x while it holds
+  about 0.9x below that. The rewrite path does no work that depends on the snapshot count (an
+  in-memory set test, then `pwrite`), so the gap is not yet explained; it needs a controlled
+  experiment (same process, same page-cache state, snapshot count as the only variable).
+- **Memory at many snapshots.** The snapshot table (about 150 bytes per snapshot with its tag
+  index, doubled while the array grows) is held in memory: about 20 MB at 100,000 snapshots
+  beyond the node cache. Serving it from the snapshots tree needs an on-disk tag index (a
+  format change). The allocation bitmap (1 bit per store chunk) is the other structure not yet
+  paged. Volume size no longer matters: the 1 TiB changelist case stays near the cache size.
+- **Snapshot reads from the store** vary from 0.4x to 1.1x of a plain read with a cold page
+  cache. Each 1 MiB write's copies land on contiguous store chunks and are read back with one
+  read; the metadata blocks allocated between two writes leave small gaps, which probably
+  defeats the kernel's readahead on some runs (not yet verified). A separate allocation area
+  for metadata would keep data runs back to back.
+""".rstrip("\n").split("\n")
 
 if __name__ == "__main__":
     main()

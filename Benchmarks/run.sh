@@ -24,4 +24,7 @@ trap 'rm -rf "$out"' EXIT
 python3 Benchmarks/btrfs_peer.py --dir "$dir/btrfs" --counts "$btrfs_counts" --output "$out/btrfs.json" 2>&1 | grep -v -e NOTE -e '^ *-' -e 'this does not' -e '^$' || true
 python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" \
     --command "Benchmarks/run.sh${1:+ $1}" > docs/BENCHMARKS.md
-echo "wrote docs/BENCHMARKS.md"
+# The raw figures beside the report, to re-render or compare runs.
+python3 -c 'import json, sys; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2]))}, open("docs/benchmarks.json", "w"), indent=1)' \
+    "$out/zuma.json" "$out/btrfs.json"
+echo "wrote docs/BENCHMARKS.md and docs/benchmarks.json"
