@@ -104,17 +104,4 @@ public final class FileDevice: BlockDevice {
         }
         sizeBytes = newSize
     }
-
-    /// Re-reads the size (a block device that was grown underneath us).
-    public func refreshSize() throws {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw StoreError.io(operation: "stat", path: path, errno: currentErrno()) }
-        if identity.kind == .blockDevice {
-            let size = zuma_block_device_size(fd)
-            guard size >= 0 else { throw StoreError.io(operation: "BLKGETSIZE64", path: path, errno: currentErrno()) }
-            sizeBytes = UInt64(size)
-        } else {
-            sizeBytes = UInt64(st.st_size)
-        }
-    }
 }

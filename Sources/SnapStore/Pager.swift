@@ -14,8 +14,6 @@ final class Pager<Device: BlockDevice> {
     let cacheNodesMax: Int
     private var tick: UInt64 = 0
     private var buffer: [UInt8]
-    /// Reads from the device, for statistics and benchmarks.
-    private(set) var nodeReads: UInt64 = 0
 
     init(device: Device, blockSize: Int, space: SpaceMap, committedSequence: UInt64, cacheBytes: Int) {
         self.device = device
@@ -26,8 +24,6 @@ final class Pager<Device: BlockDevice> {
         cacheNodesMax = max(64, cacheBytes / (blockSize + blockSize / 4))
         buffer = [UInt8](repeating: 0, count: blockSize)
     }
-
-    var cachedCount: Int { nodes.count }
 
     /// Loads and verifies a node (cached).
     func node(_ address: UInt64, kind: TreeKind, level: UInt8?) throws -> Node {
@@ -40,7 +36,6 @@ final class Pager<Device: BlockDevice> {
             throw StoreError.corrupt("\(kind.name) tree points at block \(address), outside the store (\(space.chunkCount) chunks)")
         }
         try device.read(into: &buffer, at: address * UInt64(blockSize))
-        nodeReads += 1
         let n = try buffer.withUnsafeBytes {
             try Node.decode($0, address: address, expectKind: kind, expectLevel: level, maxSequence: committedSequence)
         }

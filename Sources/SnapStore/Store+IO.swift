@@ -159,16 +159,21 @@ extension Store {
     func protectChunks(_ range: Range<UInt64>) throws {
         if epochNewestLive == 0 { return }
         try mutate {
-            var pending = try range.filter { try needsCopyOut($0, newest: epochNewestLive) }[...]
+            var filteredFor = epochNewestLive
+            var pending = try range.filter { try needsCopyOut($0, newest: filteredFor) }[...]
             var copied = false
             while !pending.isEmpty {
-                // Room for at least one copy-out; take as many as fit (the store-full policy
-                // may give up snapshots here, so ask again which chunks still need it).
+                // Room for at least one copy-out; take as many as fit.
                 try ensureSpace(chunks: 1)
                 let room = space.reusable - 2 * reservePerOperation - space.commitReserve
                 let take = Int(min(UInt64(pending.count), room))
                 let newest = epochNewestLive
-                let batch = try pending.prefix(take).filter { try needsCopyOut($0, newest: newest) }
+                var batch = Array(pending.prefix(take))
+                if newest != filteredFor {
+                    // The store-full policy gave up snapshots: ask again which chunks need it.
+                    batch = try batch.filter { try needsCopyOut($0, newest: newest) }
+                    filteredFor = newest
+                }
                 pending = pending.dropFirst(take)
                 if !batch.isEmpty {
                     try copyOut(batch, label: newest)

@@ -7,13 +7,16 @@
 extension Store {
     // MARK: Revert
 
-    /// Makes the origin equal to snapshot `tag` (size and contents).
-    public func revert(to tag: UInt64) throws {
+    /// Makes the origin equal to snapshot `tag` (size and contents); returns how many
+    /// chunks were rewritten.
+    @discardableResult
+    public func revert(to tag: UInt64) throws -> Int {
         try checkUsable()
         let r = try record(tag: tag)
         guard r.state == .normal else { throw StoreError.snapshotSquashed(tag) }
         if r.originSizeBytes != superblock.originSizeBytes { try resizeOrigin(to: r.originSizeBytes) }
         var next: UInt64 = 0
+        var rewritten = 0
         var buffer = [UInt8](repeating: 0, count: chunkSizeBytes)
         while true {
             // Collect a batch first: writing adds exceptions the merge would otherwise see.
@@ -33,10 +36,12 @@ extension Store {
                     try read(snapshot: tag, offset: start, into: piece)
                     try write(offset: start, UnsafeRawBufferPointer(piece))
                 }
+                rewritten += 1
             }
             next = batch[batch.count - 1] + 1
         }
         try flush()
+        return rewritten
     }
 
     // MARK: Origin size

@@ -26,7 +26,8 @@ extension Store {
             chunkSizeBytes: chunkSizeBytes, storeChunks: space.chunkCount, freeChunks: space.freeCount,
             originSizeBytes: superblock.originSizeBytes, originPath: superblock.originPath,
             volumeUUID: formatUUID(superblock.volumeUUID),
-            snapshotCount: snapshots.count, squashedCount: table.filter { $0.state == .squashed }.count,
+            snapshotCount: table.count { $0.state == .normal || $0.state == .squashed },
+            squashedCount: table.count { $0.state == .squashed },
             exceptionCount: exceptionsByChunk.count, privateChunkCount: privateChunks.count,
             metadataChunks: used >= data ? used - data : 0, sequence: superblock.sequence,
             warnFillPercent: Int(superblock.warnFillPercent))

@@ -11,8 +11,7 @@ struct Revert: ParsableCommand {
 
     func run() throws {
         let s = try store.open()
-        let changed = try s.changedChunks(from: .snapshot(tag), to: .origin).count
-        try s.revert(to: tag)
+        let changed = try s.revert(to: tag)
         print("reverted origin to snapshot \(tag) (\(formatCount(UInt64(changed))) chunks rewritten)")
     }
 }

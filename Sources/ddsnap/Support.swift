@@ -63,18 +63,22 @@ func parseSide(_ text: String) throws -> StoreSide {
     return .snapshot(try parseTag(text))
 }
 
-func formatTime(_ nanoseconds: UInt64) -> String {
-    let date = Date(timeIntervalSince1970: Double(nanoseconds) / 1e9)
+/// Built once: a formatter is expensive, and listings format one time per snapshot.
+private let localTimeFormatter: DateFormatter = {
     let f = DateFormatter()
     f.locale = Locale(identifier: "en_US_POSIX")
     f.timeZone = TimeZone.current
     f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-    return f.string(from: date)
+    return f
+}()
+nonisolated(unsafe) private let isoFormatter = ISO8601DateFormatter()
+
+func formatTime(_ nanoseconds: UInt64) -> String {
+    localTimeFormatter.string(from: Date(timeIntervalSince1970: Double(nanoseconds) / 1e9))
 }
 
 func iso8601(_ nanoseconds: UInt64) -> String {
-    let f = ISO8601DateFormatter()
-    return f.string(from: Date(timeIntervalSince1970: Double(nanoseconds) / 1e9))
+    isoFormatter.string(from: Date(timeIntervalSince1970: Double(nanoseconds) / 1e9))
 }
 
 func printJSON(_ value: Any) throws {
