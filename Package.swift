@@ -6,25 +6,40 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "SnapStore", targets: ["SnapStore"]),
+        .library(name: "VolumeServer", targets: ["VolumeServer"]),
         .executable(name: "ddsnap", targets: ["ddsnap"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C shim: hardware CRC32C, block-device size ioctl, flock.
         .target(name: "CSupport"),
+        // C bridge to libfuse3's low-level API (block files).
+        .target(name: "CFuse", linkerSettings: [.linkedLibrary("fuse3")]),
         // The snapshot store: format, allocator, index, commits, check.
         .target(
             name: "SnapStore",
             dependencies: ["CSupport", .product(name: "HeapModule", package: "swift-collections")]),
         // Test doubles that are real implementations (a crashable block device).
         .target(name: "SnapStoreTestKit", dependencies: ["SnapStore"]),
+        // The per-volume server: control socket, FUSE block files and loop devices, NBD.
+        .target(
+            name: "VolumeServer",
+            dependencies: [
+                "SnapStore", "CSupport", "CFuse",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .executableTarget(
             name: "ddsnap",
             dependencies: [
-                "SnapStore",
+                "SnapStore", "VolumeServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmarks: the curves of docs/BENCHMARKS.md (Benchmarks/run.sh runs them all).
@@ -39,6 +54,13 @@ let package = Package(
             name: "SnapStoreTests",
             dependencies: ["SnapStore", "SnapStoreTestKit"],
             exclude: ["Golden"]),
+        .testTarget(
+            name: "VolumeServerTests",
+            dependencies: [
+                "VolumeServer", "SnapStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests and tools use.
-PACKAGES=(python3 coreutils util-linux)
+# Debian packages the build (libfuse3), the tests (filesystems, fio, NBD clients) and the
+# benchmarks (nbdkit, nbdfuse) use.
+PACKAGES=(python3 coreutils util-linux libfuse3-dev fuse3 e2fsprogs xfsprogs fio nbdkit nbdfuse libnbd-bin qemu-utils kmod)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,4 +1,7 @@
+#define _GNU_SOURCE
 #include "CSupport.h"
+#include <fcntl.h>
+#include <unistd.h>
 #include <errno.h>
 #include <malloc.h>
 #include <sys/file.h>
@@ -75,4 +78,100 @@ int zuma_lock_exclusive(int fd) {
 
 int zuma_release_free_memory(void) {
     return malloc_trim(0);
+}
+
+#include <linux/loop.h>
+#include <stdio.h>
+#include <string.h>
+
+int zuma_loop_attach(const char *file, int read_only, int direct_io, char *device, size_t device_cap) {
+    int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (control < 0) return -1;
+    int backing = open(file, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct_io ? O_DIRECT : 0));
+    if (backing < 0 && direct_io) backing = open(file, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (backing < 0) { int e = errno; close(control); errno = e; return -1; }
+    // Another process may take the free device between the two calls: try again then.
+    for (int attempt = 0; attempt < 16; attempt++) {
+        int n = ioctl(control, LOOP_CTL_GET_FREE);
+        if (n < 0) break;
+        snprintf(device, device_cap, "/dev/loop%d", n);
+        int loop = open(device, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        if (loop < 0) continue;
+        struct loop_config config;
+        memset(&config, 0, sizeof config);
+        config.fd = (uint32_t)backing;
+        config.info.lo_flags = (read_only ? LO_FLAGS_READ_ONLY : 0) | (direct_io ? LO_FLAGS_DIRECT_IO : 0);
+        strncpy((char *)config.info.lo_file_name, file, LO_NAME_SIZE - 1);
+        int rc = ioctl(loop, LOOP_CONFIGURE, &config);
+        if (rc < 0 && errno == EINVAL && direct_io) {
+            // The file refuses direct I/O: buffered loop I/O still reaches the store.
+            config.info.lo_flags &= ~LO_FLAGS_DIRECT_IO;
+            rc = ioctl(loop, LOOP_CONFIGURE, &config);
+        }
+        int e = errno;
+        close(loop);
+        if (rc == 0) { close(backing); close(control); return 0; }
+        if (e != EBUSY) { close(backing); close(control); errno = e; return -1; }
+    }
+    int e = errno;
+    close(backing);
+    close(control);
+    errno = e ? e : EBUSY;
+    return -1;
+}
+
+int zuma_loop_detach(const char *device) {
+    int loop = open(device, O_RDONLY | O_CLOEXEC);
+    if (loop < 0) return -1;
+    int rc = ioctl(loop, LOOP_CLR_FD, 0);
+    int e = errno;
+    close(loop);
+    errno = e;
+    return rc;
+}
+
+int zuma_loop_set_capacity(const char *device) {
+    int loop = open(device, O_RDONLY | O_CLOEXEC);
+    if (loop < 0) return -1;
+    int rc = ioctl(loop, LOOP_SET_CAPACITY, 0);
+    int e = errno;
+    close(loop);
+    errno = e;
+    return rc;
+}
+
+int zuma_loop_direct_io(const char *device) {
+    int loop = open(device, O_RDONLY | O_CLOEXEC);
+    if (loop < 0) return -1;
+    struct loop_info64 info;
+    int rc = ioctl(loop, LOOP_GET_STATUS64, &info);
+    int e = errno;
+    close(loop);
+    if (rc < 0) { errno = e; return -1; }
+    return (info.lo_flags & LO_FLAGS_DIRECT_IO) ? 1 : 0;
+}
+
+#include <signal.h>
+#include <spawn.h>
+extern char **environ;
+
+int zuma_spawn_detached(const char *path, char *const argv[], int pass_fd) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, pass_fd, 3);
+    pid_t pid;
+    int rc = posix_spawn(&pid, path, &actions, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) { errno = rc; return -1; }
+    return pid;
 }

@@ -7,7 +7,7 @@ import Darwin
 #endif
 
 /// "No such file or directory (errno 2)".
-func describeErrno(_ code: Int32) -> String {
+public func describeErrno(_ code: Int32) -> String {
     if let text = strerror(code) { return "\(String(cString: text)) (errno \(code))" }
     return "errno \(code)"
 }

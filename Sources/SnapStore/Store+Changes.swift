@@ -9,7 +9,7 @@
 
 import HeapModule
 
-public enum StoreSide: Equatable, Sendable, CustomStringConvertible {
+public enum StoreSide: Equatable, Sendable, Codable, CustomStringConvertible {
     case origin
     case snapshot(UInt64)
 
@@ -105,7 +105,7 @@ extension Store {
 }
 
 /// Space a snapshot holds in the store, in chunks.
-public struct SnapshotUsage: Equatable, Sendable {
+public struct SnapshotUsage: Equatable, Sendable, Codable {
     /// Freed if this snapshot were deleted: its private chunks and the exceptions only it reads.
     public var uniqueChunks: UInt64
     /// Exceptions it reads that other snapshots read too.

@@ -2,7 +2,7 @@
 // state, naming the block and key range of each problem. With repair, fixes what is safe to
 // fix (leaked chunks, i.e. marked in use but referenced by nothing) and nothing else.
 
-public struct CheckReport: Sendable {
+public struct CheckReport: Sendable, Codable, Equatable {
     public var problems: [String] = []
     /// Chunks marked in use that nothing references (repairable).
     public var leakedChunks: [UInt64] = []

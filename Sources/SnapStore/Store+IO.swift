@@ -131,6 +131,30 @@ extension Store {
         }
     }
 
+    /// Group commit: the origin writes of several requests, with one commit covering every
+    /// copy-out any of them needs, then the origin writes in order. Ranges are checked first,
+    /// so a bad extent fails the batch before anything is written.
+    public func write(originBatch extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
+        try checkUsable()
+        for e in extents { try checkRange(e.offset, e.data.count, size: superblock.originSizeBytes, what: "origin") }
+        if epochNewestLive != 0 {
+            var needed: [UInt64] = []
+            for e in extents where !e.data.isEmpty {
+                let first = e.offset / chunkSize
+                let last = (e.offset + UInt64(e.data.count) - 1) / chunkSize
+                for c in first...last where c < snapshotChunksMax && !protected.contains(c) { needed.append(c) }
+            }
+            if !needed.isEmpty {
+                needed.sort()
+                var unique: [UInt64] = []
+                unique.reserveCapacity(needed.count)
+                for c in needed where unique.last != c { unique.append(c) }
+                try protectChunks(unique)
+            }
+        }
+        for e in extents where !e.data.isEmpty { try originDevice.write(e.data, at: e.offset) }
+    }
+
     public func write(snapshot tag: UInt64? = nil, offset: UInt64, _ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write(snapshot: tag, offset: offset, $0) }
     }
@@ -156,7 +180,7 @@ extension Store {
 
     /// Copies out every chunk in `range` that a snapshot still reads from the origin, and
     /// commits, so that the origin may be overwritten there.
-    func protectChunks(_ range: Range<UInt64>) throws {
+    func protectChunks<Chunks: Sequence<UInt64>>(_ range: Chunks) throws {
         if epochNewestLive == 0 { return }
         try mutate {
             var filteredFor = epochNewestLive

@@ -2,7 +2,7 @@
 // chunks no remaining snapshot needs, in batches with a commit between them, resumable after
 // a crash), priority, use counts, and the store-full policy.
 
-public struct SnapshotInfo: Equatable, Sendable {
+public struct SnapshotInfo: Equatable, Sendable, Codable {
     public var tag: UInt64
     public var epoch: UInt64
     public var createdNanoseconds: UInt64

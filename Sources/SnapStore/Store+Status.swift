@@ -1,6 +1,6 @@
 // What `ddsnap status` reports about a store as a whole.
 
-public struct StoreStatus: Equatable, Sendable {
+public struct StoreStatus: Equatable, Sendable, Codable {
     public var chunkSizeBytes: Int
     public var storeChunks: UInt64
     public var freeChunks: UInt64

@@ -1,7 +1,7 @@
 // Every operating error the store reports. Bugs are assertions (preconditions), not errors:
 // an error here is something a sysadmin can act on (bad input, EIO, ENOSPC, corruption).
 
-public enum StoreError: Error, Equatable, CustomStringConvertible {
+public enum StoreError: Error, Equatable, Codable, CustomStringConvertible {
     /// A system call failed; `operation` names what we were doing, `path` the device.
     case io(operation: String, path: String, errno: Int32)
     /// The device is not a snapshot store (no valid superblock in either slot).

@@ -13,10 +13,7 @@ struct Changelist: ParsableCommand {
     func run() throws {
         let s = try store.open()
         let out = Output()
-        try s.changedChunks(from: from, to: to) { chunk in
-            try out.line(String(chunk))
-            return true
-        }
+        try s.changedChunks(from: from, to: to) { chunk in try out.line(String(chunk)) }
         try out.flush()
     }
 }

@@ -10,8 +10,7 @@ struct Check: ParsableCommand {
     @Flag(help: "Repair what is safe to repair.") var repair = false
 
     func run() throws {
-        let s = try store.open()
-        let report = try s.check(repair: repair)
+        let report = try store.open().check(repair: repair)
         for p in report.problems { print("problem: \(p)") }
         if !report.leakedChunks.isEmpty {
             let shown = report.leakedChunks.prefix(20).map(String.init).joined(separator: ", ")

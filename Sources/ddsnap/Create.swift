@@ -10,8 +10,7 @@ struct Create: ParsableCommand {
     @Option(help: "Priority, -128...127 (127: never given up when the store fills).") var priority: Int8 = 0
 
     func run() throws {
-        let s = try store.open()
-        let info = try s.createSnapshot(tag: tag, name: name, priority: priority)
+        let info = try store.open().createSnapshot(tag: tag, name: name, priority: priority)
         print("created snapshot \(info.tag)")
     }
 }

@@ -5,6 +5,7 @@
 import ArgumentParser
 import Foundation
 import SnapStore
+import VolumeServer
 
 @main
 struct DDSnap: ParsableCommand {
@@ -13,13 +14,15 @@ struct DDSnap: ParsableCommand {
         abstract: "Low-level snapshot store tool: initialize, snapshot, read and write volumes and snapshots.",
         discussion: """
             STORE is the snapshot store (file or block device); it records its origin's path, \
-            which --origin overrides. Tags are snapshot numbers. Sizes take K, M, G or T suffixes \
+            which --origin overrides. While `ddsnap server` serves a store, give its control socket \
+            instead of the store. Tags are snapshot numbers. Sizes take K, M, G or T suffixes \
             (powers of 1024).
             """,
         version: "0.1.0",
         subcommands: [
             Initialize.self, Create.self, Delete.self, List.self, Status.self, Usecount.self,
             Priority.self, Read.self, Write.self, Changelist.self, Revert.self, Resize.self, Check.self,
+            Server.self, Attach.self, Detach.self, Devices.self,
         ])
 
     /// Two spellings ArgumentParser cannot express directly: a bare `status --size` (meaning
@@ -45,6 +48,9 @@ struct DDSnap: ParsableCommand {
             var command = try parseAsRoot(arguments)
             try command.run()
         } catch let error as StoreError {
+            printError("ddsnap: \(error)")
+            Foundation.exit(1)
+        } catch let error as VolumeError {
             printError("ddsnap: \(error)")
             Foundation.exit(1)
         } catch let exit as ExitCode {

@@ -8,9 +8,7 @@ struct Delete: ParsableCommand {
     @Argument(help: "The snapshot to delete.", transform: parseTag) var tag: UInt64
 
     func run() throws {
-        let s = try store.open()
-        let before = s.status.freeChunks
-        try s.deleteSnapshot(tag: tag)
-        print("deleted snapshot \(tag), freed \(formatCount(s.status.freeChunks - before)) chunks")
+        let freed = try store.open().deleteSnapshot(tag: tag)
+        print("deleted snapshot \(tag), freed \(formatCount(freed)) chunks")
     }
 }

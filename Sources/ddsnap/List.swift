@@ -9,13 +9,15 @@ struct List: ParsableCommand {
 
     func run() throws {
         let s = try store.open()
+        let snapshots = try s.snapshots()
         if json {
-            try printJSON(s.snapshots.map { snapshotJSON($0, chunkSize: s.chunkSizeBytes) })
+            let chunkSize = try s.status().chunkSizeBytes
+            try printJSON(snapshots.map { snapshotJSON($0, chunkSize: chunkSize) })
             return
         }
         let out = Output()
         try out.line(pad(["Snapshot", "Created", "Size", "Usecount", "Priority", "State", "Name"]))
-        for snap in s.snapshots {
+        for snap in snapshots {
             try out.line(pad([String(snap.tag), formatTime(snap.createdNanoseconds), formatCount(snap.originSizeBytes),
                               String(snap.usecount), String(snap.priority), snap.squashed ? "squashed" : "normal", snap.name]))
         }

@@ -10,8 +10,7 @@ struct Priority: ParsableCommand {
     @Argument(help: "The priority, -128...127.") var priority: Int8
 
     func run() throws {
-        let s = try store.open()
-        try s.setPriority(tag: tag, priority)
+        try store.open().setPriority(tag: tag, priority)
         print("snapshot \(tag) priority \(priority)")
     }
 }

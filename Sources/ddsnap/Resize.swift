@@ -21,12 +21,11 @@ struct Resize: ParsableCommand {
     func run() throws {
         let s = try store.open()
         if let originSize {
-            try s.resizeOrigin(to: originSize)
-            print("origin is now \(formatCount(s.originSizeBytes)) bytes")
+            let st = try s.resizeOrigin(to: originSize)
+            print("origin is now \(formatCount(st.originSizeBytes)) bytes")
         }
         if let storeSize {
-            try s.resizeStore(to: storeSize)
-            let st = s.status
+            let st = try s.resizeStore(to: storeSize)
             print("snapshot store is now \(formatCount(st.storeChunks * UInt64(st.chunkSizeBytes))) bytes")
         }
     }

@@ -10,8 +10,7 @@ struct Revert: ParsableCommand {
     @Argument(help: "The snapshot to revert to.", transform: parseTag) var tag: UInt64
 
     func run() throws {
-        let s = try store.open()
-        let changed = try s.revert(to: tag)
+        let changed = try store.open().revert(to: tag)
         print("reverted origin to snapshot \(tag) (\(formatCount(UInt64(changed))) chunks rewritten)")
     }
 }

@@ -20,7 +20,7 @@ struct Status: ParsableCommand {
     func run() throws {
         let s = try store.open()
         if let state {
-            guard let snap = s.snapshot(tag: state) else {
+            guard let snap = try s.snapshot(tag: state) else {
                 if !json { print("snapshot \(state) doesn't exist") } else { try printJSON(["tag": state, "state": "absent"]) }
                 throw ExitCode(1)
             }
@@ -30,12 +30,12 @@ struct Status: ParsableCommand {
             if snap.squashed { throw ExitCode(2) }
             return
         }
-        let st = s.status
+        let st = try s.status()
         var chosen: [SnapshotInfo] = []
         if let size {
-            if size == "all" { chosen = s.snapshots } else {
+            if size == "all" { chosen = try s.snapshots() } else {
                 let tag = try parseTag(size)
-                guard let snap = s.snapshot(tag: tag) else { throw StoreError.snapshotMissing(tag) }
+                guard let snap = try s.snapshot(tag: tag) else { throw StoreError.snapshotMissing(tag) }
                 chosen = [snap]
             }
         }
@@ -43,7 +43,7 @@ struct Status: ParsableCommand {
         let cs = UInt64(st.chunkSizeBytes)
         if json {
             var out: [String: Any] = [
-                "store": store.store, "origin": st.originPath, "volumeUUID": st.volumeUUID,
+                "store": s.location, "origin": st.originPath, "volumeUUID": st.volumeUUID,
                 "chunkSizeBytes": st.chunkSizeBytes, "storeChunks": st.storeChunks, "storeBytes": st.storeChunks * cs,
                 "usedChunks": st.usedChunks, "freeChunks": st.freeChunks, "percentUsed": st.percentUsed,
                 "warnFillPercent": st.warnFillPercent, "originSizeBytes": st.originSizeBytes,
@@ -57,7 +57,7 @@ struct Status: ParsableCommand {
             try printJSON(out)
             return
         }
-        print("Snapshot store \(store.store) (volume \(st.volumeUUID))")
+        print("Snapshot store \(s.location) (volume \(st.volumeUUID))")
         print("Origin:        \(st.originPath), \(formatCount(st.originSizeBytes)) bytes")
         print("Chunk size:    \(formatCount(cs)) bytes")
         print("Store size:    \(formatCount(st.storeChunks)) chunks, \(formatCount(st.storeChunks * cs)) bytes")

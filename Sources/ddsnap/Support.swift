@@ -3,14 +3,15 @@
 import ArgumentParser
 import Foundation
 import SnapStore
+import VolumeServer
 
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
 }
 
-/// Options every command that opens a store accepts.
+/// Options every command that reaches a store accepts.
 struct StoreOptionsGroup: ParsableArguments {
-    @Argument(help: "The snapshot store (file or block device).")
+    @Argument(help: "The snapshot store (file or block device), or the control socket of its server.")
     var store: String
 
     @Option(name: .long, help: "Use this origin instead of the one the store records.")
@@ -19,18 +20,52 @@ struct StoreOptionsGroup: ParsableArguments {
     @Option(name: .long, help: "Metadata cache size (default 32M).", transform: parseSize)
     var cacheSize: UInt64?
 
-    /// Opens the store and its origin, each under an exclusive lock.
-    func open() throws -> Store<FileDevice> {
-        let storeDevice = try FileDevice(path: store)
-        let sb = try Store.readSuperblock(storeDevice)
-        let originPath = origin ?? sb.originPath
-        let originDevice = try FileDevice(path: originPath)
-        var options = SnapStore.StoreOptions()
-        options.checkOriginIdentity = origin == nil
-        if let cacheSize { options.cacheSizeBytes = Int(cacheSize) }
-        options.onEvent = { event in printError("ddsnap: \(event)") }
-        return try Store(store: storeDevice, origin: originDevice, options: options)
+    /// Reaches the volume: through its server when STORE is a socket, else by opening the
+    /// store and its origin, each under an exclusive lock.
+    func open() throws -> any VolumeAccess {
+        if isSocket(store) {
+            guard origin == nil, cacheSize == nil else {
+                throw ValidationError("--origin and --cache-size apply when opening a store directly, not through a server's socket")
+            }
+            return try ControlClient(socketPath: store)
+        }
+        do {
+            return try VolumeHost(storePath: store, originPath: origin, cacheSizeBytes: cacheSize.map { Int($0) }) { event in
+                printError("ddsnap: \(event)")
+            }
+        } catch StoreError.inUse(let path) {
+            throw VolumeError.inUse(describeLockHolder(path))
+        }
     }
+}
+
+func isSocket(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
+}
+
+/// "STORE is in use by `ddsnap server ...` (pid N)": who holds the lock, from /proc/locks.
+func describeLockHolder(_ path: String) -> String {
+    var st = stat()
+    let generic = "\(path) is in use by another process (a ddsnap server or command holds its lock)"
+    guard stat(path, &st) == 0, let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return generic }
+    let major = (st.st_dev >> 8) & 0xfff, minor = (st.st_dev & 0xff) | ((st.st_dev >> 12) & 0xfff00)
+    let id = String(format: "%02x:%02x:%lu", major, minor, st.st_ino)
+    for line in locks.split(separator: "\n") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count >= 6, fields.contains(where: { $0 == id }), let i = fields.firstIndex(where: { $0 == id }),
+              let pid = Int32(fields[i - 1]) else { continue }
+        let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+        let argv = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        let command = argv.isEmpty ? "process \(pid)" : argv.joined(separator: " ")
+        if argv.count > 1, argv[1] == "server" {
+            let socket = argv.firstIndex(of: "--socket").flatMap { $0 + 1 < argv.count ? argv[$0 + 1] : nil }
+                ?? argv.firstIndex(of: "--name").flatMap { $0 + 1 < argv.count ? DaemonConfiguration.defaultSocketPath(volume: argv[$0 + 1]) : nil }
+            return "\(path) is served by `\(command)` (pid \(pid)); give its control socket\(socket.map { " \($0)" } ?? "") instead of the store"
+        }
+        return "\(path) is in use by `\(command)` (pid \(pid))"
+    }
+    return generic
 }
 
 /// "16K" -> 16384; K, M, G, T are powers of 1024; plain numbers are bytes.

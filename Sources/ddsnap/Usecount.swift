@@ -11,7 +11,6 @@ struct Usecount: ParsableCommand {
     @Argument(help: "The change, e.g. 1 or -1.") var delta: Int64
 
     func run() throws {
-        let s = try store.open()
-        print(try s.adjustUsecount(tag: tag, by: delta))
+        print(try store.open().adjustUsecount(tag: tag, by: delta))
     }
 }

@@ -16,4 +16,21 @@ int zuma_lock_exclusive(int fd);
 /// Returns heap memory freed by the program to the system (glibc malloc_trim).
 int zuma_release_free_memory(void);
 
+/// Attaches `file` to a free loop device (direct I/O when `direct_io` and the file allows it,
+/// read-only when `read_only`), writing its path into `device`. 0, or -1 with errno set.
+int zuma_loop_attach(const char *file, int read_only, int direct_io, char *device, size_t device_cap);
+
+/// Detaches loop device `device`; a device still open (mounted) goes when its last user closes.
+int zuma_loop_detach(const char *device);
+
+/// Re-reads the size of the file behind loop device `device` (after a resize).
+int zuma_loop_set_capacity(const char *device);
+
+/// Whether loop device `device` does direct I/O to its file: 1, 0, or -1 with errno set.
+int zuma_loop_direct_io(const char *device);
+
+/// Starts `path` with `argv` in a new session, standard input/output/error on /dev/null and
+/// `pass_fd` as descriptor 3. Returns the child's pid, or -1 with errno set.
+int zuma_spawn_detached(const char *path, char *const argv[], int pass_fd);
+
 #endif

@@ -1,0 +1,243 @@
+// FUSE block files: a directory with one regular file per device of the volume, `origin`
+// (read-write) and one per snapshot, named by its tag (read-only unless made writable).
+// Files appear and go as snapshots are created and deleted: every lookup asks the store.
+// An open file is an open of its device (use counting in VolumeHost).
+//
+// Inode numbers: 1 the directory, 2 the origin, tag + 3 a snapshot; the generation is the
+// snapshot's epoch, so a tag reused after a delete is a different file to the kernel.
+
+import CFuse
+import Foundation
+import Logging
+import SnapStore
+
+final class BlockFiles: @unchecked Sendable {
+    let directory: String
+    private let host: VolumeHost
+    private let logger: Logger
+    private var fuse: OpaquePointer?
+    private var thread: Thread?
+    private let finished = NSCondition()
+    private var running = false
+    // Directory listings taken at opendir, by handle.
+    private let listingsLock = NSLock()
+    private var listings: [UInt64: [(name: String, node: zuma_fuse_node)]] = [:]
+    private var nextListing: UInt64 = 1
+
+    static let originInode: UInt64 = 2
+    static let firstSnapshotInode: UInt64 = 3
+
+    init(directory: String, volume: String, host: VolumeHost, logger: Logger, threads: Int = 4) throws {
+        self.directory = directory
+        self.host = host
+        self.logger = logger
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        // A mount left by a server that was killed: its connection is dead; take it away.
+        if isMountPoint(directory) { umount2(directory, Int32(MNT_DETACH)) }
+        var callbacks = zuma_fuse_callbacks(
+            lookup: { ctx, name, out in BlockFiles.of(ctx).lookup(String(cString: name!), out!) },
+            getattr: { ctx, ino, out in BlockFiles.of(ctx).getattr(ino, out!) },
+            opendir: { ctx in BlockFiles.of(ctx).openListing() },
+            entry: { ctx, dir, index, out, name, cap in BlockFiles.of(ctx).entry(dir, index, out!, name!, cap) },
+            releasedir: { ctx, dir in BlockFiles.of(ctx).releaseListing(dir) },
+            open: { ctx, ino, write in BlockFiles.of(ctx).open(ino, write: write != 0) },
+            release: { ctx, ino in BlockFiles.of(ctx).release(ino) },
+            read: { ctx, ino, buffer, size, offset in
+                BlockFiles.of(ctx).read(ino, UnsafeMutableRawBufferPointer(start: buffer, count: size), offset)
+            },
+            write: { ctx, ino, buffer, size, offset in
+                BlockFiles.of(ctx).write(ino, UnsafeRawBufferPointer(start: buffer, count: size), offset)
+            },
+            fsync: { ctx, _ in BlockFiles.of(ctx).fsync() })
+        var message = [CChar](repeating: 0, count: 256)
+        let ctx = Unmanaged.passUnretained(self).toOpaque()
+        guard let f = zuma_fuse_mount(directory, "zumastor:\(volume)", &callbacks, ctx, &message, message.count) else {
+            throw VolumeError.system(stringFromC(message))
+        }
+        fuse = f
+        running = true
+        nonisolated(unsafe) let session = f
+        let t = Thread { [self] in
+            let rc = zuma_fuse_run(session, Int32(threads))
+            if rc != 0 { logger.warning("FUSE request loop ended with \(rc)") }
+            finished.lock()
+            running = false
+            finished.broadcast()
+            finished.unlock()
+        }
+        t.name = "fuse"
+        t.start()
+        thread = t
+    }
+
+    /// Path of the block file of the origin (nil) or a snapshot.
+    func path(tag: UInt64?) -> String { directory + "/" + (tag.map(String.init) ?? "origin") }
+
+    /// Unmounts and waits for the request threads to end.
+    func stop() {
+        guard let f = fuse else { return }
+        zuma_fuse_unmount(f)
+        finished.lock()
+        while running { finished.wait() }
+        finished.unlock()
+        zuma_fuse_destroy(f)
+        fuse = nil
+    }
+
+    private static func of(_ ctx: UnsafeMutableRawPointer?) -> BlockFiles {
+        Unmanaged<BlockFiles>.fromOpaque(ctx!).takeUnretainedValue()
+    }
+
+    // MARK: Names and attributes
+
+    private func tag(of ino: UInt64) -> UInt64? { ino >= BlockFiles.firstSnapshotInode ? ino - BlockFiles.firstSnapshotInode : nil }
+
+    private func node(tag: UInt64?) -> zuma_fuse_node? {
+        guard let tag else {
+            guard let size = host.sizeBytes(snapshot: nil) else { return nil }
+            return zuma_fuse_node(ino: BlockFiles.originInode, size: size, generation: 0, writable: 1)
+        }
+        guard tag <= UInt64.max - BlockFiles.firstSnapshotInode, let info = try? host.snapshot(tag: tag) else { return nil }
+        return zuma_fuse_node(ino: tag + BlockFiles.firstSnapshotInode, size: info.originSizeBytes, generation: info.epoch,
+                              writable: host.isWritable(snapshot: tag) ? 1 : 0)
+    }
+
+    private func lookup(_ name: String, _ out: UnsafeMutablePointer<zuma_fuse_node>) -> Int32 {
+        let found: zuma_fuse_node?
+        if name == "origin" {
+            found = node(tag: nil)
+        } else if let tag = UInt64(name), String(tag) == name {
+            found = node(tag: tag)
+        } else {
+            found = nil
+        }
+        guard let found else { return ENOENT }
+        out.pointee = found
+        return 0
+    }
+
+    private func getattr(_ ino: UInt64, _ out: UnsafeMutablePointer<zuma_fuse_node>) -> Int32 {
+        guard ino == BlockFiles.originInode || ino >= BlockFiles.firstSnapshotInode, let n = node(tag: tag(of: ino)) else { return ENOENT }
+        out.pointee = n
+        return 0
+    }
+
+    private func openListing() -> UInt64 {
+        var entries: [(name: String, node: zuma_fuse_node)] = []
+        if let n = node(tag: nil) { entries.append(("origin", n)) }
+        for s in (try? host.snapshots()) ?? [] where s.tag <= UInt64.max - BlockFiles.firstSnapshotInode {
+            entries.append((String(s.tag), zuma_fuse_node(ino: s.tag + BlockFiles.firstSnapshotInode, size: s.originSizeBytes,
+                                                          generation: s.epoch, writable: 0)))
+        }
+        listingsLock.lock()
+        defer { listingsLock.unlock() }
+        let handle = nextListing
+        nextListing += 1
+        listings[handle] = entries
+        return handle
+    }
+
+    private func entry(_ dir: UInt64, _ index: UInt64, _ out: UnsafeMutablePointer<zuma_fuse_node>,
+                       _ name: UnsafeMutablePointer<CChar>, _ cap: Int) -> Int32 {
+        listingsLock.lock()
+        defer { listingsLock.unlock() }
+        guard let entries = listings[dir], index < UInt64(entries.count) else { return ENOENT }
+        let e = entries[Int(index)]
+        out.pointee = e.node
+        let bytes = Array(e.name.utf8.prefix(cap - 1))
+        for (i, b) in bytes.enumerated() { name[i] = CChar(bitPattern: b) }
+        name[bytes.count] = 0
+        return 0
+    }
+
+    private func releaseListing(_ dir: UInt64) {
+        listingsLock.lock()
+        listings[dir] = nil
+        listingsLock.unlock()
+    }
+
+    // MARK: I/O
+
+    private func open(_ ino: UInt64, write: Bool) -> Int32 {
+        if ino != BlockFiles.originInode && ino < BlockFiles.firstSnapshotInode { return EISDIR }
+        do {
+            try host.open(snapshot: tag(of: ino), writable: write)
+            return 0
+        } catch VolumeError.invalidArgument {
+            return EROFS
+        } catch {
+            return errnoCode(error)
+        }
+    }
+
+    private func release(_ ino: UInt64) { host.close(snapshot: tag(of: ino)) }
+
+    private func read(_ ino: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ offset: UInt64) -> Int32 {
+        do {
+            try host.read(snapshot: tag(of: ino), offset: offset, into: buffer)
+            return 0
+        } catch {
+            logger.error("read of \(buffer.count) bytes at \(offset) of \(describe(ino)) failed: \(error)")
+            return errnoCode(error)
+        }
+    }
+
+    private func write(_ ino: UInt64, _ data: UnsafeRawBufferPointer, _ offset: UInt64) -> Int32 {
+        do {
+            try host.write(snapshot: tag(of: ino), offset: offset, data)
+            return 0
+        } catch {
+            logger.error("write of \(data.count) bytes at \(offset) of \(describe(ino)) failed: \(error)")
+            return errnoCode(error)
+        }
+    }
+
+    private func fsync() -> Int32 {
+        do {
+            try host.flush()
+            return 0
+        } catch {
+            logger.error("flush failed: \(error)")
+            return errnoCode(error)
+        }
+    }
+
+    private func describe(_ ino: UInt64) -> String { tag(of: ino).map { "snapshot \($0)" } ?? "the origin" }
+}
+
+/// The errno a block device reports for an error.
+func errnoCode(_ error: Error) -> Int32 {
+    switch error {
+    case let e as StoreError:
+        switch e {
+        case .noSpace: return ENOSPC
+        case .outOfRange, .invalidArgument: return EINVAL
+        case .snapshotMissing: return ENOENT
+        case let .io(_, _, code): return code == ENOSPC ? ENOSPC : EIO
+        default: return EIO
+        }
+    case let e as VolumeError:
+        switch e {
+        case .inUse: return EBUSY
+        case .invalidArgument: return EINVAL
+        default: return EIO
+        }
+    default: return EIO
+    }
+}
+
+/// The text of a NUL-terminated C string held in an array.
+func stringFromC(_ chars: [CChar]) -> String {
+    String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Whether `path` is a mount point (its device differs from its parent's).
+func isMountPoint(_ path: String) -> Bool {
+    var a = stat(), b = stat()
+    guard lstat(path, &a) == 0, lstat(path + "/..", &b) == 0 else {
+        // A dead FUSE mount answers ENOTCONN: it is a mount point.
+        return errno == ENOTCONN
+    }
+    return a.st_dev != b.st_dev
+}

@@ -1,0 +1,239 @@
+// The client side of the control socket: a blocking connection used by `ddsnap <command>
+// SOCKET ...` (and by volume management). It implements VolumeAccess, so a command does
+// not care whether it opened the store or reached a server.
+
+import Foundation
+import SnapStore
+
+public final class ControlClient: VolumeAccess {
+    public let socketPath: String
+    public private(set) var server: ServerInfo!
+    private let fd: Int32
+
+    public var location: String { server.storePath }
+
+    /// Connects to the server at `socketPath` and asks who it is.
+    public init(socketPath: String) throws {
+        self.socketPath = socketPath
+        fd = try UnixSocket.connect(path: socketPath)
+        guard case let .server(info) = try call(.hello) else { throw unexpected("hello") }
+        server = info
+    }
+
+    deinit { Foundation.close(fd) }
+
+    // MARK: VolumeAccess
+
+    public func status() throws -> StoreStatus {
+        guard case let .status(s) = try call(.status) else { throw unexpected("status") }
+        return s
+    }
+
+    public func snapshots() throws -> [SnapshotInfo] {
+        guard case let .snapshots(s) = try call(.list) else { throw unexpected("list") }
+        return s
+    }
+
+    public func snapshot(tag: UInt64) throws -> SnapshotInfo? {
+        guard case let .snapshot(s) = try call(.snapshot(tag: tag)) else { throw unexpected("snapshot") }
+        return s
+    }
+
+    public func createSnapshot(tag: UInt64, name: String, priority: Int8) throws -> SnapshotInfo {
+        guard case let .snapshot(s?) = try call(.create(tag: tag, name: name, priority: priority)) else { throw unexpected("create") }
+        return s
+    }
+
+    public func deleteSnapshot(tag: UInt64) throws -> UInt64 {
+        guard case let .count(n) = try call(.delete(tag: tag)) else { throw unexpected("delete") }
+        return n
+    }
+
+    public func adjustUsecount(tag: UInt64, by delta: Int64) throws -> UInt32 {
+        guard case let .usecount(n) = try call(.usecount(tag: tag, delta: delta)) else { throw unexpected("usecount") }
+        return n
+    }
+
+    public func setPriority(tag: UInt64, _ priority: Int8) throws {
+        guard case .none = try call(.priority(tag: tag, priority: priority)) else { throw unexpected("priority") }
+    }
+
+    public func usage(tag: UInt64) throws -> SnapshotUsage {
+        guard case let .usage(u) = try call(.usage(tag: tag)) else { throw unexpected("usage") }
+        return u
+    }
+
+    public func read(snapshot: UInt64?, offset: UInt64, length: UInt64?,
+                     to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try send(.message(ControlCoding.encode(ControlRequest.read(snapshot: snapshot, offset: offset, length: length))))
+        let result = try receiveReply { piece in try piece.withUnsafeBytes { try sink($0) } }
+        guard case .none = result else { throw unexpected("read") }
+    }
+
+    public func write(snapshot: UInt64?, offset: UInt64,
+                      from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64 {
+        try send(.message(ControlCoding.encode(ControlRequest.write(snapshot: snapshot, offset: offset))))
+        var buffer = [UInt8](repeating: 0, count: streamPieceBytes)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try source($0) }
+            if n == 0 { break }
+            // The server may refuse part way (a bad offset): its reply then comes early.
+            do {
+                try send(.data(Array(buffer[0..<n])))
+            } catch VolumeError.unreachable {
+                break
+            }
+        }
+        try? send(.end)
+        guard case let .count(written) = try receiveReply() else { throw unexpected("write") }
+        return written
+    }
+
+    public func changedChunks(from: StoreSide, to: StoreSide, _ body: (UInt64) throws -> Void) throws {
+        try send(.message(ControlCoding.encode(ControlRequest.changelist(from: from, to: to))))
+        let result = try receiveReply { piece in
+            guard piece.count % 8 == 0 else { throw VolumeError.protocolViolation("changelist piece of \(piece.count) bytes") }
+            var i = 0
+            while i < piece.count {
+                var chunk: UInt64 = 0
+                for b in 0..<8 { chunk |= UInt64(piece[i + b]) << (8 * UInt64(b)) }
+                try body(chunk)
+                i += 8
+            }
+        }
+        guard case .none = result else { throw unexpected("changelist") }
+    }
+
+    public func revert(to tag: UInt64) throws -> Int {
+        guard case let .count(n) = try call(.revert(tag: tag)) else { throw unexpected("revert") }
+        return Int(n)
+    }
+
+    public func resizeOrigin(to bytes: UInt64) throws -> StoreStatus {
+        guard case let .status(s) = try call(.resizeOrigin(bytes: bytes)) else { throw unexpected("resize") }
+        return s
+    }
+
+    public func resizeStore(to bytes: UInt64) throws -> StoreStatus {
+        guard case let .status(s) = try call(.resizeStore(bytes: bytes)) else { throw unexpected("resize") }
+        return s
+    }
+
+    public func check(repair: Bool) throws -> CheckReport {
+        guard case let .check(r) = try call(.check(repair: repair)) else { throw unexpected("check") }
+        return r
+    }
+
+    // MARK: Server-only requests
+
+    public func attach(tag: UInt64?, writable: Bool) throws -> AttachedDevice {
+        guard case let .device(d) = try call(.attach(tag: tag, writable: writable)) else { throw unexpected("attach") }
+        return d
+    }
+
+    public func detach(tag: UInt64?) throws -> AttachedDevice {
+        guard case let .device(d) = try call(.detach(tag: tag)) else { throw unexpected("detach") }
+        return d
+    }
+
+    public func devices() throws -> [AttachedDevice] {
+        guard case let .devices(d) = try call(.devices) else { throw unexpected("devices") }
+        return d
+    }
+
+    // MARK: Frames
+
+    /// Sends a request without a data stream and returns its result.
+    public func call(_ request: ControlRequest) throws -> ControlResult {
+        try send(.message(ControlCoding.encode(request)))
+        return try receiveReply()
+    }
+
+    private func unexpected(_ what: String) -> VolumeError {
+        .protocolViolation("the server's reply to '\(what)' is not of the expected kind")
+    }
+
+    private func send(_ frame: ControlFrame) throws {
+        try UnixSocket.writeAll(fd, frame.encoded(), peer: socketPath)
+    }
+
+    /// Reads frames until the reply message; data frames go to `data`.
+    private func receiveReply(data: ([UInt8]) throws -> Void = { _ in
+        throw VolumeError.protocolViolation("unexpected data frame")
+    }) throws -> ControlResult {
+        while true {
+            let header = try UnixSocket.readExactly(fd, ControlFrame.headerBytes, peer: socketPath)
+            let (kind, count) = try ControlFrame.payloadLength(header: header)
+            let payload = try UnixSocket.readExactly(fd, count, peer: socketPath)
+            switch try ControlFrame.make(kind: kind, payload: payload) {
+            case let .message(bytes):
+                switch try ControlCoding.decode(ControlReply.self, from: bytes) {
+                case let .ok(result): return result
+                case let .failed(failure): throw failure.error
+                }
+            case let .data(bytes):
+                try data(bytes)
+            case .end:
+                throw VolumeError.protocolViolation("unexpected end frame")
+            }
+        }
+    }
+}
+
+/// Blocking Unix-socket helpers for clients.
+enum UnixSocket {
+    static func address(_ path: String) throws -> sockaddr_un {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            throw VolumeError.invalidArgument("socket path \(path) is longer than \(MemoryLayout.size(ofValue: addr.sun_path) - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in
+            for (i, b) in bytes.enumerated() { p[i] = b }
+        }
+        return addr
+    }
+
+    static func connect(path: String) throws -> Int32 {
+        var addr = try address(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw VolumeError.system("socket: \(describeErrno(errno))") }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let e = errno
+            Foundation.close(fd)
+            throw VolumeError.unreachable("no server answers on \(path): \(describeErrno(e))")
+        }
+        return fd
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], peer: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress! + done, $0.count - done, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw VolumeError.unreachable("the server on \(peer) went away: \(describeErrno(errno))")
+            }
+            done += n
+        }
+    }
+
+    static func readExactly(_ fd: Int32, _ count: Int, peer: String) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = bytes.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress! + done, count - done) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw VolumeError.unreachable("the server on \(peer) went away: \(describeErrno(errno))")
+            }
+            if n == 0 { throw VolumeError.unreachable("the server on \(peer) closed the connection") }
+            done += n
+        }
+        return bytes
+    }
+}

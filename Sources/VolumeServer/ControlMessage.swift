@@ -1,0 +1,184 @@
+// The control protocol spoken on a server's Unix socket (docs/FORMAT.md, "Control protocol").
+//
+// A connection carries frames: u32 LE length (of what follows), u8 version (1), u8 kind,
+// then the payload. Kind 1 is a message (JSON of ControlRequest or ControlReply), kind 2 a
+// piece of a data stream (raw bytes; for a changelist, u64 LE chunk numbers), kind 3 the end
+// of a data stream. A client sends one request at a time and reads frames until the reply
+// message; `read` and `changelist` replies are preceded by data frames, a `write` request
+// is followed by data frames and an end frame.
+
+import Foundation
+import SnapStore
+
+public enum ControlRequest: Codable, Equatable, Sendable {
+    case hello
+    case status
+    case list
+    case snapshot(tag: UInt64)
+    case create(tag: UInt64, name: String, priority: Int8)
+    case delete(tag: UInt64)
+    case usecount(tag: UInt64, delta: Int64)
+    case priority(tag: UInt64, priority: Int8)
+    case usage(tag: UInt64)
+    case read(snapshot: UInt64?, offset: UInt64, length: UInt64?)
+    case write(snapshot: UInt64?, offset: UInt64)
+    case changelist(from: StoreSide, to: StoreSide)
+    case revert(tag: UInt64)
+    case resizeOrigin(bytes: UInt64)
+    case resizeStore(bytes: UInt64)
+    case check(repair: Bool)
+    case attach(tag: UInt64?, writable: Bool)
+    case detach(tag: UInt64?)
+    case devices
+}
+
+/// What the server says about itself.
+public struct ServerInfo: Codable, Equatable, Sendable {
+    public var volume: String
+    public var storePath: String
+    public var originPath: String
+    public var processID: Int32
+    public var blockFileDirectory: String
+    public var nbdSocket: String?
+    public var nbdListen: String?
+}
+
+/// A device the server has attached.
+public struct AttachedDevice: Codable, Equatable, Sendable {
+    /// nil: the origin.
+    public var tag: UInt64?
+    public var loopDevice: String
+    /// `/dev/mapper/<vol>` or `/dev/mapper/<vol>(<tag>)`.
+    public var name: String
+    public var writable: Bool
+    public var directIO: Bool
+}
+
+public enum ControlResult: Codable, Equatable, Sendable {
+    case none
+    case server(ServerInfo)
+    case status(StoreStatus)
+    case snapshots([SnapshotInfo])
+    case snapshot(SnapshotInfo?)
+    case count(UInt64)
+    case usecount(UInt32)
+    case usage(SnapshotUsage)
+    case check(CheckReport)
+    case device(AttachedDevice)
+    case devices([AttachedDevice])
+}
+
+/// An error carried back to the client as the same error value the server saw.
+public enum ControlFailure: Codable, Equatable, Sendable {
+    case store(StoreError)
+    case volume(VolumeError)
+
+    public init(_ error: Error) {
+        switch error {
+        case let e as StoreError: self = .store(e)
+        case let e as VolumeError: self = .volume(e)
+        default: self = .volume(.system(String(describing: error)))
+        }
+    }
+
+    public var error: Error {
+        switch self {
+        case let .store(e): return e
+        case let .volume(e): return e
+        }
+    }
+}
+
+public enum ControlReply: Codable, Equatable, Sendable {
+    case ok(ControlResult)
+    case failed(ControlFailure)
+}
+
+/// One frame of the control protocol.
+public enum ControlFrame: Equatable, Sendable {
+    case message([UInt8])
+    case data([UInt8])
+    case end
+
+    public static let version: UInt8 = 1
+    /// Largest payload accepted: a data piece of 1 MiB plus room; a message is far smaller.
+    public static let payloadBytesMax = (1 << 20) + 4096
+    static let headerBytes = 6
+
+    var kind: UInt8 {
+        switch self {
+        case .message: return 1
+        case .data: return 2
+        case .end: return 3
+        }
+    }
+
+    var payload: [UInt8] {
+        switch self {
+        case let .message(p), let .data(p): return p
+        case .end: return []
+        }
+    }
+
+    /// The frame's bytes on the wire.
+    public func encoded() -> [UInt8] {
+        let p = payload
+        var out = [UInt8]()
+        out.reserveCapacity(ControlFrame.headerBytes + p.count)
+        let length = UInt32(p.count + 2)
+        for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: length >> (8 * UInt32(i)))) }
+        out.append(ControlFrame.version)
+        out.append(kind)
+        out.append(contentsOf: p)
+        return out
+    }
+
+    /// Checks a header (length, version, kind) and says how many payload bytes follow.
+    static func payloadLength(header: [UInt8]) throws -> (kind: UInt8, count: Int) {
+        let length = Int(header[0]) | Int(header[1]) << 8 | Int(header[2]) << 16 | Int(header[3]) << 24
+        guard length >= 2 else { throw VolumeError.protocolViolation("frame length \(length) is shorter than its header") }
+        guard header[4] == version else {
+            throw VolumeError.protocolViolation("frame version \(header[4]) is not supported (this build speaks version \(version))")
+        }
+        guard (1...3).contains(header[5]) else { throw VolumeError.protocolViolation("unknown frame kind \(header[5])") }
+        guard length - 2 <= payloadBytesMax else {
+            throw VolumeError.protocolViolation("frame of \(length - 2) bytes is larger than the limit of \(payloadBytesMax)")
+        }
+        return (header[5], length - 2)
+    }
+
+    static func make(kind: UInt8, payload: [UInt8]) throws -> ControlFrame {
+        switch kind {
+        case 1: return .message(payload)
+        case 2: return .data(payload)
+        default:
+            guard payload.isEmpty else { throw VolumeError.protocolViolation("an end frame carries no payload") }
+            return .end
+        }
+    }
+}
+
+enum ControlCoding {
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        // Encoding our own value types cannot fail.
+        Array(try! JSONEncoder().encode(value))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: Data(bytes))
+        } catch {
+            throw VolumeError.protocolViolation("malformed \(type == ControlRequest.self ? "request" : "reply"): \(describeDecoding(error))")
+        }
+    }
+
+    private static func describeDecoding(_ error: Error) -> String {
+        guard let e = error as? DecodingError else { return "\(error)" }
+        switch e {
+        case let .dataCorrupted(c): return c.debugDescription
+        case let .keyNotFound(key, _): return "missing field '\(key.stringValue)'"
+        case let .typeMismatch(_, c), let .valueNotFound(_, c): return "\(c.debugDescription) at '\(c.codingPath.map(\.stringValue).joined(separator: "."))'"
+        @unknown default: return "\(e)"
+        }
+    }
+}

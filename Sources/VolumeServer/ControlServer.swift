@@ -1,0 +1,316 @@
+// The server side of the control socket. NIO accepts connections and cuts frames; each
+// connection then has one worker thread that takes its frames in order and runs requests
+// against the host (blocking store calls never run on an event loop). A malformed message
+// gets a failure reply and the connection goes on; a malformed frame gets a failure reply
+// and the connection is closed (its stream can no longer be trusted). Either way the server
+// keeps serving everyone else.
+
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SnapStore
+
+/// What the control socket can ask of the server beyond the store itself.
+protocol ServerOperations: AnyObject, Sendable {
+    var info: ServerInfo { get }
+    func attach(tag: UInt64?, writable: Bool) throws -> AttachedDevice
+    func detach(tag: UInt64?) throws -> AttachedDevice
+    func devices() -> [AttachedDevice]
+}
+
+struct ControlFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ControlFrame
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let header = buffer.getBytes(at: buffer.readerIndex, length: ControlFrame.headerBytes) else { return .needMoreData }
+        let (kind, count) = try ControlFrame.payloadLength(header: header)
+        guard buffer.readableBytes >= ControlFrame.headerBytes + count else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: ControlFrame.headerBytes)
+        let payload = buffer.readBytes(length: count)!
+        context.fireChannelRead(wrapInboundOut(try ControlFrame.make(kind: kind, payload: payload)))
+        return .continue
+    }
+}
+
+/// Frames handed from the event loop to a connection's worker.
+final class FrameQueue: @unchecked Sendable {
+    enum Item {
+        case frame(ControlFrame)
+        case broken(Error)
+    }
+    private let condition = NSCondition()
+    private var items: [Item] = []
+    private var closed = false
+
+    func push(_ item: Item) {
+        condition.lock()
+        items.append(item)
+        condition.signal()
+        condition.unlock()
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The next item; nil once the connection is gone and everything was taken.
+    func pop() -> Item? {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty && !closed { condition.wait() }
+        return items.isEmpty ? nil : items.removeFirst()
+    }
+
+    var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return items.count
+    }
+}
+
+final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ControlFrame
+
+    private let host: VolumeHost
+    private let server: ServerOperations
+    private let logger: Logger
+    private let queue = FrameQueue()
+    /// Frames buffered before reading pauses (bounds memory on a fast writer).
+    private let queuedFramesMax = 8
+    private var channel: Channel?
+
+    init(host: VolumeHost, server: ServerOperations, logger: Logger) {
+        self.host = host
+        self.server = server
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        channel = context.channel
+        let thread = Thread { [self] in serve() }
+        thread.name = "control"
+        thread.start()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        queue.push(.frame(unwrapInboundIn(data)))
+        if queue.count >= queuedFramesMax { context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        queue.push(.broken(error))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        queue.close()
+        context.fireChannelInactive()
+    }
+
+    // MARK: The worker
+
+    private func next() -> ControlQueueItem {
+        guard let item = queue.pop() else { return .gone }
+        if queue.count < queuedFramesMax / 2, let channel {
+            channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        }
+        switch item {
+        case let .frame(f): return .frame(f)
+        case let .broken(e): return .broken(e)
+        }
+    }
+
+    private enum ControlQueueItem {
+        case frame(ControlFrame)
+        case broken(Error)
+        case gone
+    }
+
+    private func serve() {
+        while true {
+            switch next() {
+            case .gone:
+                return
+            case let .broken(error):
+                logger.warning("control connection: \(error); closing it")
+                reply(.failed(ControlFailure(error)))
+                _ = try? channel?.close().wait()
+                return
+            case .frame(.data), .frame(.end):
+                reply(.failed(.volume(.protocolViolation("a data frame outside a write request"))))
+            case let .frame(.message(bytes)):
+                let request: ControlRequest
+                do {
+                    request = try ControlCoding.decode(ControlRequest.self, from: bytes)
+                } catch {
+                    logger.warning("control connection: \(error)")
+                    reply(.failed(ControlFailure(error)))
+                    continue
+                }
+                if !handle(request) { return }
+            }
+        }
+    }
+
+    /// Runs one request; false when the connection went away in the middle.
+    private func handle(_ request: ControlRequest) -> Bool {
+        do {
+            let result = try perform(request)
+            reply(.ok(result))
+        } catch ConnectionGone.gone {
+            return false
+        } catch {
+            if case .write = request { if !drainWrite() { return false } }
+            logger.info("request \(describe(request)) failed: \(error)")
+            reply(.failed(ControlFailure(error)))
+        }
+        return true
+    }
+
+    private enum ConnectionGone: Error { case gone }
+
+    private func perform(_ request: ControlRequest) throws -> ControlResult {
+        switch request {
+        case .hello: return .server(server.info)
+        case .status: return .status(try host.status())
+        case .list: return .snapshots(try host.snapshots())
+        case let .snapshot(tag): return .snapshot(try host.snapshot(tag: tag))
+        case let .create(tag, name, priority):
+            let info = try host.createSnapshot(tag: tag, name: name, priority: priority)
+            logger.info("created snapshot \(tag)")
+            return .snapshot(info)
+        case let .delete(tag):
+            let freed = try host.deleteSnapshot(tag: tag)
+            logger.info("deleted snapshot \(tag), freed \(freed) chunks")
+            return .count(freed)
+        case let .usecount(tag, delta): return .usecount(try host.adjustUsecount(tag: tag, by: delta))
+        case let .priority(tag, priority):
+            try host.setPriority(tag: tag, priority)
+            return .none
+        case let .usage(tag): return .usage(try host.usage(tag: tag))
+        case let .read(snapshot, offset, length):
+            try host.read(snapshot: snapshot, offset: offset, length: length) { piece in
+                try send(.data(Array(piece)))
+            }
+            return .none
+        case let .write(snapshot, offset):
+            var finished = false
+            let written = try host.write(snapshot: snapshot, offset: offset) { buffer in
+                if finished { return 0 }
+                switch next() {
+                case .gone: throw ConnectionGone.gone
+                case let .broken(e): throw e
+                case .frame(.end):
+                    finished = true
+                    return 0
+                case let .frame(.data(bytes)):
+                    guard bytes.count <= buffer.count else {
+                        throw VolumeError.protocolViolation("data frame of \(bytes.count) bytes is larger than \(buffer.count)")
+                    }
+                    bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                    return bytes.count
+                case .frame(.message):
+                    throw VolumeError.protocolViolation("a request arrived in the middle of a write's data")
+                }
+            }
+            if !finished { _ = drainWrite() }
+            logger.info("wrote \(written) bytes at \(offset) of \(snapshot.map { "snapshot \($0)" } ?? "the origin")")
+            return .count(written)
+        case let .changelist(from, to):
+            var piece: [UInt8] = []
+            piece.reserveCapacity(streamPieceBytes)
+            try host.changedChunks(from: from, to: to) { chunk in
+                for b in 0..<8 { piece.append(UInt8(truncatingIfNeeded: chunk >> (8 * UInt64(b)))) }
+                if piece.count >= streamPieceBytes {
+                    try send(.data(piece))
+                    piece.removeAll(keepingCapacity: true)
+                }
+            }
+            if !piece.isEmpty { try send(.data(piece)) }
+            return .none
+        case let .revert(tag):
+            let n = try host.revert(to: tag)
+            logger.info("reverted the origin to snapshot \(tag) (\(n) chunks)")
+            return .count(UInt64(n))
+        case let .resizeOrigin(bytes):
+            let s = try host.resizeOrigin(to: bytes)
+            logger.info("origin resized to \(bytes) bytes")
+            return .status(s)
+        case let .resizeStore(bytes):
+            let s = try host.resizeStore(to: bytes)
+            logger.info("store resized to \(bytes) bytes")
+            return .status(s)
+        case let .check(repair): return .check(try host.check(repair: repair))
+        case let .attach(tag, writable): return .device(try server.attach(tag: tag, writable: writable))
+        case let .detach(tag): return .device(try server.detach(tag: tag))
+        case .devices: return .devices(server.devices())
+        }
+    }
+
+    /// Skips the rest of a failed write's data, up to its end frame; false if the connection went.
+    private func drainWrite() -> Bool {
+        while true {
+            switch next() {
+            case .gone, .broken: return false
+            case .frame(.end): return true
+            case .frame(.data): continue
+            case .frame(.message): return true
+            }
+        }
+    }
+
+    private func send(_ frame: ControlFrame) throws {
+        guard let channel else { throw ConnectionGone.gone }
+        let bytes = frame.encoded()
+        var buffer = channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        do {
+            try channel.writeAndFlush(buffer).wait()
+        } catch {
+            throw ConnectionGone.gone
+        }
+    }
+
+    private func reply(_ reply: ControlReply) {
+        try? send(.message(ControlCoding.encode(reply)))
+    }
+
+    private func describe(_ request: ControlRequest) -> String {
+        "\(request)".prefix(while: { $0 != "(" }).description
+    }
+}
+
+/// Listens on the control socket (owner-only permissions).
+final class ControlListener {
+    let channel: Channel
+
+    init(path: String, group: EventLoopGroup, host: VolumeHost, server: ServerOperations, logger: Logger) throws {
+        // A socket file left by a server that died is replaced; a live server's is not
+        // (the store lock, taken before, says nobody else serves this store).
+        unlink(path)
+        let oldMask = umask(0o077)
+        defer { umask(oldMask) }
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 64)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ControlFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(ControlConnectionHandler(host: host, server: server, logger: logger))
+                }
+            }
+        do {
+            channel = try bootstrap.bind(unixDomainSocketPath: path).wait()
+        } catch {
+            throw VolumeError.system("cannot listen on control socket \(path): \(error)")
+        }
+        chmod(path, 0o600)
+    }
+
+    func close() {
+        _ = try? channel.close().wait()
+    }
+}

@@ -1,0 +1,457 @@
+// One NBD client connection: the fixed newstyle option haggling (EXPORT_NAME, ABORT, LIST,
+// INFO, GO, STRUCTURED_REPLY), then the transmission phase. Requests run on the server's
+// thread pool (store calls block) and are answered as they complete, matched by cookie.
+// The event loop only parses, checks and replies.
+//
+// Exports: "<vol>" (and the empty default name) is the origin, read-write; "<vol>@<tag>" a
+// snapshot, read-only unless the snapshot was made writable. An open export is an open of
+// its device: the snapshot is in use until the connection ends.
+
+import Logging
+import NIOCore
+import NIOPosix
+import SnapStore
+
+/// What the connections of one server share.
+final class NBDContext: Sendable {
+    let volume: String
+    let host: VolumeHost
+    let pool: NIOThreadPool
+    let logger: Logger
+
+    init(volume: String, host: VolumeHost, pool: NIOThreadPool, logger: Logger) {
+        (self.volume, self.host, self.pool, self.logger) = (volume, host, pool, logger)
+    }
+
+    /// The export a name stands for: nil (origin) or a tag; throws a message when there is none.
+    func resolve(_ name: String) -> Result<UInt64?, NBDExportError> {
+        if name.isEmpty || name == volume { return .success(nil) }
+        let prefix = volume + "@"
+        guard name.hasPrefix(prefix), let tag = UInt64(name.dropFirst(prefix.count)), String(tag) == name.dropFirst(prefix.count) else {
+            return .failure(NBDExportError(message: "no export named '\(name)' (exports: \(volume) and \(volume)@TAG)"))
+        }
+        guard (try? host.snapshot(tag: tag)) != nil else {
+            return .failure(NBDExportError(message: "snapshot \(tag) of \(volume) doesn't exist"))
+        }
+        return .success(tag)
+    }
+
+    func exportNames() -> [String] {
+        [volume] + ((try? host.snapshots()) ?? []).map { "\(volume)@\($0.tag)" }
+    }
+}
+
+struct NBDExportError: Error {
+    let message: String
+}
+
+final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = NBDInbound
+    typealias OutboundOut = ByteBuffer
+
+    private let shared: NBDContext
+    private var noZeroes = false
+    private var structuredReplies = false
+    private var transmitting = false
+    /// The export once chosen: (tag or nil for the origin, size, read-only).
+    private var export: (tag: UInt64?, size: UInt64, readOnly: Bool)?
+    private var inFlight = 0
+    private var disconnecting = false
+    private var readingPaused = false
+    private let inFlightMax = 64
+    private var peer = "?"
+
+    init(context: NBDContext) { shared = context }
+
+    // MARK: Handshake
+
+    func channelActive(context: ChannelHandlerContext) {
+        peer = context.channel.remoteAddress.map { "\($0)" } ?? "unix socket"
+        var out = context.channel.allocator.buffer(capacity: 18)
+        out.writeInteger(NBD.initMagic)
+        out.writeInteger(NBD.optionMagic)
+        out.writeInteger(NBD.flagFixedNewstyle | NBD.flagNoZeroes)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let export, transmitting {
+            shared.host.close(snapshot: export.tag)
+            transmitting = false
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        shared.logger.warning("NBD client \(peer): \(error); closing the connection")
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .clientFlags(flags):
+            guard flags & ~(NBD.clientFlagFixedNewstyle | NBD.clientFlagNoZeroes) == 0 else {
+                shared.logger.warning("NBD client \(peer) sent unknown client flags 0x\(String(flags, radix: 16)); closing")
+                context.close(promise: nil)
+                return
+            }
+            noZeroes = flags & NBD.clientFlagNoZeroes != 0
+        case let .option(code, data):
+            guard !transmitting else { return protocolError(context, "an option during the transmission phase") }
+            handleOption(context, code: code, data: data)
+        case let .oversizedOption(code, length):
+            guard !transmitting else { return protocolError(context, "an option during the transmission phase") }
+            optionReply(context, code, NBD.repErrTooBig, message: "option data of \(length) bytes is larger than \(NBD.optionBytesMax)")
+        case let .request(request, payload):
+            guard transmitting else { return protocolError(context, "a request before an export was chosen") }
+            handleRequest(context, request, payload)
+        }
+    }
+
+    private func protocolError(_ context: ChannelHandlerContext, _ what: String) {
+        shared.logger.warning("NBD client \(peer): \(what); closing the connection")
+        context.close(promise: nil)
+    }
+
+    private func handleOption(_ context: ChannelHandlerContext, code: UInt32, data: ByteBuffer) {
+        var data = data
+        switch code {
+        case NBD.optExportName:
+            let name = data.readString(length: data.readableBytes) ?? ""
+            switch shared.resolve(name) {
+            case let .failure(e):
+                // This option cannot carry an error: the protocol says to end the session.
+                shared.logger.info("NBD client \(peer) asked for export '\(name)': \(e.message); closing")
+                context.close(promise: nil)
+            case let .success(tag):
+                guard let (size, flags) = begin(tag: tag) else { return context.close(promise: nil) }
+                var out = context.channel.allocator.buffer(capacity: 134)
+                out.writeInteger(size)
+                out.writeInteger(flags)
+                if !noZeroes { out.writeRepeatingByte(0, count: 124) }
+                context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            }
+        case NBD.optAbort:
+            optionReply(context, code, NBD.repAck)
+            context.close(promise: nil)
+        case NBD.optList:
+            guard data.readableBytes == 0 else {
+                return optionReply(context, code, NBD.repErrInvalid, message: "LIST takes no data")
+            }
+            for name in shared.exportNames() {
+                var payload = context.channel.allocator.buffer(capacity: 4 + name.utf8.count)
+                payload.writeInteger(UInt32(name.utf8.count))
+                payload.writeString(name)
+                optionReply(context, code, NBD.repServer, payload: payload, flush: false)
+            }
+            optionReply(context, code, NBD.repAck)
+        case NBD.optStructuredReply:
+            guard data.readableBytes == 0 else {
+                return optionReply(context, code, NBD.repErrInvalid, message: "STRUCTURED_REPLY takes no data")
+            }
+            structuredReplies = true
+            optionReply(context, code, NBD.repAck)
+        case NBD.optInfo, NBD.optGo:
+            guard let nameLength = data.readInteger(as: UInt32.self), nameLength <= data.readableBytes,
+                  let name = data.readString(length: Int(nameLength)), let count = data.readInteger(as: UInt16.self),
+                  data.readableBytes == Int(count) * 2 else {
+                return optionReply(context, code, NBD.repErrInvalid, message: "malformed \(code == NBD.optGo ? "GO" : "INFO") option")
+            }
+            var wanted: Set<UInt16> = []
+            for _ in 0..<count { wanted.insert(data.readInteger(as: UInt16.self)!) }
+            let tag: UInt64?
+            switch shared.resolve(name) {
+            case let .failure(e): return optionReply(context, code, NBD.repErrUnknown, message: e.message)
+            case let .success(t): tag = t
+            }
+            guard let size = shared.host.sizeBytes(snapshot: tag) else {
+                return optionReply(context, code, NBD.repErrUnknown, message: "export '\(name)' went away")
+            }
+            let flags = transmissionFlags(readOnly: isReadOnly(tag))
+            var info = context.channel.allocator.buffer(capacity: 12)
+            info.writeInteger(NBD.infoExport)
+            info.writeInteger(size)
+            info.writeInteger(flags)
+            optionReply(context, code, NBD.repInfo, payload: info, flush: false)
+            var blocks = context.channel.allocator.buffer(capacity: 14)
+            blocks.writeInteger(NBD.infoBlockSize)
+            blocks.writeInteger(UInt32(1))
+            blocks.writeInteger(NBD.preferredBlockBytes)
+            blocks.writeInteger(UInt32(NBD.requestBytesMax))
+            optionReply(context, code, NBD.repInfo, payload: blocks, flush: false)
+            if wanted.contains(NBD.infoName) {
+                var n = context.channel.allocator.buffer(capacity: 2 + name.utf8.count)
+                n.writeInteger(NBD.infoName)
+                n.writeString(name)
+                optionReply(context, code, NBD.repInfo, payload: n, flush: false)
+            }
+            if wanted.contains(NBD.infoDescription) {
+                let text = tag.map { "snapshot \($0) of volume \(shared.volume)" } ?? "volume \(shared.volume)"
+                var d = context.channel.allocator.buffer(capacity: 2 + text.utf8.count)
+                d.writeInteger(NBD.infoDescription)
+                d.writeString(text)
+                optionReply(context, code, NBD.repInfo, payload: d, flush: false)
+            }
+            if code == NBD.optGo {
+                guard begin(tag: tag) != nil else {
+                    return optionReply(context, code, NBD.repErrUnknown, message: "export '\(name)' went away")
+                }
+            }
+            optionReply(context, code, NBD.repAck)
+        case NBD.optStartTLS:
+            optionReply(context, code, NBD.repErrPolicy, message: "TLS is not offered on this socket")
+        default:
+            optionReply(context, code, NBD.repErrUnsupported, message: "option \(code) is not supported")
+        }
+    }
+
+    private func isReadOnly(_ tag: UInt64?) -> Bool {
+        tag.map { !shared.host.isWritable(snapshot: $0) } ?? false
+    }
+
+    private func transmissionFlags(readOnly: Bool) -> UInt16 {
+        var flags = NBD.transHasFlags | NBD.transSendFlush | NBD.transSendFUA | NBD.transCanMultiConn
+        if readOnly { flags |= NBD.transReadOnly } else { flags |= NBD.transSendTrim | NBD.transSendWriteZeroes }
+        return flags
+    }
+
+    /// Opens the export and enters the transmission phase; nil when it cannot be opened.
+    private func begin(tag: UInt64?) -> (UInt64, UInt16)? {
+        let readOnly = isReadOnly(tag)
+        guard (try? shared.host.open(snapshot: tag, writable: !readOnly)) != nil,
+              let size = shared.host.sizeBytes(snapshot: tag) else { return nil }
+        export = (tag, size, readOnly)
+        transmitting = true
+        shared.logger.info("NBD client \(peer) opened \(tag.map { "snapshot \($0)" } ?? "the origin")\(readOnly ? " read-only" : "")")
+        return (size, transmissionFlags(readOnly: readOnly))
+    }
+
+    private func optionReply(_ context: ChannelHandlerContext, _ option: UInt32, _ type: UInt32,
+                             payload: ByteBuffer? = nil, message: String? = nil, flush: Bool = true) {
+        var body = payload ?? context.channel.allocator.buffer(capacity: 0)
+        if let message { body.writeString(message) }
+        var out = context.channel.allocator.buffer(capacity: 20 + body.readableBytes)
+        out.writeInteger(NBD.optionReplyMagic)
+        out.writeInteger(option)
+        out.writeInteger(type)
+        out.writeInteger(UInt32(body.readableBytes))
+        out.writeBuffer(&body)
+        if flush { context.writeAndFlush(wrapOutboundOut(out), promise: nil) } else { context.write(wrapOutboundOut(out), promise: nil) }
+    }
+
+    // MARK: Transmission
+
+    private func handleRequest(_ context: ChannelHandlerContext, _ r: NBDRequest, _ payload: ByteBuffer?) {
+        guard let export else { return }
+        if disconnecting { return }
+        let known: UInt16 = NBD.cmdFlagFUA | NBD.cmdFlagNoHole | NBD.cmdFlagFastZero
+        if r.flags & ~known != 0 { return reply(context, r, error: NBD.errInvalid, "unknown command flags 0x\(String(r.flags, radix: 16))") }
+        let (end, overflow) = r.offset.addingReportingOverflow(UInt64(r.length))
+        let inRange = !overflow && end <= export.size
+        switch r.type {
+        case NBD.cmdDisconnect:
+            disconnecting = true
+            if inFlight == 0 { context.close(promise: nil) }
+            return
+        case NBD.cmdRead:
+            guard Int(r.length) <= NBD.requestBytesMax else { return reply(context, r, error: NBD.errOverflow, "read of \(r.length) bytes is larger than \(NBD.requestBytesMax)") }
+            guard inRange else { return reply(context, r, error: NBD.errInvalid, "read past the end") }
+        case NBD.cmdWrite, NBD.cmdWriteZeroes, NBD.cmdTrim:
+            guard !export.readOnly else { return reply(context, r, error: NBD.errPerm, "export is read-only") }
+            guard r.type != NBD.cmdWrite || payload != nil else {
+                return reply(context, r, error: NBD.errOverflow, "write of \(r.length) bytes is larger than \(NBD.requestBytesMax)")
+            }
+            guard inRange else { return reply(context, r, error: r.type == NBD.cmdTrim ? NBD.errInvalid : NBD.errNoSpace, "past the end") }
+            if r.type == NBD.cmdWriteZeroes && r.flags & NBD.cmdFlagFastZero != 0 {
+                // Zeroes cost as much as any write here: the client asked not to wait for that.
+                return reply(context, r, error: NBD.errNotSupported, "no fast zeroing")
+            }
+            if r.type == NBD.cmdTrim {
+                // TRIM is advisory: the data of a trimmed range may stay as it was.
+                if r.flags & NBD.cmdFlagFUA == 0 { return reply(context, r, error: 0, nil) }
+            }
+        case NBD.cmdFlush:
+            break
+        default:
+            return reply(context, r, error: NBD.errInvalid, "unknown command \(r.type)")
+        }
+        start(context, r, payload, export.tag)
+    }
+
+    /// Runs a request on the thread pool and answers when it completes.
+    private func start(_ context: ChannelHandlerContext, _ r: NBDRequest, _ payload: ByteBuffer?, _ tag: UInt64?) {
+        inFlight += 1
+        if inFlight >= inFlightMax && !readingPaused {
+            readingPaused = true
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
+        let host = shared.host
+        let allocator = context.channel.allocator
+        let structured = structuredReplies
+        let loop = context.eventLoop
+        let future = shared.pool.runIfActive(eventLoop: loop) { () throws -> ByteBuffer? in
+            switch r.type {
+            case NBD.cmdRead:
+                return try NBDConnectionHandler.readReply(host, tag, r, allocator: allocator, structured: structured)
+            case NBD.cmdWrite:
+                try payload!.withUnsafeReadableBytes { try host.write(snapshot: tag, offset: r.offset, $0) }
+                if r.flags & NBD.cmdFlagFUA != 0 { try host.flush() }
+            case NBD.cmdWriteZeroes:
+                let zeroes = [UInt8](repeating: 0, count: min(Int(r.length), 1 << 20))
+                var done: UInt64 = 0
+                while done < UInt64(r.length) {
+                    let n = Int(min(UInt64(zeroes.count), UInt64(r.length) - done))
+                    try zeroes.withUnsafeBytes { try host.write(snapshot: tag, offset: r.offset + done, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                    done += UInt64(n)
+                }
+                if r.flags & NBD.cmdFlagFUA != 0 { try host.flush() }
+            default:  // FLUSH, and TRIM with FUA
+                try host.flush()
+            }
+            return nil
+        }
+        let bound = NIOLoopBound(context, eventLoop: loop)
+        future.whenComplete { [self] result in
+            let context = bound.value
+            switch result {
+            case let .success(buffer?):
+                context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            case .success(nil):
+                reply(context, r, error: 0, nil)
+            case let .failure(error):
+                shared.logger.error("NBD \(command(r.type)) of \(r.length) bytes at \(r.offset) failed: \(error)")
+                reply(context, r, error: NBDConnectionHandler.nbdError(error), "\(error)")
+            }
+            finished(context)
+        }
+    }
+
+    private func finished(_ context: ChannelHandlerContext) {
+        inFlight -= 1
+        if readingPaused && inFlight < inFlightMax / 2 {
+            readingPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        }
+        if disconnecting && inFlight == 0 { context.close(promise: nil) }
+    }
+
+    /// The whole reply to a read, header and data, built on a pool thread.
+    private static func readReply(_ host: VolumeHost, _ tag: UInt64?, _ r: NBDRequest,
+                                  allocator: ByteBufferAllocator, structured: Bool) throws -> ByteBuffer {
+        let n = Int(r.length)
+        var out = allocator.buffer(capacity: 32 + n)
+        if structured {
+            out.writeInteger(NBD.structuredReplyMagic)
+            out.writeInteger(NBD.replyFlagDone)
+            out.writeInteger(n == 0 ? NBD.replyTypeNone : NBD.replyTypeOffsetData)
+            out.writeInteger(r.cookie)
+            out.writeInteger(UInt32(n == 0 ? 0 : 8 + n))
+            if n > 0 { out.writeInteger(r.offset) }
+        } else {
+            out.writeInteger(NBD.simpleReplyMagic)
+            out.writeInteger(UInt32(0))
+            out.writeInteger(r.cookie)
+        }
+        if n > 0 {
+            try out.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { b in
+                try host.read(snapshot: tag, offset: r.offset, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<n]))
+                return n
+            }
+        }
+        return out
+    }
+
+    /// A reply without data: success or an error (structured when negotiated and a read).
+    private func reply(_ context: ChannelHandlerContext, _ r: NBDRequest, error: UInt32, _ message: String?) {
+        var out = context.channel.allocator.buffer(capacity: 32)
+        if structuredReplies && r.type == NBD.cmdRead {
+            let text = Array((message ?? "").utf8.prefix(4096))
+            out.writeInteger(NBD.structuredReplyMagic)
+            out.writeInteger(NBD.replyFlagDone)
+            out.writeInteger(error == 0 ? NBD.replyTypeNone : NBD.replyTypeError)
+            out.writeInteger(r.cookie)
+            if error == 0 {
+                out.writeInteger(UInt32(0))
+            } else {
+                out.writeInteger(UInt32(6 + text.count))
+                out.writeInteger(error)
+                out.writeInteger(UInt16(text.count))
+                out.writeBytes(text)
+            }
+        } else {
+            out.writeInteger(NBD.simpleReplyMagic)
+            out.writeInteger(error)
+            out.writeInteger(r.cookie)
+        }
+        if error != 0, let message { shared.logger.info("NBD client \(peer): \(command(r.type)) refused: \(message)") }
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+    }
+
+    private func command(_ type: UInt16) -> String {
+        switch type {
+        case NBD.cmdRead: return "read"
+        case NBD.cmdWrite: return "write"
+        case NBD.cmdFlush: return "flush"
+        case NBD.cmdTrim: return "trim"
+        case NBD.cmdWriteZeroes: return "write-zeroes"
+        default: return "command \(type)"
+        }
+    }
+
+    static func nbdError(_ error: Error) -> UInt32 {
+        switch errnoCode(error) {
+        case ENOSPC: return NBD.errNoSpace
+        case EINVAL: return NBD.errInvalid
+        case EROFS, EPERM: return NBD.errPerm
+        default: return NBD.errIO
+        }
+    }
+}
+
+/// Listens for NBD clients on a Unix socket and, when asked, a TCP address.
+final class NBDListener {
+    private var channels: [Channel] = []
+
+    init(unixPath: String?, tcp: (host: String, port: Int)?, group: EventLoopGroup, context: NBDContext) throws {
+        func bootstrap() -> ServerBootstrap {
+            ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.backlog, value: 64)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(ChannelOptions.autoRead, value: true)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(NBDConnectionHandler(context: context))
+                    }
+                }
+        }
+        if let unixPath {
+            unlink(unixPath)
+            let oldMask = umask(0o077)
+            defer { umask(oldMask) }
+            do {
+                channels.append(try bootstrap().bind(unixDomainSocketPath: unixPath).wait())
+            } catch {
+                throw VolumeError.system("cannot listen for NBD on \(unixPath): \(error)")
+            }
+        }
+        if let tcp {
+            do {
+                channels.append(try bootstrap().childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                    .bind(host: tcp.host, port: tcp.port).wait())
+            } catch {
+                close()
+                throw VolumeError.system("cannot listen for NBD on \(tcp.host):\(tcp.port): \(error)")
+            }
+        }
+    }
+
+    /// The TCP port actually bound (for --nbd-listen HOST:0).
+    var tcpPort: Int? { channels.compactMap { $0.localAddress?.port }.first }
+
+    func close() {
+        for c in channels { _ = try? c.close().wait() }
+        channels = []
+    }
+}

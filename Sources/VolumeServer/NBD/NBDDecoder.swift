@@ -1,0 +1,105 @@
+// Cuts the client's byte stream into NBD messages. After the 4-byte client flags, every
+// message starts with a magic number that says what it is: "IHAVEOPT" an option, 0x25609513
+// a request (followed by its data when it is a write). Anything else is a protocol error
+// and ends the connection. Oversized payloads are skipped, not buffered, and reported, so
+// the connection stays in step and the handler can refuse them.
+
+import NIOCore
+
+struct NBDRequest: Equatable {
+    var flags: UInt16
+    var type: UInt16
+    var cookie: UInt64
+    var offset: UInt64
+    var length: UInt32
+}
+
+enum NBDInbound {
+    case clientFlags(UInt32)
+    case option(code: UInt32, data: ByteBuffer)
+    /// An option whose data was larger than we accept (skipped).
+    case oversizedOption(code: UInt32, length: UInt32)
+    /// A request; `payload` is the data of a write (nil: none, or skipped because oversized).
+    case request(NBDRequest, payload: ByteBuffer?)
+}
+
+enum NBDProtocolError: Error, CustomStringConvertible {
+    case badMagic(UInt64)
+
+    var description: String {
+        switch self {
+        case let .badMagic(m): return "unexpected magic 0x\(String(m, radix: 16)) (not an NBD option or request)"
+        }
+    }
+}
+
+struct NBDDecoder: ByteToMessageDecoder {
+    typealias InboundOut = NBDInbound
+
+    private var sawClientFlags = false
+    /// Bytes of an oversized payload still to throw away.
+    private var skipping = 0
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if skipping > 0 {
+            let n = min(skipping, buffer.readableBytes)
+            buffer.moveReaderIndex(forwardBy: n)
+            skipping -= n
+            return skipping == 0 ? .continue : .needMoreData
+        }
+        if !sawClientFlags {
+            guard let flags = buffer.readInteger(as: UInt32.self) else { return .needMoreData }
+            sawClientFlags = true
+            context.fireChannelRead(wrapInboundOut(.clientFlags(flags)))
+            return .continue
+        }
+        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        if first == NBD.requestMagic {
+            guard buffer.readableBytes >= 28 else { return .needMoreData }
+            let at = buffer.readerIndex
+            let request = NBDRequest(flags: buffer.getInteger(at: at + 4)!, type: buffer.getInteger(at: at + 6)!,
+                                     cookie: buffer.getInteger(at: at + 8)!, offset: buffer.getInteger(at: at + 16)!,
+                                     length: buffer.getInteger(at: at + 24)!)
+            guard request.type == NBD.cmdWrite else {
+                buffer.moveReaderIndex(forwardBy: 28)
+                context.fireChannelRead(wrapInboundOut(.request(request, payload: nil)))
+                return .continue
+            }
+            let length = Int(request.length)
+            if length > NBD.requestBytesMax {
+                buffer.moveReaderIndex(forwardBy: 28)
+                skipping = length
+                context.fireChannelRead(wrapInboundOut(.request(request, payload: nil)))
+                return .continue
+            }
+            guard buffer.readableBytes >= 28 + length else { return .needMoreData }
+            buffer.moveReaderIndex(forwardBy: 28)
+            let payload = buffer.readSlice(length: length)!
+            context.fireChannelRead(wrapInboundOut(.request(request, payload: payload)))
+            return .continue
+        }
+        guard buffer.readableBytes >= 8 else { return .needMoreData }
+        let magic: UInt64 = buffer.getInteger(at: buffer.readerIndex)!
+        guard magic == NBD.optionMagic else { throw NBDProtocolError.badMagic(magic) }
+        guard buffer.readableBytes >= 16 else { return .needMoreData }
+        let code: UInt32 = buffer.getInteger(at: buffer.readerIndex + 8)!
+        let length: UInt32 = buffer.getInteger(at: buffer.readerIndex + 12)!
+        if length > NBD.optionBytesMax {
+            buffer.moveReaderIndex(forwardBy: 16)
+            skipping = Int(length)
+            context.fireChannelRead(wrapInboundOut(.oversizedOption(code: code, length: length)))
+            return .continue
+        }
+        guard buffer.readableBytes >= 16 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 16)
+        let data = buffer.readSlice(length: Int(length))!
+        context.fireChannelRead(wrapInboundOut(.option(code: code, data: data)))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        // A connection that ends mid-message just ends.
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        return .needMoreData
+    }
+}

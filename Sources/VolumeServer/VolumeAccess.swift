@@ -1,0 +1,37 @@
+// What a `ddsnap` command can ask of a volume, whether it opened the store itself
+// (`VolumeHost`) or reaches a running server through its control socket (`ControlClient`).
+// Both answer with the same values and throw the same errors, so a command prints the same
+// output either way.
+
+import SnapStore
+
+public protocol VolumeAccess: AnyObject {
+    func status() throws -> StoreStatus
+    func snapshots() throws -> [SnapshotInfo]
+    func snapshot(tag: UInt64) throws -> SnapshotInfo?
+    func createSnapshot(tag: UInt64, name: String, priority: Int8) throws -> SnapshotInfo
+    /// Deletes a snapshot; returns the number of chunks that became free.
+    func deleteSnapshot(tag: UInt64) throws -> UInt64
+    func adjustUsecount(tag: UInt64, by delta: Int64) throws -> UInt32
+    func setPriority(tag: UInt64, _ priority: Int8) throws
+    func usage(tag: UInt64) throws -> SnapshotUsage
+    /// Streams bytes [offset, offset + length) of the origin or a snapshot (length nil: to the
+    /// end) to `sink`, in pieces of at most 1 MiB.
+    func read(snapshot: UInt64?, offset: UInt64, length: UInt64?,
+              to sink: (UnsafeRawBufferPointer) throws -> Void) throws
+    /// Writes what `source` fills (it returns how many bytes it put in the buffer; 0 ends the
+    /// stream) at `offset`, then flushes. Returns the number of bytes written.
+    func write(snapshot: UInt64?, offset: UInt64,
+               from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64
+    func changedChunks(from: StoreSide, to: StoreSide, _ body: (UInt64) throws -> Void) throws
+    /// Reverts the origin to a snapshot; returns the number of chunks rewritten.
+    func revert(to tag: UInt64) throws -> Int
+    func resizeOrigin(to bytes: UInt64) throws -> StoreStatus
+    func resizeStore(to bytes: UInt64) throws -> StoreStatus
+    func check(repair: Bool) throws -> CheckReport
+    /// Where the store is: a path for a direct open, the socket for a server.
+    var location: String { get }
+}
+
+/// Pieces of a streamed read or write.
+public let streamPieceBytes = 1 << 20

@@ -1,0 +1,273 @@
+// One open store shared by every user in the process: commands, the control socket, FUSE
+// threads and NBD connections. The store core is synchronous and single-writer, so every
+// call runs under one lock. Concurrent origin writes are gathered into batches that share
+// one commit (group commit): the first writer to find no batch in progress takes every
+// queued write, copies out what they all need, commits once and writes them all.
+//
+// Use counting: a snapshot (or the origin) opened as a block file or an NBD export is "in
+// use"; the store-full policy squashes such a snapshot instead of deleting it, and delete
+// and revert refuse while their target is in use.
+
+import Foundation
+import NIOConcurrencyHelpers
+import SnapStore
+
+public final class VolumeHost: VolumeAccess, @unchecked Sendable {
+    public let storePath: String
+    private let store: Store<FileDevice>
+    private let lock = NIOLock()
+
+    // Group commit.
+    private final class PendingWrite {
+        let offset: UInt64
+        let data: UnsafeRawBufferPointer
+        var failure: Error?
+        var done = false
+        init(offset: UInt64, data: UnsafeRawBufferPointer) { (self.offset, self.data) = (offset, data) }
+    }
+    private let batchCondition = NSCondition()
+    private var queuedWrites: [PendingWrite] = []
+    private var batchInProgress = false
+    /// Bytes one batch takes at most (bounds the copy-outs of one commit).
+    private let batchBytesMax = 64 << 20
+
+    /// Opens of the origin (block files, NBD connections), guarded by `lock`.
+    private var originOpens = 0
+    /// Snapshots that may be opened for writing (attached or exported writable).
+    private var writableTags: Set<UInt64> = []
+
+    public var location: String { storePath }
+
+    /// Opens the store at `storePath` and its origin (`originPath`, or the one the store records).
+    public init(storePath: String, originPath: String? = nil, cacheSizeBytes: Int? = nil,
+                onEvent: @escaping @Sendable (StoreEvent) -> Void = { _ in }) throws {
+        let storeDevice = try FileDevice(path: storePath)
+        let sb = try Store.readSuperblock(storeDevice)
+        let originDevice = try FileDevice(path: originPath ?? sb.originPath)
+        var options = StoreOptions()
+        options.checkOriginIdentity = originPath == nil
+        if let cacheSizeBytes { options.cacheSizeBytes = cacheSizeBytes }
+        options.onEvent = onEvent
+        self.storePath = storePath
+        self.store = try Store(store: storeDevice, origin: originDevice, options: options)
+    }
+
+    /// Runs `body` with the store, under the lock.
+    public func withStore<T>(_ body: (Store<FileDevice>) throws -> T) rethrows -> T {
+        try lock.withLock { try body(store) }
+    }
+
+    // MARK: VolumeAccess
+
+    public func status() throws -> StoreStatus { withStore { $0.status } }
+    public func snapshots() throws -> [SnapshotInfo] { withStore { $0.snapshots } }
+    public func snapshot(tag: UInt64) throws -> SnapshotInfo? { withStore { $0.snapshot(tag: tag) } }
+
+    public func createSnapshot(tag: UInt64, name: String, priority: Int8) throws -> SnapshotInfo {
+        try withStore { try $0.createSnapshot(tag: tag, name: name, priority: priority) }
+    }
+
+    public func deleteSnapshot(tag: UInt64) throws -> UInt64 {
+        try withStore { s in
+            if let info = s.snapshot(tag: tag), info.openCount > 0 {
+                throw VolumeError.inUse("snapshot \(tag) is in use (\(info.openCount) open: attached or exported); detach it first")
+            }
+            let before = s.status.freeChunks
+            try s.deleteSnapshot(tag: tag)
+            writableTags.remove(tag)
+            return s.status.freeChunks - before
+        }
+    }
+
+    public func adjustUsecount(tag: UInt64, by delta: Int64) throws -> UInt32 {
+        try withStore { try $0.adjustUsecount(tag: tag, by: delta) }
+    }
+
+    public func setPriority(tag: UInt64, _ priority: Int8) throws {
+        try withStore { try $0.setPriority(tag: tag, priority) }
+    }
+
+    public func usage(tag: UInt64) throws -> SnapshotUsage { try withStore { try $0.usage(tag: tag) } }
+
+    public func read(snapshot: UInt64?, offset: UInt64, length: UInt64?,
+                     to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let size = try withStore { s -> UInt64 in
+            guard let snapshot else { return s.originSizeBytes }
+            guard let info = s.snapshot(tag: snapshot) else { throw StoreError.snapshotMissing(snapshot) }
+            return info.originSizeBytes
+        }
+        guard offset <= size else { throw StoreError.outOfRange("offset \(offset) is past the end at \(formatCount(size)) bytes") }
+        let total = length ?? (size - offset)
+        guard total <= size - offset else {
+            throw StoreError.outOfRange("\(total) bytes from offset \(offset) run past the end at \(formatCount(size)) bytes")
+        }
+        var buffer = [UInt8](repeating: 0, count: Int(min(UInt64(streamPieceBytes), max(total, 1))))
+        var done: UInt64 = 0
+        while done < total {
+            let n = Int(min(UInt64(buffer.count), total - done))
+            try buffer.withUnsafeMutableBytes { b in
+                let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<n])
+                try read(snapshot: snapshot, offset: offset + done, into: piece)
+                try sink(UnsafeRawBufferPointer(piece))
+            }
+            done += UInt64(n)
+        }
+    }
+
+    public func write(snapshot: UInt64?, offset: UInt64,
+                      from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64 {
+        var buffer = [UInt8](repeating: 0, count: streamPieceBytes)
+        var position = offset
+        while true {
+            let filled = try buffer.withUnsafeMutableBytes { try source($0) }
+            if filled == 0 { break }
+            try buffer.withUnsafeBytes { b in
+                let piece = UnsafeRawBufferPointer(rebasing: b[0..<filled])
+                if let snapshot {
+                    try withStore { try $0.write(snapshot: snapshot, offset: position, piece) }
+                } else {
+                    try writeOrigin(offset: position, piece)
+                }
+            }
+            position += UInt64(filled)
+        }
+        try flush()
+        return position - offset
+    }
+
+    public func changedChunks(from: StoreSide, to: StoreSide, _ body: (UInt64) throws -> Void) throws {
+        try withStore { try $0.changedChunks(from: from, to: to) { try body($0); return true } }
+    }
+
+    public func revert(to tag: UInt64) throws -> Int {
+        try withStore { s in
+            if originOpens > 0 {
+                throw VolumeError.inUse("the origin is in use (\(originOpens) open: attached or exported); unmount and detach it before reverting")
+            }
+            return try s.revert(to: tag)
+        }
+    }
+
+    public func resizeOrigin(to bytes: UInt64) throws -> StoreStatus {
+        try withStore { s in
+            try s.resizeOrigin(to: bytes)
+            return s.status
+        }
+    }
+
+    public func resizeStore(to bytes: UInt64) throws -> StoreStatus {
+        try withStore { s in
+            try s.resizeStore(to: bytes)
+            return s.status
+        }
+    }
+
+    public func check(repair: Bool) throws -> CheckReport { try withStore { try $0.check(repair: repair) } }
+
+    // MARK: Block I/O (block files and NBD)
+
+    /// Reads the origin (`snapshot == nil`) or a snapshot into `buffer`.
+    public func read(snapshot: UInt64?, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        try withStore { try $0.read(snapshot: snapshot, offset: offset, into: buffer) }
+    }
+
+    /// Writes the origin through the group commit, or a writable snapshot directly.
+    public func write(snapshot: UInt64?, offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
+        if let snapshot {
+            try withStore { s in
+                guard writableTags.contains(snapshot) else {
+                    throw VolumeError.invalidArgument("snapshot \(snapshot) is read-only (attach or export it writable)")
+                }
+                try s.write(snapshot: snapshot, offset: offset, data)
+            }
+        } else {
+            try writeOrigin(offset: offset, data)
+        }
+    }
+
+    /// Durability barrier: every write acknowledged before the call is durable when it returns.
+    public func flush() throws { try withStore { try $0.flush() } }
+
+    /// Size in bytes of the origin or a snapshot (nil when the snapshot does not exist).
+    public func sizeBytes(snapshot: UInt64?) -> UInt64? {
+        withStore { s in snapshot.map { s.snapshot(tag: $0)?.originSizeBytes } ?? s.originSizeBytes }
+    }
+
+    /// Marks the origin or a snapshot open (in use); fails when the snapshot does not exist.
+    public func open(snapshot: UInt64?, writable: Bool) throws {
+        try withStore { s in
+            guard let snapshot else {
+                originOpens += 1
+                return
+            }
+            if writable && !writableTags.contains(snapshot) {
+                throw VolumeError.invalidArgument("snapshot \(snapshot) is read-only (attach or export it writable)")
+            }
+            try s.retain(tag: snapshot)
+        }
+    }
+
+    public func close(snapshot: UInt64?) {
+        withStore { s in
+            if let snapshot { s.releaseOpen(tag: snapshot) } else { originOpens = max(0, originOpens - 1) }
+        }
+    }
+
+    /// Allows (or stops allowing) writes to a snapshot's block file and export.
+    public func setWritable(_ writable: Bool, snapshot: UInt64) {
+        withStore { _ in
+            if writable { writableTags.insert(snapshot) } else { writableTags.remove(snapshot) }
+        }
+    }
+
+    public func isWritable(snapshot: UInt64) -> Bool { withStore { _ in writableTags.contains(snapshot) } }
+
+    /// Flushes and gives the store up; the host is unusable afterwards.
+    public func close() throws { try withStore { try $0.close() } }
+
+    // MARK: Group commit
+
+    private func writeOrigin(offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
+        // A bad range fails alone, before it can join (and fail) a batch.
+        let size = withStore { $0.originSizeBytes }
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
+        guard !overflow, end <= size else {
+            throw StoreError.outOfRange("origin: bytes \(offset)..<\(overflow ? UInt64.max : end) are past its end at \(formatCount(size)) bytes")
+        }
+        let mine = PendingWrite(offset: offset, data: data)
+        batchCondition.lock()
+        queuedWrites.append(mine)
+        while !mine.done {
+            if batchInProgress {
+                batchCondition.wait()
+                continue
+            }
+            // Lead one batch: as many queued writes as fit, ours among them or not.
+            batchInProgress = true
+            var bytes = 0
+            var take = 0
+            while take < queuedWrites.count, take == 0 || bytes + queuedWrites[take].data.count <= batchBytesMax {
+                bytes += queuedWrites[take].data.count
+                take += 1
+            }
+            let batch = Array(queuedWrites.prefix(take))
+            queuedWrites.removeFirst(take)
+            batchCondition.unlock()
+            var failure: Error?
+            do {
+                try withStore { try $0.write(originBatch: batch.map { ($0.offset, $0.data) }) }
+            } catch {
+                failure = error
+            }
+            batchCondition.lock()
+            for w in batch {
+                w.failure = failure
+                w.done = true
+            }
+            batchInProgress = false
+            batchCondition.broadcast()
+        }
+        batchCondition.unlock()
+        if let failure = mine.failure { throw failure }
+    }
+}
