@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, model, crash-simulation, format and scale tests (swift test),
-# the ddsnap end-to-end tests on files, and a smoke run of every benchmark (tiny sizes, no
+# the ddsnap end-to-end tests on files, the server end-to-end tests (as root: FUSE, loop
+# devices, ext4/xfs, NBD clients, fio, kill -9), and a smoke run of every benchmark (tiny sizes, no
 # timing asserted: it only proves they still run). Prints "N passed, N failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,13 @@ cli_rc=${PIPESTATUS[0]}
 cli_passed=$(tail -n 1 "$log" | grep -oE '^[0-9]+' || echo 0)
 cli_failed=$(tail -n 1 "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 1)
 
+# The server on the real kernel: FUSE, loop devices, filesystems, NBD clients, fio (root).
+bash Tests/cli/server-e2e.sh "$PWD/.build/release/ddsnap" 2>&1 | tee "$log"
+server_rc=${PIPESTATUS[0]}
+server_passed=$(tail -n 1 "$log" | grep -oE '^[0-9]+' || echo 0)
+server_failed=$(tail -n 1 "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 1)
+[ "$server_rc" -ne 0 ] && [ "$server_failed" -eq 0 ] && server_failed=1
+
 bench_dir=$(mktemp -d /tmp/zuma-bench-smoke.XXXXXX)
 if .build/release/zuma-bench --smoke --directory "$bench_dir" > "$log" 2>&1; then
     bench_passed=1; bench_failed=0; echo "ok - benchmark smoke run ($(tail -n 1 "$log"))"
@@ -28,9 +36,9 @@ fi
 rm -rf "$bench_dir"
 
 if [ "$swift_rc" -ne 0 ] && [ "$swift_failed" -eq 0 ]; then swift_failed=1; fi
-passed=$(( swift_total - swift_failed + cli_passed + bench_passed ))
-failed=$(( swift_failed + cli_failed + bench_failed ))
+passed=$(( swift_total - swift_failed + cli_passed + server_passed + bench_passed ))
+failed=$(( swift_failed + cli_failed + server_failed + bench_failed ))
 echo
-echo "swift test: $swift_total tests, exit $swift_rc; ddsnap end to end: $cli_passed passed, $cli_failed failed; benchmark smoke: $([ $bench_failed -eq 0 ] && echo ok || echo FAILED)"
+echo "swift test: $swift_total tests, exit $swift_rc; ddsnap end to end: $cli_passed passed, $cli_failed failed; server end to end: $server_passed passed, $server_failed failed; benchmark smoke: $([ $bench_failed -eq 0 ] && echo ok || echo FAILED)"
 echo "$passed passed, $failed failed"
-[ "$swift_rc" -eq 0 ] && [ "$cli_rc" -eq 0 ] && [ "$bench_failed" -eq 0 ]
+[ "$swift_rc" -eq 0 ] && [ "$cli_rc" -eq 0 ] && [ "$server_failed" -eq 0 ] && [ "$bench_failed" -eq 0 ]

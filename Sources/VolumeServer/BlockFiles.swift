@@ -31,10 +31,12 @@ final class BlockFiles: @unchecked Sendable {
         self.directory = directory
         self.host = host
         self.logger = logger
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
         // A mount left by a server that was killed: its connection is dead; take it away.
-        if isMountPoint(directory) { umount2(directory, Int32(MNT_DETACH)) }
+        if isMountPoint(directory) {
+            umount2(directory, Int32(MNT_DETACH))
+            logger.notice("removed the block-file mount an earlier server left at \(directory)")
+        }
+        try makeDirectory(directory, mode: 0o700)
         var callbacks = zuma_fuse_callbacks(
             lookup: { ctx, name, out in BlockFiles.of(ctx).lookup(String(cString: name!), out!) },
             getattr: { ctx, ino, out in BlockFiles.of(ctx).getattr(ino, out!) },
@@ -224,6 +226,16 @@ func errnoCode(_ error: Error) -> Int32 {
         default: return EIO
         }
     default: return EIO
+    }
+}
+
+/// Creates a directory and its parents; an error names the directory.
+func makeDirectory(_ path: String, mode: Int = 0o755) throws {
+    do {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: mode])
+    } catch {
+        let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+        throw VolumeError.system("cannot create directory \(path): \(underlying.map { describeErrno(Int32($0.code)) } ?? "\(error)")")
     }
 }
 

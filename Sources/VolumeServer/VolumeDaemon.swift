@@ -89,7 +89,7 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
         let c = configuration
         clearLeftovers()
         for dir in [(c.socketPath as NSString).deletingLastPathComponent] + (c.nbdSocketPath.map { [($0 as NSString).deletingLastPathComponent] } ?? []) {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            try makeDirectory(dir)
         }
         blockFiles = try BlockFiles(directory: c.blockFileDirectory, volume: c.volume, host: host, logger: logger)
         let nbdContext = NBDContext(volume: c.volume, host: host, pool: pool, logger: logger)
@@ -185,7 +185,7 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
             let loop = stringFromC(path)
             let name = deviceName(tag)
             do {
-                try FileManager.default.createDirectory(atPath: configuration.deviceNameDirectory, withIntermediateDirectories: true)
+                try makeDirectory(configuration.deviceNameDirectory)
                 removeName(name, ifPointingAt: nil)
                 guard symlink(loop, name) == 0 else {
                     throw VolumeError.system("cannot name \(loop) as \(name): \(describeErrno(errno))")

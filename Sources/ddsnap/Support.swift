@@ -126,7 +126,7 @@ func snapshotJSON(_ s: SnapshotInfo, usage: SnapshotUsage? = nil, chunkSize: Int
     var out: [String: Any] = [
         "tag": s.tag, "epoch": s.epoch, "created": iso8601(s.createdNanoseconds),
         "createdNanoseconds": s.createdNanoseconds, "originSizeBytes": s.originSizeBytes,
-        "priority": Int(s.priority), "usecount": Int(s.usecount), "state": s.squashed ? "squashed" : "normal",
+        "priority": Int(s.priority), "usecount": Int(s.usecount), "openCount": s.openCount, "state": s.squashed ? "squashed" : "normal",
         "name": s.name,
     ]
     if let usage {

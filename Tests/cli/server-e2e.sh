@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# `ddsnap server` end to end, as root on the real kernel: filesystems on the volume and its
+# snapshots through FUSE block files and loop devices, real NBD clients, fio with verify
+# while snapshots come and go, kill -9 and restart, SIGTERM, and malformed input.
+# Everything it creates (servers, mounts, loop devices, device names) is removed by id on exit.
+# Usage: Tests/cli/server-e2e.sh PATH/TO/ddsnap
+. "$(dirname "$0")/lib.sh"
+D=${1:?usage: server-e2e.sh PATH/TO/ddsnap}
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$WORK"
+
+if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/fuse ] || [ ! -e /dev/loop-control ]; then
+    echo "server-e2e: needs root, /dev/fuse and loop devices" >&2
+    not_ok "server tests need root, /dev/fuse and /dev/loop-control"
+    finish; exit 1
+fi
+
+MOUNTS=()   # mount points we mounted, unmounted in reverse order
+VOLS=()     # volume names whose /dev/mapper names we may have made
+server_cleanup() {
+    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+        mountpoint -q "${MOUNTS[i]}" && umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || continue
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
+    # Loop devices still bound to our block files (a killed server's), by their backing file.
+    for f in /sys/block/loop*/loop/backing_file; do
+        [ -e "$f" ] || continue
+        case "$(cat "$f" 2>/dev/null)" in "$WORK"/*) losetup -d "/dev/$(basename "$(dirname "$(dirname "$f")")")" 2>/dev/null ;; esac
+    done
+    # Block-file mounts (a killed server's are dead), by their mount point under our directory.
+    awk -v w="$WORK/blocks-" 'index($2, w) == 1 { print $2 }' /proc/mounts | while read -r dir; do umount -l "$dir"; done
+    for v in "${VOLS[@]}"; do
+        for n in /dev/mapper/"$v" /dev/mapper/"$v"\(*\); do [ -L "$n" ] && rm -f "$n"; done
+    done
+    cleanup
+}
+trap server_cleanup EXIT
+
+# start_server NAME STORE [ARGS...]: a foreground server in the background; waits until it serves.
+start_server() {
+    local name=$1 store=$2; shift 2
+    VOLS+=("$name")
+    "$D" server "$store" --name "$name" --socket "$WORK/$name.sock" --block-files "$WORK/blocks-$name" \
+        --log "$WORK/$name.log" --foreground "$@" 2>>"$WORK/$name.stderr" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    for _ in $(seq 100); do
+        [ -S "$WORK/$name.sock" ] && "$D" status "$WORK/$name.sock" >/dev/null 2>&1 && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "server $name did not start:" >&2; cat "$WORK/$name.stderr" >&2
+    return 1
+}
+
+# stop_server PID: SIGTERM, wait; the exit status is left in STOP_RC.
+stop_server() {
+    kill -TERM "$1"
+    wait "$1"; STOP_RC=$?
+}
+
+# attach SOCKET [TAG]: attaches and prints the device name.
+attach() { "$D" attach "$@" 2>/dev/null; }
+
+mount_at() { mkdir -p "$2"; mount "${@:3}" "$1" "$2" && MOUNTS+=("$2"); }
+
+files_md5() { (cd "$1" && find . -type f ! -path './lost+found/*' -print0 | sort -z | xargs -0 md5sum); }
+
+new_store() { truncate -s "$2" "$1.origin"; truncate -s "$3" "$1.store"; "$D" initialize -y "$1.store" "$1.origin" >/dev/null; }
+
+# ---------------------------------------------------------------------------------------
+# ext4: mkfs on /dev/mapper/<vol>, snapshots while mounted, several mounted at once.
+E=ze$$
+new_store "$E" 256M 512M
+start_server "$E" "$E.store" || { not_ok "ext4 server starts"; finish; exit 1; }
+S="$WORK/$E.sock"
+expect_eq "attach prints the device name" "/dev/mapper/$E" "$(attach "$S")"
+expect_ok "mkfs.ext4 on /dev/mapper/$E" mkfs.ext4 -q "/dev/mapper/$E"
+mount_at "/dev/mapper/$E" "$WORK/m-ext4" && ok "mount ext4" || not_ok "mount ext4"
+mkdir -p m-ext4/dir
+for i in 1 2 3 4 5; do head -c $((i * 300))K /dev/urandom > "m-ext4/dir/file$i"; done
+sync
+files_md5 m-ext4 > ext4-at-1.md5
+fsfreeze -f m-ext4 && expect_ok "snapshot 1 while mounted (frozen)" "$D" create "$S" 1; fsfreeze -u m-ext4
+head -c 700K /dev/urandom > m-ext4/dir/file2
+rm m-ext4/dir/file3
+echo "after one" > m-ext4/new-after-1
+sync
+files_md5 m-ext4 > ext4-at-2.md5
+fsfreeze -f m-ext4 && expect_ok "snapshot 2 while mounted (frozen)" "$D" create "$S" 2; fsfreeze -u m-ext4
+head -c 900K /dev/urandom > m-ext4/dir/file1
+echo "after two" > m-ext4/new-after-2
+sync
+expect_eq "attach snapshot 1" "/dev/mapper/$E(1)" "$(attach "$S" 1)"
+expect_eq "attach snapshot 2" "/dev/mapper/$E(2)" "$(attach "$S" 2)"
+mount_at "/dev/mapper/$E(1)" "$WORK/s1-ext4" -o ro,noload && ok "mount snapshot 1 ro,noload" || not_ok "mount snapshot 1 ro,noload"
+mount_at "/dev/mapper/$E(2)" "$WORK/s2-ext4" -o ro,noload && ok "mount snapshot 2 ro,noload (both mounted)" || not_ok "mount snapshot 2"
+expect_eq "snapshot 1 holds exactly the files at its time" "$(cat ext4-at-1.md5)" "$(files_md5 s1-ext4)"
+expect_eq "snapshot 2 holds exactly the files at its time" "$(cat ext4-at-2.md5)" "$(files_md5 s2-ext4)"
+[ ! -e s1-ext4/new-after-1 ] && [ ! -e s2-ext4/new-after-2 ] && ok "later origin writes do not show in snapshots" || not_ok "later origin writes show in a snapshot"
+expect_fail "snapshot device refuses writes" "read-only|Permission denied|Operation not permitted" \
+    dd if=/dev/zero of="/dev/mapper/$E(1)" bs=4k count=1 oflag=direct status=none
+expect_fail "delete of a mounted snapshot is refused" "in use" "$D" delete "$S" 1
+expect_fail "direct form refuses while the server holds the store" "served by .*give its control socket" "$D" status "$E.store"
+expect_fail "a second server on the same store is refused" "served by|in use" \
+    "$D" server "$E.store" --name "${E}b" --socket "$WORK/second.sock" --block-files "$WORK/blocks-second" --log "$WORK/second.log" --foreground
+expect_ok "the first server still serves" "$D" list "$S"
+out=$("$D" list "$S" --json)
+expect_eq "list through the socket" "1 2" "$(echo "$out" | python3 -c 'import json,sys; print(*[s["tag"] for s in json.load(sys.stdin)])')"
+expect_eq "attached snapshots count as open (in use)" "1 1" "$(echo "$out" | python3 -c 'import json,sys; print(*[s["openCount"] for s in json.load(sys.stdin)])')"
+umount s1-ext4 && umount s2-ext4 && ok "unmount snapshots" || not_ok "unmount snapshots"
+expect_ok "detach snapshot 1" "$D" detach "$S" 1
+expect_ok "detach snapshot 2" "$D" detach "$S" 2
+[ ! -e "/dev/mapper/$E(1)" ] && ok "detach removes the name" || not_ok "detach removes the name"
+expect_ok "delete snapshot 1 once detached" "$D" delete "$S" 1
+umount m-ext4 && ok "unmount origin" || not_ok "unmount origin"
+stop_server "$SERVER_PID"; expect_eq "SIGTERM: clean exit 0" "0" "$STOP_RC"
+[ ! -e "/dev/mapper/$E" ] && ! grep -q "$WORK/blocks-$E" /proc/mounts && ! losetup -l | grep -q "$WORK/blocks-$E" \
+    && ok "SIGTERM detaches, removes names and unmounts" || not_ok "SIGTERM left devices behind" "$(losetup -l; ls /dev/mapper)"
+expect_ok "store checks clean after SIGTERM" "$D" check "$E.store"
+grep -q " $E info: " "$WORK/$E.log" && ok "log lines carry the volume name" || not_ok "log lines carry the volume name"
+
+# ---------------------------------------------------------------------------------------
+# xfs: the same on a second volume.
+X=zx$$
+new_store "$X" 512M 512M
+start_server "$X" "$X.store" || not_ok "xfs server starts"
+S="$WORK/$X.sock"
+attach "$S" >/dev/null
+expect_ok "mkfs.xfs on /dev/mapper/$X" mkfs.xfs -q "/dev/mapper/$X"
+mount_at "/dev/mapper/$X" "$WORK/m-xfs" && ok "mount xfs" || not_ok "mount xfs"
+for i in 1 2 3; do head -c $((i * 500))K /dev/urandom > "m-xfs/f$i"; done
+sync
+files_md5 m-xfs > xfs-at-1.md5
+fsfreeze -f m-xfs && expect_ok "xfs snapshot while mounted (frozen)" "$D" create "$S" 1; fsfreeze -u m-xfs
+head -c 800K /dev/urandom > m-xfs/f1; echo later > m-xfs/later; sync
+attach "$S" 1 >/dev/null
+mount_at "/dev/mapper/$X(1)" "$WORK/s1-xfs" -o ro,nouuid,norecovery && ok "mount xfs snapshot ro,nouuid,norecovery" || not_ok "mount xfs snapshot"
+expect_eq "xfs snapshot holds exactly the files at its time" "$(cat xfs-at-1.md5)" "$(files_md5 s1-xfs)"
+umount s1-xfs; umount m-xfs
+stop_server "$SERVER_PID"; expect_eq "xfs server: SIGTERM exit 0" "0" "$STOP_RC"
+
+# ---------------------------------------------------------------------------------------
+# Raw volume: md5 of each snapshot device equals the origin's at snapshot time, NBD
+# clients, fio --verify with snapshots underneath, malformed input, kill -9.
+R=zr$$
+new_store "$R" 128M 512M
+start_server "$R" "$R.store" || not_ok "raw server starts"
+S="$WORK/$R.sock"
+N="$WORK/$R.sock.nbd"
+DEV=$(attach "$S")
+for tag in 1 2 3 4; do
+    for _ in $(seq 40); do
+        dd if=/dev/urandom of="$DEV" bs=4k count=$((RANDOM % 16 + 1)) seek=$((RANDOM * 2 % 32768)) oflag=direct conv=notrunc status=none
+    done
+    "$D" create "$S" "$tag" >/dev/null
+    md5sum < "$DEV" > "raw-$tag.md5"
+done
+dd if=/dev/urandom of="$DEV" bs=1M count=16 oflag=direct conv=notrunc status=none
+all=ok
+for tag in 1 2 3 4; do
+    attach "$S" "$tag" >/dev/null
+    [ "$(md5sum < "/dev/mapper/$R($tag)")" = "$(cat "raw-$tag.md5")" ] || all="snapshot $tag differs"
+    "$D" detach "$S" "$tag" >/dev/null
+done
+expect_eq "md5 of every snapshot device equals the origin's at snapshot time" ok "$all"
+
+out=$(nbdinfo --list "nbd+unix:///?socket=$N" 2>&1)
+echo "$out" | grep -q "export=\"$R@3\"" && echo "$out" | grep -q "export=\"$R\"" && ok "nbdinfo --list shows the volume and its snapshots" || not_ok "nbdinfo --list" "$out"
+expect_eq "nbdinfo size of a snapshot" "134217728" "$(nbdinfo --size "nbd+unix:///$R@2?socket=$N")"
+expect_eq "NBD snapshot export reads the snapshot" "$(cat raw-2.md5)" "$(nbdcopy "nbd+unix:///$R@2?socket=$N" - | md5sum)"
+head -c 64M /dev/urandom > in.raw
+truncate -s 128M in.raw
+expect_ok "nbdcopy into the origin export (4 connections)" nbdcopy -C 4 in.raw "nbd+unix:///$R?socket=$N"
+expect_eq "nbdcopy out of the origin export" "$(md5sum < in.raw)" "$(nbdcopy "nbd+unix:///$R?socket=$N" - | md5sum)"
+expect_eq "the loop device sees the NBD writes" "$(md5sum < in.raw)" "$(md5sum < "$DEV")"
+expect_ok "qemu-img compare origin export with the file" qemu-img compare -f raw -F raw "nbd+unix:///$R?socket=$N" in.raw
+expect_ok "qemu-img convert a snapshot export" qemu-img convert -f raw -O qcow2 "nbd+unix:///$R@1?socket=$N" snap1.qcow2
+expect_ok "qemu-img compare the converted snapshot" qemu-img compare -f raw -F qcow2 "nbd+unix:///$R@1?socket=$N" snap1.qcow2
+expect_fail "read-only export refuses nbdcopy in" "read-only" nbdcopy in.raw "nbd+unix:///$R@1?socket=$N"
+expect_eq "snapshots unchanged by NBD writes to the origin" "$(cat raw-4.md5)" "$("$D" read "$S" --snapshot 4 | md5sum)"
+
+python3 "$HERE/nbd_malformed.py" "$N" "$R" "$R@1" 134217728 > nbd-malformed.out 2>&1
+nbd_rc=$?
+while read -r line; do
+    case "$line" in "ok - "*) ok "${line#ok - }" ;; "not ok - "*) not_ok "${line#not ok - }" ;; esac
+done < nbd-malformed.out
+[ $nbd_rc -eq 0 ] || not_ok "nbd_malformed.py" "$(cat nbd-malformed.out)"
+python3 "$HERE/control_malformed.py" "$S" > control-malformed.out 2>&1
+ctl_rc=$?
+while read -r line; do
+    case "$line" in "ok - "*) ok "${line#ok - }" ;; "not ok - "*) not_ok "${line#not ok - }" ;; esac
+done < control-malformed.out
+[ $ctl_rc -eq 0 ] || not_ok "control_malformed.py" "$(cat control-malformed.out)"
+expect_eq "malformed input changed nothing" "$(md5sum < in.raw)" "$(md5sum < "$DEV")"
+
+# fio --verify through the device while snapshots are created and deleted underneath.
+fio --name=verify --filename="$DEV" --rw=randwrite --bs=4k --size=64M --offset=32M --direct=1 --ioengine=libaio \
+    --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --output=fio.out >/dev/null 2>&1 &
+FIO=$!
+PIDS+=("$FIO")
+tag=100
+while kill -0 "$FIO" 2>/dev/null; do
+    "$D" create "$S" $tag >/dev/null 2>&1
+    [ $tag -gt 102 ] && "$D" delete "$S" $((tag - 3)) >/dev/null 2>&1
+    tag=$((tag + 1))
+    sleep 0.2
+done
+wait "$FIO"; fio_rc=$?
+[ $fio_rc -eq 0 ] && ok "fio --verify with $((tag - 100)) snapshots created underneath" || not_ok "fio --verify" "$(tail -20 fio.out)"
+expect_ok "store checks clean through the socket" "$D" check "$S"
+
+# kill -9 in the middle of a write workload; restart recovers to the last commit.
+for tag in 1 2 3 4; do "$D" read "$S" --snapshot $tag | md5sum > "after-$tag.md5"; done
+head -c 8M /dev/urandom > flushed.bin
+dd if=flushed.bin of="$DEV" bs=1M seek=100 oflag=direct conv=fsync,notrunc status=none
+"$D" create "$S" 500 >/dev/null
+"$D" read "$S" --snapshot 500 | md5sum > after-500.md5
+fio --name=load --filename="$DEV" --rw=randwrite --bs=64k --size=64M --direct=1 --ioengine=libaio --iodepth=8 \
+    --time_based --runtime=30 --output=/dev/null >/dev/null 2>&1 &
+LOAD=$!
+PIDS+=("$LOAD")
+sleep 2
+kill -KILL "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null
+kill -KILL "$LOAD" 2>/dev/null; wait "$LOAD" 2>/dev/null
+start_server "$R" "$R.store" && ok "restart after kill -9" || not_ok "restart after kill -9" "$(tail "$WORK/$R.stderr")"
+expect_ok "store checks clean after kill -9" "$D" check "$S"
+all=ok
+for tag in 1 2 3 4 500; do
+    [ "$("$D" read "$S" --snapshot $tag | md5sum)" = "$(cat "after-$tag.md5")" ] || all="snapshot $tag differs"
+done
+expect_eq "every snapshot reads back its checksum after kill -9" ok "$all"
+expect_eq "flushed writes are present after kill -9" "$(md5sum < flushed.bin)" "$("$D" read "$S" --offset 100M --length 8M | md5sum)"
+grep -q "earlier server" "$WORK/$R.log" && ok "restart clears the loop devices the killed server left" || not_ok "restart clears leftovers" "$(tail "$WORK/$R.log")"
+stop_server "$SERVER_PID"; expect_eq "raw server: SIGTERM exit 0" "0" "$STOP_RC"
+
+finish
