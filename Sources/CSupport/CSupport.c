@@ -76,6 +76,11 @@ int zuma_lock_exclusive(int fd) {
     return flock(fd, LOCK_EX | LOCK_NB);
 }
 
+void zuma_keep_large_buffers(void) {
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
 int zuma_release_free_memory(void) {
     return malloc_trim(0);
 }

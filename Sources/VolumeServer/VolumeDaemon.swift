@@ -73,8 +73,9 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
             logger.error("cannot open the store: \(error)")
             throw error
         }
+        zuma_keep_large_buffers()
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        pool = NIOThreadPool(numberOfThreads: 8)
+        pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()
         do {
             try startServices()

@@ -13,6 +13,10 @@ int64_t zuma_block_device_size(int fd);
 /// Non-blocking exclusive flock; 0 on success, -1 with errno set (EWOULDBLOCK when held).
 int zuma_lock_exclusive(int fd);
 
+/// Keeps large buffers (I/O requests of up to 64 MiB) in the heap for reuse instead of
+/// mapping and unmapping them, which costs page faults and zeroing on every request.
+void zuma_keep_large_buffers(void);
+
 /// Returns heap memory freed by the program to the system (glibc malloc_trim).
 int zuma_release_free_memory(void);
 

@@ -39,8 +39,24 @@ struct NBDDecoder: ByteToMessageDecoder {
     private var sawClientFlags = false
     /// Bytes of an oversized payload still to throw away.
     private var skipping = 0
+    /// A write whose data is still arriving, and the data so far. Arriving bytes are copied
+    /// here once and the input consumed whole, so the input buffer never has to be compacted
+    /// (which would copy a partial payload again on every read).
+    private var collecting: (request: NBDRequest, payload: ByteBuffer)?
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if var pending = collecting {
+            let need = Int(pending.request.length) - pending.payload.readableBytes
+            var piece = buffer.readSlice(length: min(need, buffer.readableBytes))!
+            pending.payload.writeBuffer(&piece)
+            if pending.payload.readableBytes < Int(pending.request.length) {
+                collecting = pending
+                return .needMoreData
+            }
+            collecting = nil
+            context.fireChannelRead(wrapInboundOut(.request(pending.request, payload: pending.payload)))
+            return .continue
+        }
         if skipping > 0 {
             let n = min(skipping, buffer.readableBytes)
             buffer.moveReaderIndex(forwardBy: n)
@@ -72,7 +88,15 @@ struct NBDDecoder: ByteToMessageDecoder {
                 context.fireChannelRead(wrapInboundOut(.request(request, payload: nil)))
                 return .continue
             }
-            guard buffer.readableBytes >= 28 + length else { return .needMoreData }
+            guard buffer.readableBytes >= 28 + length else {
+                guard buffer.readableBytes >= 28 else { return .needMoreData }
+                buffer.moveReaderIndex(forwardBy: 28)
+                var payload = context.channel.allocator.buffer(capacity: length)
+                var piece = buffer.readSlice(length: buffer.readableBytes)!
+                payload.writeBuffer(&piece)
+                collecting = (request, payload)
+                return .needMoreData
+            }
             buffer.moveReaderIndex(forwardBy: 28)
             let payload = buffer.readSlice(length: length)!
             context.fireChannelRead(wrapInboundOut(.request(request, payload: payload)))
