@@ -1,30 +1,34 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes docs/BENCHMARKS.md: our curves with their plain-file
-# references, and the btrfs peer, all measured in this one run. As root (btrfs loop mount,
+# references, the btrfs peer, and the block devices of `ddsnap server` against a plain loop
+# device and nbdkit+nbdfuse, all measured in this one run. As root (loop devices, mounts,
 # page-cache drops). Usage: Benchmarks/run.sh [--quick]
-#   --quick: snapshot counts up to 1,000 and changelists up to 10,000 (minutes, not an hour).
+#   --quick: snapshot counts up to 1,000, changelists up to 10,000, one fio repeat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
 need=()
-for p in btrfs-progs python3; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in btrfs-progs python3 fio nbdkit nbdfuse libnbd-bin fuse3 e2fsprogs; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
-swift build -c release --product zuma-bench 2>&1 | tail -n 1
+swift build -c release 2>&1 | tail -n 1
 dir=${ZUMA_BENCH_DIR:-/var/tmp/zuma-bench}
 mkdir -p "$dir"
 levels=0,1,64,1000,10000,100000
 counts=1,10,100,1000,10000,100000,1000000
 btrfs_counts=0,10,100,1000
-if [ $quick -eq 1 ]; then levels=0,1,64,1000; counts=1,10,100,1000,10000; btrfs_counts=0,10,100; fi
+repeats=3
+if [ $quick -eq 1 ]; then levels=0,1,64,1000; counts=1,10,100,1000,10000; btrfs_counts=0,10,100; repeats=1; fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 /usr/bin/time -v .build/release/zuma-bench --directory "$dir" --levels "$levels" --changelist-counts "$counts" \
     --drop-caches --output "$out/zuma.json" 2> "$out/time.txt" | tee "$out/zuma.log"
 python3 Benchmarks/btrfs_peer.py --dir "$dir/btrfs" --counts "$btrfs_counts" --output "$out/btrfs.json" 2>&1 | grep -v -e NOTE -e '^ *-' -e 'this does not' -e '^$' || true
-python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" \
+python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/release/ddsnap" --repeats $repeats \
+    --output "$out/devices.json"
+python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
     --command "Benchmarks/run.sh${1:+ $1}" > docs/BENCHMARKS.md
 # The raw figures beside the report, to re-render or compare runs.
-python3 -c 'import json, sys; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2]))}, open("docs/benchmarks.json", "w"), indent=1)' \
-    "$out/zuma.json" "$out/btrfs.json"
+python3 -c 'import json, sys; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3]))}, open("docs/benchmarks.json", "w"), indent=1)' \
+    "$out/zuma.json" "$out/btrfs.json" "$out/devices.json"
 echo "wrote docs/BENCHMARKS.md and docs/benchmarks.json"

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# The demo: a snapshot store on plain files, end to end with ddsnap. Initialize, write,
-# snapshot, overwrite, read the snapshot back unchanged, list the changed chunks, make the
-# snapshot writable, revert, delete, and check the store.
+# The demo, as root: a snapshot store on plain files, end to end. First with ddsnap on the
+# files (initialize, write, snapshot, overwrite, read the snapshot back unchanged, changed
+# chunks, revert, delete, check); then served by `ddsnap server`: ext4 made and mounted on
+# /dev/mapper/<vol>, a snapshot taken while mounted and mounted read-only beside it, the same
+# snapshot read by NBD clients, status through the control socket, and a clean stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 D="$PWD/.build/release/ddsnap"
 dir=$(mktemp -d /tmp/zumastor-demo.XXXXXX)
-trap 'rm -rf "$dir"' EXIT
+VOL=demo$$
+SERVER=""
+MOUNTS=()
+finish() {
+    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}"; done
+    [ -n "$SERVER" ] && kill -TERM "$SERVER" 2>/dev/null && while kill -0 "$SERVER" 2>/dev/null; do sleep 0.1; done
+    rm -rf "$dir"
+}
+trap finish EXIT
 cd "$dir"
 # Shows each command as a user would type it, then runs it.
 step() { echo; echo "\$ ddsnap $*"; "$D" "$@"; }
@@ -31,3 +41,43 @@ step revert snapstore 1
 "$D" read snapstore --length 32M | cmp - data && echo "  origin equals snapshot 1 again"
 step delete snapstore 1
 step check snapstore
+
+# ---- The same kind of store, served: real block devices on an unmodified kernel.
+echo; echo "=== ddsnap server: the volume and its snapshots as block devices ==="
+truncate -s 512M vol.origin
+truncate -s 256M vol.store
+"$D" initialize -y vol.store vol.origin >/dev/null
+S="$dir/$VOL.sock"
+echo; echo "\$ ddsnap server vol.store --name $VOL --socket $S --block-files $dir/blocks --log $dir/server.log"
+out=$("$D" server vol.store --name "$VOL" --socket "$S" --block-files "$dir/blocks" --log "$dir/server.log")
+echo "$out"
+SERVER=$(echo "$out" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p')
+step attach "$S"
+echo; echo "\$ mkfs.ext4 -q /dev/mapper/$VOL && mount /dev/mapper/$VOL $dir/mnt"
+mkfs.ext4 -q "/dev/mapper/$VOL"
+mkdir -p mnt snap
+mount "/dev/mapper/$VOL" mnt && MOUNTS+=("$dir/mnt")
+echo "version 1 of the report" > mnt/report.txt
+sync
+echo; echo "\$ fsfreeze -f mnt; ddsnap create $S 1; fsfreeze -u mnt"
+fsfreeze -f mnt; "$D" create "$S" 1; fsfreeze -u mnt
+echo "version 2 of the report" > mnt/report.txt
+sync
+step attach "$S" 1
+echo; echo "\$ mount -o ro,noload '/dev/mapper/$VOL(1)' $dir/snap"
+mount -o ro,noload "/dev/mapper/$VOL(1)" snap && MOUNTS+=("$dir/snap")
+echo "  origin:     $(cat mnt/report.txt)"
+echo "  snapshot 1: $(cat snap/report.txt)"
+df -h mnt snap | sed 's/^/  /'
+echo; echo "\$ nbdinfo --list 'nbd+unix:///?socket=$S.nbd'   (the same devices over NBD)"
+nbdinfo --list "nbd+unix:///?socket=$S.nbd" | grep -E '^export=|export-size|is_read_only' | sed 's/^/  /'
+echo "  snapshot 1 through NBD and through its loop device: $(nbdcopy "nbd+unix:///$VOL@1?socket=$S.nbd" - | md5sum | cut -c1-12) / $(md5sum < "/dev/mapper/$VOL(1)" | cut -c1-12)"
+step status "$S" --size
+step delete "$S" 1 || true
+umount snap; umount mnt; MOUNTS=()
+step detach "$S" 1
+step detach "$S"
+step delete "$S" 1
+echo; echo "\$ kill -TERM $SERVER    (finishes in-flight requests, detaches, unmounts, commits)"
+kill -TERM "$SERVER"; while kill -0 "$SERVER" 2>/dev/null; do sleep 0.1; done; SERVER=""
+step check vol.store

@@ -31,6 +31,10 @@ static void fill_attr(const struct zuma_fuse_node *node, struct stat *st) {
     st->st_uid = getuid();
     st->st_gid = getgid();
     st->st_blksize = 4096;
+    st->st_mtim.tv_sec = (time_t)(node->mtime_ns / 1000000000u);
+    st->st_mtim.tv_nsec = (long)(node->mtime_ns % 1000000000u);
+    st->st_ctim = st->st_mtim;
+    st->st_atim = st->st_mtim;
     if (node->ino == FUSE_ROOT_ID) {
         st->st_mode = S_IFDIR | 0700;
         st->st_nlink = 2;

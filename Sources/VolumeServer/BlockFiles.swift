@@ -24,6 +24,7 @@ final class BlockFiles: @unchecked Sendable {
     private var listings: [UInt64: [(name: String, node: zuma_fuse_node)]] = [:]
     private var nextListing: UInt64 = 1
 
+    private let startedNanoseconds = Store<FileDevice>.wallClockNanoseconds()
     static let originInode: UInt64 = 2
     static let firstSnapshotInode: UInt64 = 3
 
@@ -71,20 +72,54 @@ final class BlockFiles: @unchecked Sendable {
         t.name = "fuse"
         t.start()
         thread = t
+        // Only once requests are served: a stat of the mount point asks this process.
+        var st = stat()
+        if stat(directory, &st) == 0 {
+            connection = UInt32(truncatingIfNeeded: st.st_dev & 0xff) | UInt32(truncatingIfNeeded: (st.st_dev >> 12) & 0xfff00)
+        }
     }
 
     /// Path of the block file of the origin (nil) or a snapshot.
     func path(tag: UInt64?) -> String { directory + "/" + (tag.map(String.init) ?? "origin") }
 
-    /// Unmounts and waits for the request threads to end.
+    /// Unmounts and waits for the request threads to end. A block file still open (a loop
+    /// device under a mounted filesystem) keeps the connection alive after a lazy unmount;
+    /// after a grace period the connection is aborted, and that device's I/O fails from then on.
     func stop() {
         guard let f = fuse else { return }
         zuma_fuse_unmount(f)
         finished.lock()
-        while running { finished.wait() }
+        var deadline = Date().addingTimeInterval(5)
+        while running {
+            if !finished.wait(until: deadline) && running {
+                finished.unlock()
+                logger.warning("block files still open (a device still mounted?); aborting the FUSE connection")
+                abortConnection()
+                finished.lock()
+                deadline = Date().addingTimeInterval(3600)
+            }
+        }
         finished.unlock()
         zuma_fuse_destroy(f)
         fuse = nil
+    }
+
+    /// FUSE connection number (the minor of the mount's device), for fusectl.
+    private var connection: UInt32?
+
+    private func abortConnection() {
+        guard let connection else { return }
+        let control = "/sys/fs/fuse/connections"
+        if !FileManager.default.fileExists(atPath: "\(control)/\(connection)") {
+            mount("fusectl", control, "fusectl", 0, nil)
+        }
+        let fd = Foundation.open("\(control)/\(connection)/abort", O_WRONLY)
+        guard fd >= 0 else {
+            logger.error("cannot abort FUSE connection \(connection): \(describeErrno(errno))")
+            return
+        }
+        _ = Foundation.write(fd, "1", 1)
+        Foundation.close(fd)
     }
 
     private static func of(_ ctx: UnsafeMutableRawPointer?) -> BlockFiles {
@@ -98,10 +133,11 @@ final class BlockFiles: @unchecked Sendable {
     private func node(tag: UInt64?) -> zuma_fuse_node? {
         guard let tag else {
             guard let size = host.sizeBytes(snapshot: nil) else { return nil }
-            return zuma_fuse_node(ino: BlockFiles.originInode, size: size, generation: 0, writable: 1)
+            return zuma_fuse_node(ino: BlockFiles.originInode, size: size, generation: 0, mtime_ns: startedNanoseconds, writable: 1)
         }
         guard tag <= UInt64.max - BlockFiles.firstSnapshotInode, let info = try? host.snapshot(tag: tag) else { return nil }
         return zuma_fuse_node(ino: tag + BlockFiles.firstSnapshotInode, size: info.originSizeBytes, generation: info.epoch,
+                              mtime_ns: info.createdNanoseconds,
                               writable: host.isWritable(snapshot: tag) ? 1 : 0)
     }
 
@@ -130,7 +166,7 @@ final class BlockFiles: @unchecked Sendable {
         if let n = node(tag: nil) { entries.append(("origin", n)) }
         for s in (try? host.snapshots()) ?? [] where s.tag <= UInt64.max - BlockFiles.firstSnapshotInode {
             entries.append((String(s.tag), zuma_fuse_node(ino: s.tag + BlockFiles.firstSnapshotInode, size: s.originSizeBytes,
-                                                          generation: s.epoch, writable: 0)))
+                                                          generation: s.epoch, mtime_ns: s.createdNanoseconds, writable: 0)))
         }
         listingsLock.lock()
         defer { listingsLock.unlock() }

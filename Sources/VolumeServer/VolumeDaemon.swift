@@ -154,6 +154,10 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
         nbd?.close()
         nbd = nil
         for device in devices() { _ = try? detach(tag: device.tag) }
+        let stillOpen = host.openDevices()
+        if !stillOpen.isEmpty {
+            logger.warning("\(stillOpen.joined(separator: ", ")) still open (mounted, or an NBD client); their I/O fails from now on")
+        }
         blockFiles?.stop()
         blockFiles = nil
         try? pool.syncShutdownGracefully()

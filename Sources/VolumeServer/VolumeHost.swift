@@ -213,6 +213,13 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
         }
     }
 
+    /// What is still open: "the origin", "snapshot 3", ... (for the shutdown warning).
+    public func openDevices() -> [String] {
+        withStore { s in
+            (originOpens > 0 ? ["the origin"] : []) + s.snapshots.filter { $0.openCount > 0 }.map { "snapshot \($0.tag)" }
+        }
+    }
+
     /// Allows (or stops allowing) writes to a snapshot's block file and export.
     public func setWritable(_ writable: Bool, snapshot: UInt64) {
         withStore { _ in

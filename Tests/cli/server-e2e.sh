@@ -57,9 +57,11 @@ start_server() {
     return 1
 }
 
-# stop_server PID: SIGTERM, wait; the exit status is left in STOP_RC.
+# stop_server PID: SIGTERM, wait (at most 60 s, then SIGKILL); the exit status is left in STOP_RC.
 stop_server() {
     kill -TERM "$1"
+    for _ in $(seq 600); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$1" 2>/dev/null && { echo "server $1 ignored SIGTERM for 60 s" >&2; kill -KILL "$1"; }
     wait "$1"; STOP_RC=$?
 }
 
@@ -128,8 +130,10 @@ grep -q " $E info: " "$WORK/$E.log" && ok "log lines carry the volume name" || n
 # xfs: the same on a second volume.
 X=zx$$
 new_store "$X" 512M 512M
-start_server "$X" "$X.store" || not_ok "xfs server starts"
+PORT=$((20000 + $$ % 20000))
+start_server "$X" "$X.store" --nbd-listen "127.0.0.1:$PORT" || not_ok "xfs server starts"
 S="$WORK/$X.sock"
+expect_eq "NBD on TCP when asked (--nbd-listen)" "536870912" "$(nbdinfo --size "nbd://127.0.0.1:$PORT/$X" 2>&1)"
 attach "$S" >/dev/null
 expect_ok "mkfs.xfs on /dev/mapper/$X" mkfs.xfs -q "/dev/mapper/$X"
 mount_at "/dev/mapper/$X" "$WORK/m-xfs" && ok "mount xfs" || not_ok "mount xfs"
@@ -141,8 +145,71 @@ head -c 800K /dev/urandom > m-xfs/f1; echo later > m-xfs/later; sync
 attach "$S" 1 >/dev/null
 mount_at "/dev/mapper/$X(1)" "$WORK/s1-xfs" -o ro,nouuid,norecovery && ok "mount xfs snapshot ro,nouuid,norecovery" || not_ok "mount xfs snapshot"
 expect_eq "xfs snapshot holds exactly the files at its time" "$(cat xfs-at-1.md5)" "$(files_md5 s1-xfs)"
-umount s1-xfs; umount m-xfs
-stop_server "$SERVER_PID"; expect_eq "xfs server: SIGTERM exit 0" "0" "$STOP_RC"
+umount s1-xfs
+# SIGTERM with the origin still mounted: the server still stops (the mounted device's I/O
+# fails from then on; unmounting it releases the loop device).
+stop_server "$SERVER_PID"; expect_eq "SIGTERM with a filesystem still mounted: exit 0" "0" "$STOP_RC"
+umount m-xfs 2>/dev/null || umount -l m-xfs
+expect_ok "xfs store checks clean after that stop" "$D" check "$X.store"
+sleep 0.5
+! losetup -l | grep -q "$WORK/blocks-$X" && ok "the mounted device's loop went with its unmount" || not_ok "loop left behind" "$(losetup -l)"
+
+# ---------------------------------------------------------------------------------------
+# Every ddsnap command through the control socket, as on the files.
+C=zc$$
+truncate -s 32M "$C.origin"; truncate -s 64M "$C.store"
+"$D" initialize -y -c 4K "$C.store" "$C.origin" >/dev/null
+start_server "$C" "$C.store" || not_ok "command server starts"
+S="$WORK/$C.sock"
+head -c 2M /dev/urandom > c0.bin
+expect_ok "write through the socket" sh -c "'$D' write '$S' < c0.bin"
+expect_ok "create through the socket" "$D" create "$S" 1 --name first --priority 2
+head -c 64K /dev/urandom > c1.bin
+expect_ok "write at an offset through the socket" sh -c "'$D' write '$S' --offset 1M < c1.bin"
+expect_eq "read a snapshot through the socket" "$(md5sum < c0.bin)" "$("$D" read "$S" --snapshot 1 --length 2M | md5sum)"
+cp c0.bin c01.bin; dd if=c1.bin of=c01.bin bs=1M seek=1 conv=notrunc status=none
+expect_eq "read the origin through the socket" "$(md5sum < c01.bin)" "$("$D" read "$S" --length 2M | md5sum)"
+expect_eq "changelist through the socket" "$(seq 256 271)" "$("$D" changelist "$S" 1 origin)"
+expect_eq "usecount through the socket" "1" "$("$D" usecount "$S" 1 1)"
+expect_eq "usecount -1 through the socket" "0" "$("$D" usecount "$S" 1 -1)"
+expect_ok "priority through the socket" "$D" priority "$S" 1 -5
+expect_eq "list --json through the socket" "first -5" "$("$D" list "$S" --json | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]; print(s["name"], s["priority"])')"
+expect_eq "status --size through the socket" "65536" "$("$D" status "$S" --size 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshots"][0]["uniqueBytes"])')"
+expect_eq "status names the store, not the socket" "$WORK/$C.store" "$("$D" status "$S" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"])')"
+"$D" status "$S" --state 9 >/dev/null 2>&1; expect_eq "status --state of a missing snapshot exits 1" "1" "$?"
+expect_fail "errors read as in the direct form" "snapshot 9 doesn't exist" "$D" delete "$S" 9
+expect_fail "bad offsets are refused through the socket" "past the end" "$D" read "$S" --offset 40M
+expect_fail "--origin is refused with a socket" "directly" "$D" status "$S" --origin /dev/null
+attach "$S" >/dev/null
+expect_fail "revert refuses while the origin is attached" "in use" "$D" revert "$S" 1
+"$D" detach "$S" >/dev/null
+expect_ok "revert through the socket" "$D" revert "$S" 1
+expect_eq "origin reverted" "$(md5sum < c0.bin)" "$("$D" read "$S" --length 2M | md5sum)"
+expect_ok "resize the store through the socket" "$D" resize "$S" --snapshot 96M
+expect_eq "store grew" "100663296" "$("$D" status "$S" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["storeBytes"])')"
+expect_ok "check through the socket" "$D" check "$S"
+expect_ok "delete through the socket" "$D" delete "$S" 1
+stop_server "$SERVER_PID"; expect_eq "command server: SIGTERM exit 0" "0" "$STOP_RC"
+
+# ---------------------------------------------------------------------------------------
+# Store full: an attached (in-use) snapshot is squashed, not deleted; an unused one goes
+# first. Reads of the squashed snapshot's device fail with EIO.
+F=zf$$
+truncate -s 64M "$F.origin"; truncate -s 4M "$F.store"
+"$D" initialize -y -c 16K "$F.store" "$F.origin" >/dev/null
+start_server "$F" "$F.store" || not_ok "store-full server starts"
+S="$WORK/$F.sock"
+FDEV=$(attach "$S")
+dd if=/dev/urandom of="$FDEV" bs=1M count=8 oflag=direct status=none
+"$D" create "$S" 1 >/dev/null; "$D" create "$S" 2 >/dev/null
+attach "$S" 1 >/dev/null
+dd if=/dev/urandom of="$FDEV" bs=1M count=8 oflag=direct conv=notrunc status=none && ok "writes go on when the store fills" || not_ok "writes failed when the store filled"
+"$D" status "$S" --state 2 >/dev/null 2>&1; expect_eq "the unused snapshot was deleted first" "1" "$?"
+"$D" status "$S" --state 1 >/dev/null 2>&1; expect_eq "the attached snapshot was squashed, not deleted" "2" "$?"
+expect_fail "reads of the squashed snapshot's device fail with EIO" "Input/output error" \
+    dd if="/dev/mapper/$F(1)" of=/dev/null bs=64k count=1 iflag=direct status=none
+"$D" detach "$S" 1 >/dev/null; "$D" detach "$S" >/dev/null
+stop_server "$SERVER_PID"; expect_eq "store-full server: SIGTERM exit 0" "0" "$STOP_RC"
 
 # ---------------------------------------------------------------------------------------
 # Raw volume: md5 of each snapshot device equals the origin's at snapshot time, NBD

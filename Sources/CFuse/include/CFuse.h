@@ -10,6 +10,8 @@ struct zuma_fuse_node {
     uint64_t ino;
     uint64_t size;
     uint64_t generation;
+    /// Modification time, nanoseconds since 1970 (a snapshot: when it was taken).
+    uint64_t mtime_ns;
     int writable;
 };
 
