@@ -32,6 +32,7 @@ def main():
     p.add_argument("--zuma", required=True)
     p.add_argument("--btrfs")
     p.add_argument("--devices")
+    p.add_argument("--earlier", help="sections 1-5 and btrfs come from this earlier run (devices measured now)")
     p.add_argument("--command", default="Benchmarks/run.sh")
     a = p.parse_args()
     devices = json.load(open(a.devices)) if a.devices and os.path.exists(a.devices) else None
@@ -42,6 +43,9 @@ def main():
     w("# Benchmarks")
     w("")
     w(f"Measured {datetime.date.today().isoformat()} on {machine()}.")
+    if a.earlier:
+        w(f"Sections 1 to 5 and the btrfs peer are from {a.earlier} (`Benchmarks/run.sh`); section 6")
+        w("was measured again on the date above (`Benchmarks/run.sh --devices-only`).")
     w(f"Reproduce with `{a.command}` (as root; `--quick` for a shorter run). Every ratio compares")
     w("two figures measured in the same run; absolute numbers on this shared VM are noisy.")
     w("Chunk size 16 KiB (curves 1, 2, 4) and 4 KiB (curve 3); metadata cache 32 MiB.")

@@ -131,6 +131,22 @@ extension Store {
         }
     }
 
+    /// An origin write that needs no copy-out (no live snapshot still reads any chunk it
+    /// touches, as far as memory knows) goes straight to the origin and returns true; otherwise
+    /// nothing is done and it returns false (use `write`). It reads store state and writes only
+    /// the origin, so a caller may run it concurrently with other calls of it and with origin
+    /// reads, never with anything else (a snapshot create in between would change the answer).
+    public func writeOriginIfProtected(offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Bool {
+        try checkUsable()
+        try checkRange(offset, data.count, size: superblock.originSizeBytes, what: "origin")
+        guard !data.isEmpty else { return true }
+        let first = offset / chunkSize
+        let last = (offset + UInt64(data.count) - 1) / chunkSize
+        guard alreadyProtected(first..<(last + 1)) else { return false }
+        try originDevice.write(data, at: offset)
+        return true
+    }
+
     /// Group commit: the origin writes of several requests, with one commit covering every
     /// copy-out any of them needs, then the origin writes in order. Ranges are checked first,
     /// so a bad extent fails the batch before anything is written.

@@ -9,13 +9,14 @@
 // and revert refuse while their target is in use.
 
 import Foundation
-import NIOConcurrencyHelpers
 import SnapStore
 
 public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     public let storePath: String
     private let store: Store<FileDevice>
-    private let lock = NIOLock()
+    /// Exclusive for every store call, shared for the two that may overlap: origin reads and
+    /// origin writes needing no copy-out (`Store.writeOriginIfProtected`).
+    private let lock = ReadWriteLock()
 
     // Group commit.
     private final class PendingWrite {
@@ -54,7 +55,12 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     /// Runs `body` with the store, under the lock.
     public func withStore<T>(_ body: (Store<FileDevice>) throws -> T) rethrows -> T {
-        try lock.withLock { try body(store) }
+        try lock.withWriteLock { try body(store) }
+    }
+
+    /// Runs one of the calls that may run side by side (see `lock`).
+    private func withStoreShared<T>(_ body: (Store<FileDevice>) throws -> T) rethrows -> T {
+        try lock.withReadLock { try body(store) }
     }
 
     // MARK: VolumeAccess
@@ -168,7 +174,12 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     /// Reads the origin (`snapshot == nil`) or a snapshot into `buffer`.
     public func read(snapshot: UInt64?, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        try withStore { try $0.read(snapshot: snapshot, offset: offset, into: buffer) }
+        if snapshot == nil {
+            // Origin reads touch no store state: they run side by side.
+            try withStoreShared { try $0.read(snapshot: nil, offset: offset, into: buffer) }
+        } else {
+            try withStore { try $0.read(snapshot: snapshot, offset: offset, into: buffer) }
+        }
     }
 
     /// Writes the origin through the group commit, or a writable snapshot directly.
@@ -235,6 +246,8 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     // MARK: Group commit
 
     private func writeOrigin(offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
+        // Rewrites of protected chunks need no commit: they go side by side, without a batch.
+        if try withStoreShared({ try $0.writeOriginIfProtected(offset: offset, data) }) { return }
         // A bad range fails alone, before it can join (and fail) a batch.
         let size = withStore { $0.originSizeBytes }
         let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
