@@ -273,7 +273,8 @@ def limits():
   then the superblock, before the origin may be overwritten: two flushes, the second a real
   write. The reference's second `fdatasync` has nothing to flush, and it writes half the
   bytes. A single-flush commit (a commit record that open verifies, including the copied
-  data) would remove one flush; the server's group commit will batch concurrent writers.
+  data) would remove one flush; the server's group commit shares one commit among the
+  copy-outs of concurrent writers (these figures are of one writer).
   This disk's flush latency is noisy (p99 several ms), which shows most on this pattern.
 - **Copy-out, 4 KiB random** sits around the 0.45x line: per 4 KiB written, a 16 KiB chunk is
   read and copied, and each commit rewrites the changed tree paths plus a bitmap block, an
@@ -297,9 +298,9 @@ def limits():
   writes to one FUSE file unless the file system opens it with FOPEN_PARALLEL_DIRECT_WRITES,
   which libfuse 3.14 (Debian 12) cannot express; our writes therefore reach the server one at
   a time and queue depth helps reads only. A plain loop device has no such limit.
-- **nbdcopy.** Each request crosses from the event loop to a pool thread (store calls block)
-  and back, and the data is copied once more than in nbdkit (into the request's buffer);
-  the figures move by ±20% from run to run on this machine.
+- **nbdcopy.** The requests of one read burst cross from the event loop to a pool thread
+  (store calls block) and back together, and a write's data is copied once more than in
+  nbdkit (into the request's buffer); the figures move by ±20% from run to run here.
 """.rstrip("\n").split("\n")
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ protocol ServerOperations: AnyObject, Sendable {
     func attach(tag: UInt64?, writable: Bool) throws -> AttachedDevice
     func detach(tag: UInt64?) throws -> AttachedDevice
     func devices() -> [AttachedDevice]
+    /// The origin's size changed: an attached loop device re-reads it.
+    func originResized()
 }
 
 struct ControlFrameDecoder: ByteToMessageDecoder {
@@ -239,6 +241,7 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         case let .resizeOrigin(bytes):
             let s = try host.resizeOrigin(to: bytes)
             logger.info("origin resized to \(bytes) bytes")
+            server.originResized()
             return .status(s)
         case let .resizeStore(bytes):
             let s = try host.resizeStore(to: bytes)

@@ -220,6 +220,17 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
         }
     }
 
+    public func originResized() {
+        attachLock.withLock {
+            guard let device = attached[nil] else { return }
+            if zuma_loop_set_capacity(device.loopDevice) != 0 {
+                logger.error("cannot update the size of \(device.loopDevice): \(describeErrno(errno))")
+            } else {
+                logger.info("\(device.loopDevice) now has the origin's new size")
+            }
+        }
+    }
+
     public func devices() -> [AttachedDevice] {
         attachLock.withLock {
             attached.values.sorted { ($0.tag ?? 0, $0.tag == nil ? 0 : 1) < ($1.tag ?? 0, $1.tag == nil ? 0 : 1) }

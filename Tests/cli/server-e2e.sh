@@ -185,6 +185,10 @@ expect_fail "revert refuses while the origin is attached" "in use" "$D" revert "
 "$D" detach "$S" >/dev/null
 expect_ok "revert through the socket" "$D" revert "$S" 1
 expect_eq "origin reverted" "$(md5sum < c0.bin)" "$("$D" read "$S" --length 2M | md5sum)"
+attach "$S" >/dev/null
+expect_ok "grow the origin through the socket while attached" "$D" resize "$S" --origin-size 48M
+expect_eq "the attached device grew with it" "50331648" "$(blockdev --getsize64 "/dev/mapper/$C")"
+"$D" detach "$S" >/dev/null
 expect_ok "resize the store through the socket" "$D" resize "$S" --snapshot 96M
 expect_eq "store grew" "100663296" "$("$D" status "$S" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["storeBytes"])')"
 expect_ok "check through the socket" "$D" check "$S"
