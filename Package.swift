@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .library(name: "SnapStore", targets: ["SnapStore"]),
         .library(name: "VolumeServer", targets: ["VolumeServer"]),
+        .library(name: "VolumeManager", targets: ["VolumeManager"]),
+        .executable(name: "zumastor", targets: ["zumastor"]),
         .executable(name: "ddsnap", targets: ["ddsnap"]),
     ],
     dependencies: [
@@ -35,6 +37,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ]),
+        // Volume lifecycle on one machine (zumastor's logic): configuration, servers, devices.
+        .target(name: "VolumeManager", dependencies: ["SnapStore", "VolumeServer"]),
+        .executableTarget(
+            name: "zumastor",
+            dependencies: [
+                "SnapStore", "VolumeServer", "VolumeManager",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "ddsnap",

@@ -70,20 +70,7 @@ func describeLockHolder(_ path: String) -> String {
 
 /// "16K" -> 16384; K, M, G, T are powers of 1024; plain numbers are bytes.
 func parseSize(_ text: String) throws -> UInt64 {
-    let units: [Character: UInt64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
-    var digits = text.trimmingCharacters(in: .whitespaces)
-    var multiplier: UInt64 = 1
-    if let last = digits.last?.lowercased().first, let m = units[last] {
-        multiplier = m
-        digits.removeLast()
-        if digits.last?.lowercased() == "i" { digits.removeLast() }
-    }
-    guard let n = UInt64(digits) else {
-        throw ValidationError("'\(text)' is not a size (a number of bytes, optionally with K, M, G or T)")
-    }
-    let (product, overflow) = n.multipliedReportingOverflow(by: multiplier)
-    guard !overflow else { throw ValidationError("size '\(text)' is too large") }
-    return product
+    do { return try ByteSize.parse(text) } catch { throw ValidationError("\(error)") }
 }
 
 /// A snapshot tag: a non-negative number.

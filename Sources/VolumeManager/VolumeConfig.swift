@@ -1,0 +1,71 @@
+// A defined volume's configuration, one JSON file per volume
+// (/var/lib/zumastor/volumes/<vol>/config.json), replaced atomically (write, fsync, rename).
+
+import Foundation
+import VolumeServer
+
+public struct VolumeConfig: Codable, Equatable, Sendable {
+    public var name: String
+    /// The origin and the snapshot store, symbolic links resolved.
+    public var origin: String
+    public var store: String
+    public var cacheSizeBytes: UInt64?
+    /// Where the origin is mounted (nil: /var/run/zumastor/mount/<vol>), and with what options.
+    public var mountPoint: String?
+    public var mountOptions: String?
+    /// Where snapshots are mounted (nil: /var/run/zumastor/snapshot/<vol>).
+    public var snapshotDirectory: String?
+
+    public init(name: String, origin: String, store: String) {
+        self.name = name
+        self.origin = origin
+        self.store = store
+    }
+}
+
+extension VolumeConfig {
+    static func load(_ path: String) throws -> VolumeConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ZumastorError.config("cannot read \(path)")
+        }
+        do {
+            return try JSONDecoder().decode(VolumeConfig.self, from: data)
+        } catch {
+            throw ZumastorError.config("\(path) is not a volume configuration: \(error)")
+        }
+    }
+
+    func save(_ path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(self)
+        let dir = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let temporary = path + ".new"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ZumastorError.config("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw ZumastorError.config("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        let dirFD = open(dir, O_RDONLY | O_DIRECTORY)
+        if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+    }
+}
+
+public enum ZumastorError: Error, Equatable, CustomStringConvertible, Sendable {
+    case config(String)
+    case unknownVolume(String)
+    case invalid(String)
+    case failed(String)
+
+    public var description: String {
+        switch self {
+        case let .config(text), let .invalid(text), let .failed(text): return text
+        case let .unknownVolume(name): return "volume '\(name)' is not defined (zumastor status lists the defined volumes)"
+        }
+    }
+}

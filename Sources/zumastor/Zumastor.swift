@@ -1,0 +1,48 @@
+// `zumastor`: the admin tool. Each command parses, calls one VolumeManager operation and
+// prints; errors are one line on stderr and a non-zero exit.
+
+import ArgumentParser
+import Foundation
+import SnapStore
+import VolumeManager
+import VolumeServer
+
+@main
+struct Zumastor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "zumastor",
+        abstract: "Snapshotted volumes on plain Linux disks: define, start, stop, status.",
+        discussion: """
+            State lives under /var/lib/zumastor, /var/run/zumastor and /var/log/zumastor; \
+            ZUMASTOR_ROOT=/dir puts it all under /dir.
+            """,
+        version: "0.1.0",
+        subcommands: [Define.self, Forget.self, Start.self, Stop.self, Status.self])
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as ZumastorError {
+            fail(error)
+        } catch let error as VolumeError {
+            fail(error)
+        } catch let error as StoreError {
+            fail(error)
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    static func fail(_ error: CustomStringConvertible) -> Never {
+        FileHandle.standardError.write(Data("zumastor: \(error)\n".utf8))
+        Foundation.exit(1)
+    }
+}
+
+func manager() -> VolumeManager { VolumeManager() }
+
+/// "16K" -> 16384 (powers of 1024).
+func parseSize(_ text: String) throws -> UInt64 {
+    do { return try ByteSize.parse(text) } catch { throw ValidationError("\(error)") }
+}

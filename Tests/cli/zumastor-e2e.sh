@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# zumastor end to end, as root, with its own ZUMASTOR_ROOT and loop files: define, status,
+# stop and start (one volume and the whole service), forget leaving nothing behind, and the
+# bad input the tool must refuse without changing anything.
+# Usage: Tests/cli/zumastor-e2e.sh PATH/TO/zumastor
+. "$(dirname "$0")/lib.sh"
+Z=${1:?usage: zumastor-e2e.sh PATH/TO/zumastor}
+export ZUMASTOR_ROOT="$WORK/root"
+cd "$WORK"
+
+if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/fuse ]; then
+    not_ok "zumastor tests need root and /dev/fuse"; finish; exit 1
+fi
+
+VOLS=()
+MOUNTS=()
+z_cleanup() {
+    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null; done
+    # Servers of our volumes, by the pid their sockets report, then anything bound to our files.
+    for v in "${VOLS[@]}"; do
+        pid=$("$Z" status "$v" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("serverPID", ""))' 2>/dev/null)
+        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    done
+    for f in /sys/block/loop*/loop/backing_file; do
+        [ -e "$f" ] || continue
+        case "$(cat "$f" 2>/dev/null)" in "$WORK"/*) losetup -d "/dev/$(basename "$(dirname "$(dirname "$f")")")" 2>/dev/null ;; esac
+    done
+    awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | while read -r dir; do umount -l "$dir"; done
+    for v in "${VOLS[@]}"; do for n in /dev/mapper/"$v" /dev/mapper/"$v"\(*\); do [ -L "$n" ] && rm -f "$n"; done; done
+    cleanup
+}
+trap z_cleanup EXIT
+
+V=zz$$
+VOLS+=("$V" "${V}b")
+truncate -s 256M origin.img; truncate -s 128M store.img
+ln -s "$WORK/origin.img" origin-link
+ln -s "$WORK/store.img" store-link
+expect_eq "define volume (symlinked paths, --initialize)" "Successfully created and initialized volume '$V'." \
+    "$("$Z" define volume "$V" origin-link store-link --initialize 2>&1)"
+expect_eq "the origin appears as /dev/mapper/$V" "yes" "$([ -b "$(readlink -f "/dev/mapper/$V")" ] && echo yes)"
+expect_eq "the configuration records the resolved paths" "$WORK/origin.img $WORK/store.img" \
+    "$("$Z" status "$V" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["origin"], d["store"])')"
+expect_ok "config under ZUMASTOR_ROOT/var/lib/zumastor" test -f "$ZUMASTOR_ROOT/var/lib/zumastor/volumes/$V/config.json"
+expect_ok "server socket under ZUMASTOR_ROOT/var/run/zumastor/servers" test -S "$ZUMASTOR_ROOT/var/run/zumastor/servers/$V"
+expect_ok "log under ZUMASTOR_ROOT/var/log/zumastor/$V" test -s "$ZUMASTOR_ROOT/var/log/zumastor/$V/server.log"
+expect_ok "mkfs.ext4 on the volume" mkfs.ext4 -q "/dev/mapper/$V"
+mkdir -p mnt && mount "/dev/mapper/$V" mnt && MOUNTS+=("$WORK/mnt") && echo "kept across restarts" > mnt/file && umount mnt
+out=$("$Z" status 2>&1)
+echo "$out" | grep -q "Volume $V: running" && echo "$out" | grep -q "device:  *\/dev\/mapper\/$V" && ok "status shows the volume running with its device" || not_ok "status" "$out"
+
+# Bad input: clear message, non-zero exit, nothing changed.
+truncate -s 256M o2.img; truncate -s 64K tiny.img; truncate -s 128M s2.img
+expect_fail "unknown volume" "not defined" "$Z" status nosuch
+expect_fail "name with a slash" "must be 1 to 64 letters" "$Z" define volume "a/b" o2.img s2.img --initialize
+expect_fail "name with a space" "must be 1 to 64 letters" "$Z" define volume "a b" o2.img s2.img --initialize
+expect_fail "device already used by another volume" "already used by volume '$V'" "$Z" define volume "${V}b" o2.img store.img --initialize
+expect_fail "missing device" "doesn't exist" "$Z" define volume "${V}b" "$WORK/nope.img" s2.img --initialize
+expect_fail "snapstore smaller than the minimum" "too small|at least|minimum" "$Z" define volume "${V}b" o2.img tiny.img --initialize
+expect_fail "store of another origin without --initialize" "not a snapshot store|snapshot store of" "$Z" define volume "${V}b" o2.img s2.img
+expect_fail "the same volume twice" "already defined" "$Z" define volume "$V" o2.img s2.img --initialize
+expect_fail "start of an unknown volume" "not defined" "$Z" start volume nosuch
+expect_fail "stray words" "expected nothing" "$Z" stop everything now
+expect_eq "nothing was defined by the refusals" "$V" "$(ls "$ZUMASTOR_ROOT/var/lib/zumastor/volumes")"
+
+# Stop and start: one volume, then the whole service.
+expect_ok "stop volume" "$Z" stop volume "$V"
+out=$("$Z" status "$V"); echo "$out" | grep -q "stopped" && [ ! -e "/dev/mapper/$V" ] && ok "stopped: no server, no device" || not_ok "stop volume" "$out"
+expect_ok "store checks clean after stop" "$(dirname "$Z")/ddsnap" check store.img
+expect_ok "start volume" "$Z" start volume "$V"
+mount "/dev/mapper/$V" mnt && expect_eq "data kept across stop and start" "kept across restarts" "$(cat mnt/file)"; umount mnt
+expect_ok "stop (the whole service)" "$Z" stop
+expect_ok "start (the whole service)" "$Z" start
+expect_ok "the volume runs again" sh -c "'$Z' status '$V' | grep -q running"
+
+# forget leaves no mounts, loop devices, processes or files behind.
+pid=$("$Z" status "$V" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverPID"])')
+expect_eq "forget volume" "Forgot volume '$V'." "$("$Z" forget volume "$V" 2>&1)"
+! kill -0 "$pid" 2>/dev/null && ok "forget: the server is gone" || not_ok "forget: server $pid still runs"
+! losetup -l | grep -q "$WORK" && ok "forget: no loop device left" || not_ok "forget: loop devices left" "$(losetup -l)"
+! grep -q "$WORK" /proc/mounts && ok "forget: nothing mounted" || not_ok "forget: mounts left" "$(grep "$WORK" /proc/mounts)"
+[ ! -e "/dev/mapper/$V" ] && ok "forget: no device name" || not_ok "forget: /dev/mapper/$V left"
+left=$(find "$ZUMASTOR_ROOT" -type f -o -type s -o -type l)
+expect_eq "forget: no files left under ZUMASTOR_ROOT" "" "$left"
+expect_ok "the origin keeps its data after forget" sh -c "e2fsck -fn '$WORK/origin.img' >/dev/null 2>&1"
+finish
