@@ -7,17 +7,14 @@ import socket
 import struct
 import sys
 
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+import tapcheck  # noqa: E402
+
 SOCK = sys.argv[1]
-failures = 0
 
 
 def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print(f"ok - control: {name}")
-    else:
-        failures += 1
-        print(f"not ok - control: {name}" + (f"\n#   {detail}" if detail else ""))
+    tapcheck.check("control", name, cond, detail)
 
 
 def frame(kind, payload=b"", version=1):
@@ -88,4 +85,4 @@ s = connect()
 s.sendall(frame(1, json.dumps({"hello": {}}).encode()))
 r = reply(s)
 check("server still serves", r and "ok" in r, failure_text(r))
-sys.exit(1 if failures else 0)
+sys.exit(1 if tapcheck.failures else 0)

@@ -36,6 +36,25 @@ expect_eq() {
     if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "expected [$2], got [$3]"; fi
 }
 
+# release_devices_under DIR: detaches loop devices whose backing file lies under DIR, then
+# lazily unmounts whatever is mounted under DIR (a killed server's dead FUSE mount included).
+release_devices_under() {
+    local dir=$1 f
+    for f in /sys/block/loop*/loop/backing_file; do
+        [ -e "$f" ] || continue
+        case "$(cat "$f" 2>/dev/null)" in "$dir"/*) losetup -d "/dev/$(basename "$(dirname "$(dirname "$f")")")" 2>/dev/null ;; esac
+    done
+    awk -v w="$dir/" 'index($2, w) == 1 { print $2 }' /proc/mounts | while read -r m; do umount -l "$m"; done
+}
+
+# remove_device_names VOL...: the /dev/mapper names (symbolic links) of those volumes.
+remove_device_names() {
+    local v n
+    for v in "$@"; do
+        for n in /dev/mapper/"$v" /dev/mapper/"$v"\(*\); do [ -L "$n" ] && rm -f "$n"; done
+    done
+}
+
 finish() {
     echo "$PASS passed, $FAIL failed"
     [ "$FAIL" -eq 0 ]

@@ -7,19 +7,16 @@ import socket
 import struct
 import sys
 
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+import tapcheck  # noqa: E402
+
 SOCK, EXPORT, RO_EXPORT, SIZE = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 INIT, OPT, REPLY = 0x4E42444D41474943, 0x49484156454F5054, 0x3E889045565A9
 REQ, SIMPLE = 0x25609513, 0x67446698
-failures = 0
 
 
 def check(name, cond, detail=""):
-    global failures
-    if cond:
-        print(f"ok - nbd: {name}")
-    else:
-        failures += 1
-        print(f"not ok - nbd: {name}" + (f"\n#   {detail}" if detail else ""))
+    tapcheck.check("nbd", name, cond, detail)
 
 
 def recv(s, n):
@@ -146,4 +143,4 @@ go(s, EXPORT)
 s.sendall(struct.pack(">IHHQQI", REQ, 0, 1, 11, 0, 4096) + b"z" * 100)
 s.close()
 check("server serves after a client died mid-write", still_serving())
-sys.exit(1 if failures else 0)
+sys.exit(1 if tapcheck.failures else 0)

@@ -26,16 +26,9 @@ server_cleanup() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null
     done
-    # Loop devices still bound to our block files (a killed server's), by their backing file.
-    for f in /sys/block/loop*/loop/backing_file; do
-        [ -e "$f" ] || continue
-        case "$(cat "$f" 2>/dev/null)" in "$WORK"/*) losetup -d "/dev/$(basename "$(dirname "$(dirname "$f")")")" 2>/dev/null ;; esac
-    done
-    # Block-file mounts (a killed server's are dead), by their mount point under our directory.
-    awk -v w="$WORK/blocks-" 'index($2, w) == 1 { print $2 }' /proc/mounts | while read -r dir; do umount -l "$dir"; done
-    for v in "${VOLS[@]}"; do
-        for n in /dev/mapper/"$v" /dev/mapper/"$v"\(*\); do [ -L "$n" ] && rm -f "$n"; done
-    done
+    # Loop devices still bound to our block files (a killed server's), and block-file mounts.
+    release_devices_under "$WORK"
+    remove_device_names "${VOLS[@]}"
     cleanup
 }
 trap server_cleanup EXIT
@@ -226,7 +219,7 @@ N="$WORK/$R.sock.nbd"
 DEV=$(attach "$S")
 for tag in 1 2 3 4; do
     for _ in $(seq 40); do
-        dd if=/dev/urandom of="$DEV" bs=4k count=$((RANDOM % 16 + 1)) seek=$((RANDOM * 2 % 32768)) oflag=direct conv=notrunc status=none
+        dd if=/dev/urandom of="$DEV" bs=4k count=$((RANDOM % 16 + 1)) seek=$((RANDOM * 2 % 32752)) oflag=direct conv=notrunc status=none
     done
     "$D" create "$S" "$tag" >/dev/null
     md5sum < "$DEV" > "raw-$tag.md5"

@@ -21,12 +21,8 @@ z_cleanup() {
         pid=$("$Z" status "$v" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("serverPID", ""))' 2>/dev/null)
         [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     done
-    for f in /sys/block/loop*/loop/backing_file; do
-        [ -e "$f" ] || continue
-        case "$(cat "$f" 2>/dev/null)" in "$WORK"/*) losetup -d "/dev/$(basename "$(dirname "$(dirname "$f")")")" 2>/dev/null ;; esac
-    done
-    awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | while read -r dir; do umount -l "$dir"; done
-    for v in "${VOLS[@]}"; do for n in /dev/mapper/"$v" /dev/mapper/"$v"\(*\); do [ -L "$n" ] && rm -f "$n"; done; done
+    release_devices_under "$WORK"
+    remove_device_names "${VOLS[@]}"
     cleanup
 }
 trap z_cleanup EXIT
