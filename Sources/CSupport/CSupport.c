@@ -125,25 +125,20 @@ int zuma_loop_attach(const char *file, int read_only, int direct_io, char *devic
     return -1;
 }
 
-int zuma_loop_detach(const char *device) {
+/// One argument-less ioctl on a loop device, with errno kept across the close.
+static int loop_ioctl(const char *device, unsigned long request) {
     int loop = open(device, O_RDONLY | O_CLOEXEC);
     if (loop < 0) return -1;
-    int rc = ioctl(loop, LOOP_CLR_FD, 0);
+    int rc = ioctl(loop, request, 0);
     int e = errno;
     close(loop);
     errno = e;
     return rc;
 }
 
-int zuma_loop_set_capacity(const char *device) {
-    int loop = open(device, O_RDONLY | O_CLOEXEC);
-    if (loop < 0) return -1;
-    int rc = ioctl(loop, LOOP_SET_CAPACITY, 0);
-    int e = errno;
-    close(loop);
-    errno = e;
-    return rc;
-}
+int zuma_loop_detach(const char *device) { return loop_ioctl(device, LOOP_CLR_FD); }
+
+int zuma_loop_set_capacity(const char *device) { return loop_ioctl(device, LOOP_SET_CAPACITY); }
 
 int zuma_loop_direct_io(const char *device) {
     int loop = open(device, O_RDONLY | O_CLOEXEC);
