@@ -14,8 +14,9 @@ import SnapStore
 public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     public let storePath: String
     private let store: Store<FileDevice>
-    /// Exclusive for every store call, shared for the two that may overlap: origin reads and
-    /// origin writes needing no copy-out (`Store.writeOriginIfProtected`).
+    /// Exclusive for every store call, shared for those that only read memory or the origin:
+    /// origin reads, origin writes needing no copy-out (`Store.writeOriginIfProtected`), and
+    /// lookups in the in-memory snapshot table.
     private let lock = ReadWriteLock()
 
     // Group commit.
@@ -67,7 +68,8 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     public func status() throws -> StoreStatus { withStore { $0.status } }
     public func snapshots() throws -> [SnapshotInfo] { withStore { $0.snapshots } }
-    public func snapshot(tag: UInt64) throws -> SnapshotInfo? { withStore { $0.snapshot(tag: tag) } }
+    /// In-memory table reads: shared, since every block-file read asks for its file's size.
+    public func snapshot(tag: UInt64) throws -> SnapshotInfo? { withStoreShared { $0.snapshot(tag: tag) } }
 
     public func createSnapshot(tag: UInt64, name: String, priority: Int8) throws -> SnapshotInfo {
         try withStore { try $0.createSnapshot(tag: tag, name: name, priority: priority) }
@@ -201,7 +203,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     /// Size in bytes of the origin or a snapshot (nil when the snapshot does not exist).
     public func sizeBytes(snapshot: UInt64?) -> UInt64? {
-        withStore { s in snapshot.map { s.snapshot(tag: $0)?.originSizeBytes } ?? s.originSizeBytes }
+        withStoreShared { s in snapshot.map { s.snapshot(tag: $0)?.originSizeBytes } ?? s.originSizeBytes }
     }
 
     /// Marks the origin or a snapshot open (in use); fails when the snapshot does not exist.
@@ -238,7 +240,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
         }
     }
 
-    public func isWritable(snapshot: UInt64) -> Bool { withStore { _ in writableTags.contains(snapshot) } }
+    public func isWritable(snapshot: UInt64) -> Bool { withStoreShared { _ in writableTags.contains(snapshot) } }
 
     /// Flushes and gives the store up; the host is unusable afterwards.
     public func close() throws { try withStore { try $0.close() } }
