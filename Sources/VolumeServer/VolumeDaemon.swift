@@ -75,7 +75,9 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
         }
         zuma_keep_large_buffers()
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        pool = NIOThreadPool(numberOfThreads: 4)
+        // One pool thread per core: store calls mostly hit the page cache, and more threads than
+        // cores only add switching between them.
+        pool = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
         pool.start()
         do {
             try startServices()
