@@ -13,7 +13,7 @@ devices_only=0
 [ "${1:-}" = "--quick" ] && quick=1
 [ "${1:-}" = "--devices-only" ] && devices_only=1
 need=()
-for p in btrfs-progs python3 fio nbdkit nbdfuse libnbd-bin fuse3 e2fsprogs; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in btrfs-progs python3 fio nbdkit libnbd-bin fuse3 e2fsprogs; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
 swift build -c release 2>&1 | tail -n 1
 dir=${ZUMA_BENCH_DIR:-/var/tmp/zuma-bench}

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the build (libfuse3), the tests (filesystems, fio, NBD clients) and the
-# benchmarks (nbdkit, nbdfuse) use.
-PACKAGES=(python3 coreutils util-linux libfuse3-dev fuse3 e2fsprogs xfsprogs fio nbdkit nbdfuse libnbd-bin qemu-utils kmod)
+# benchmarks (nbdkit; nbdfuse comes with libnbd-bin) use.
+PACKAGES=(python3 coreutils util-linux libfuse3-dev fuse3 e2fsprogs xfsprogs fio nbdkit libnbd-bin qemu-utils kmod)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
