@@ -15,11 +15,25 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
     public var mountOptions: String?
     /// Where snapshots are mounted (nil: /var/run/zumastor/snapshot/<vol>).
     public var snapshotDirectory: String?
+    /// A master volume's origin is mounted while the volume runs (`define master`).
+    public var master = false
 
     public init(name: String, origin: String, store: String) {
         self.name = name
         self.origin = origin
         self.store = store
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        origin = try c.decode(String.self, forKey: .origin)
+        store = try c.decode(String.self, forKey: .store)
+        cacheSizeBytes = try c.decodeIfPresent(UInt64.self, forKey: .cacheSizeBytes)
+        mountPoint = try c.decodeIfPresent(String.self, forKey: .mountPoint)
+        mountOptions = try c.decodeIfPresent(String.self, forKey: .mountOptions)
+        snapshotDirectory = try c.decodeIfPresent(String.self, forKey: .snapshotDirectory)
+        master = try c.decodeIfPresent(Bool.self, forKey: .master) ?? false
     }
 }
 

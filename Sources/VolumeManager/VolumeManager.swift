@@ -108,12 +108,13 @@ public final class VolumeManager: Sendable {
         return c
     }
 
-    /// Stops the volume and removes its configuration, block-file directory and logs; the
-    /// devices' data stays as it is.
+    /// Stops the volume and removes its configuration, block-file directory, default mount
+    /// point and logs; the devices' data stays as it is.
     public func forgetVolume(_ name: String) throws {
-        _ = try config(name)
+        let c = try config(name)
         try stopVolume(name)
         try FileManager.default.removeItem(atPath: paths.volumeDirectory(name))
+        if c.master && c.mountPoint == nil { try? FileManager.default.removeItem(atPath: mountPoint(c)) }
         for dir in [paths.blockFiles(name), paths.logDirectory(name)] { try? FileManager.default.removeItem(atPath: dir) }
     }
 
@@ -148,11 +149,60 @@ public final class VolumeManager: Sendable {
         if !(try client.devices()).contains(where: { $0.tag == nil }) {
             _ = try client.attach(tag: nil, writable: true)
         }
+        if c.master { try mountOrigin(c) }
+    }
+
+    /// Makes a volume a master: its origin is mounted now and whenever the volume starts.
+    public func defineMaster(_ name: String) throws {
+        var c = try config(name)
+        guard server(name) != nil else {
+            throw ZumastorError.failed("volume '\(name)' is not running (zumastor start volume \(name))")
+        }
+        c.master = true
+        try mountOrigin(c)
+        try c.save(paths.configFile(name))
+    }
+
+    public func mountPoint(_ c: VolumeConfig) -> String { c.mountPoint ?? paths.defaultMountPoint(c.name) }
+
+    /// Mounts a master's origin device at its mount point (nothing to do when it is mounted).
+    private func mountOrigin(_ c: VolumeConfig) throws {
+        let target = mountPoint(c)
+        if isMounted(target) { return }
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        var arguments = ["/dev/mapper/\(c.name)", target]
+        if let options = c.mountOptions { arguments = ["-o", options] + arguments }
+        let (status, text) = try Subprocess.run("mount", arguments)
+        guard status == 0 else {
+            throw ZumastorError.failed("cannot mount /dev/mapper/\(c.name) at \(target) (is there a filesystem on the origin?): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    private func unmountOrigin(_ c: VolumeConfig) throws {
+        let target = mountPoint(c)
+        guard isMounted(target) else { return }
+        let (status, text) = try Subprocess.run("umount", [target])
+        guard status == 0 else {
+            throw ZumastorError.failed("cannot unmount \(target) (files open there? see lsof \(target)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    /// Whether `path` is a mount point, from /proc/self/mounts (octal escapes decoded).
+    func isMounted(_ path: String) -> Bool {
+        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
+        let resolved = (path as NSString).standardizingPath
+        return mounts.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            guard fields.count > 1 else { return false }
+            return fields[1].replacingOccurrences(of: "\\040", with: " ") == resolved
+        }
     }
 
     /// Stops the volume's server (it detaches its devices and commits); waits until it is gone.
+    /// A master's origin is unmounted first.
     public func stopVolume(_ name: String) throws {
-        _ = try config(name)
+        let c = try config(name)
+        if c.master { try unmountOrigin(c) }
         guard let client = server(name) else { return }
         let pid = client.server.processID
         guard kill(pid, SIGTERM) == 0 else { return }

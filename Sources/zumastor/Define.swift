@@ -3,7 +3,7 @@ import VolumeManager
 
 struct Define: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Define a volume.", subcommands: [DefineVolume.self])
+        abstract: "Define a volume, or make one a master.", subcommands: [DefineVolume.self, DefineMaster.self])
 }
 
 struct DefineVolume: ParsableCommand {
@@ -40,6 +40,20 @@ struct DefineVolume: ParsableCommand {
         d.snapshotDirectory = snappath
         try manager().defineVolume(d)
         print(initialize ? "Successfully created and initialized volume '\(volume)'." : "Successfully defined volume '\(volume)'.")
+    }
+}
+
+struct DefineMaster: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "master",
+        abstract: "Make volume VOL a master: its origin is mounted (at /var/run/zumastor/mount/VOL unless --mountpoint) while it runs.")
+
+    @Argument(help: "The volume's name.") var volume: String
+
+    func run() throws {
+        let m = manager()
+        try m.defineMaster(volume)
+        print("Volume '\(volume)' is a master, mounted at \(m.mountPoint(try m.config(volume))).")
     }
 }
 

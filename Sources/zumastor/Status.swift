@@ -26,6 +26,7 @@ struct Status: ParsableCommand {
             print("Volume \(c.name): \(s.server.map { "running (server pid \($0.processID))" } ?? "stopped")")
             print("  origin:         \(c.origin)")
             print("  snapshot store: \(c.store)")
+            if c.master { print("  role:           master, origin mounted at \(m.mountPoint(c))\(s.server == nil ? " (when running)" : "")") }
             for d in s.devices { print("  device:         \(d.name) -> \(d.loopDevice)\(d.writable ? "" : " (read-only)")") }
             if let st = s.store {
                 print("  store usage:    \(st.percentUsed)% of \(formatCount(st.storeChunks * UInt64(st.chunkSizeBytes))) bytes, \(st.snapshotCount) snapshot(s)\(st.squashedCount > 0 ? ", \(st.squashedCount) squashed" : "")")
@@ -38,7 +39,8 @@ struct Status: ParsableCommand {
 
     private func jsonObject(_ s: VolumeStatus) -> [String: Any] {
         var o: [String: Any] = ["name": s.config.name, "origin": s.config.origin, "store": s.config.store,
-                                "running": s.server != nil]
+                                "running": s.server != nil, "role": s.config.master ? "master" : "none"]
+        if s.config.master { o["mountPoint"] = manager().mountPoint(s.config) }
         if let server = s.server { o["serverPID"] = Int(server.processID) }
         o["devices"] = s.devices.map { ["name": $0.name, "loopDevice": $0.loopDevice, "writable": $0.writable] }
         if let st = s.store {

@@ -69,6 +69,23 @@ expect_ok "stop (the whole service)" "$Z" stop
 expect_ok "start (the whole service)" "$Z" start
 expect_ok "the volume runs again" sh -c "'$Z' status '$V' | grep -q running"
 
+# define master: the origin is mounted while the volume runs.
+M="$ZUMASTOR_ROOT/var/run/zumastor/mount/$V"
+expect_fail "define master of an unknown volume" "not defined" "$Z" define master nosuch
+expect_eq "define master" "Volume '$V' is a master, mounted at $M." "$("$Z" define master "$V" 2>&1)"
+expect_ok "the origin is mounted at ZUMASTOR_ROOT/var/run/zumastor/mount/$V" mountpoint -q "$M"
+expect_eq "the master mount holds the volume's files" "kept across restarts" "$(cat "$M/file" 2>&1)"
+echo "written through the master mount" > "$M/second"
+expect_ok "status names the role" sh -c "'$Z' status '$V' | grep -q 'master, origin mounted at $M'"
+exec 9<"$M/second"
+expect_fail "stop refuses while files are open on the mount" "cannot unmount" "$Z" stop volume "$V"
+exec 9<&-
+expect_ok "the volume still runs after the refusal" sh -c "'$Z' status '$V' | grep -q running"
+expect_ok "stop volume unmounts the master" "$Z" stop volume "$V"
+! mountpoint -q "$M" && ok "stopped master: not mounted" || not_ok "stopped master still mounted"
+expect_ok "start volume mounts the master again" "$Z" start volume "$V"
+expect_eq "the master's files after stop and start" "written through the master mount" "$(cat "$M/second" 2>&1)"
+
 # forget leaves no mounts, loop devices, processes or files behind.
 pid=$("$Z" status "$V" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverPID"])')
 expect_eq "forget volume" "Forgot volume '$V'." "$("$Z" forget volume "$V" 2>&1)"
