@@ -168,7 +168,7 @@ public final class VolumeManager: Sendable {
     /// Mounts a master's origin device at its mount point (nothing to do when it is mounted).
     private func mountOrigin(_ c: VolumeConfig) throws {
         let target = mountPoint(c)
-        if isMounted(target) { return }
+        if isMountPoint(target) { return }
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
         var arguments = ["/dev/mapper/\(c.name)", target]
         if let options = c.mountOptions { arguments = ["-o", options] + arguments }
@@ -180,21 +180,10 @@ public final class VolumeManager: Sendable {
 
     private func unmountOrigin(_ c: VolumeConfig) throws {
         let target = mountPoint(c)
-        guard isMounted(target) else { return }
+        guard isMountPoint(target) else { return }
         let (status, text) = try Subprocess.run("umount", [target])
         guard status == 0 else {
             throw ZumastorError.failed("cannot unmount \(target) (files open there? see lsof \(target)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
-    }
-
-    /// Whether `path` is a mount point, from /proc/self/mounts (octal escapes decoded).
-    func isMounted(_ path: String) -> Bool {
-        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return false }
-        let resolved = (path as NSString).standardizingPath
-        return mounts.split(separator: "\n").contains { line in
-            let fields = line.split(separator: " ")
-            guard fields.count > 1 else { return false }
-            return fields[1].replacingOccurrences(of: "\\040", with: " ") == resolved
         }
     }
 
@@ -213,20 +202,17 @@ public final class VolumeManager: Sendable {
         throw ZumastorError.failed("the server of volume '\(name)' (pid \(pid)) did not stop within 60 s")
     }
 
-    public func startAll() throws {
-        var failures: [String] = []
-        for name in definedVolumes() {
-            do { try startVolume(name) } catch { failures.append("\(name): \(error)") }
-        }
-        if !failures.isEmpty { throw ZumastorError.failed("could not start " + failures.joined(separator: "; ")) }
-    }
+    public func startAll() throws { try forEachVolume("start", startVolume) }
 
-    public func stopAll() throws {
+    public func stopAll() throws { try forEachVolume("stop", stopVolume) }
+
+    /// Runs `body` on every defined volume, going on past failures, which it reports together.
+    private func forEachVolume(_ verb: String, _ body: (String) throws -> Void) throws {
         var failures: [String] = []
         for name in definedVolumes() {
-            do { try stopVolume(name) } catch { failures.append("\(name): \(error)") }
+            do { try body(name) } catch { failures.append("\(name): \(error)") }
         }
-        if !failures.isEmpty { throw ZumastorError.failed("could not stop " + failures.joined(separator: "; ")) }
+        if !failures.isEmpty { throw ZumastorError.failed("could not \(verb) " + failures.joined(separator: "; ")) }
     }
 
     public func status(_ name: String) throws -> VolumeStatus {

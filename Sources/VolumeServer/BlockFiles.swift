@@ -16,7 +16,6 @@ final class BlockFiles: @unchecked Sendable {
     private let host: VolumeHost
     private let logger: Logger
     private var fuse: OpaquePointer?
-    private var thread: Thread?
     private let finished = NSCondition()
     private var running = false
     // Directory listings taken at opendir, by handle.
@@ -71,7 +70,6 @@ final class BlockFiles: @unchecked Sendable {
         }
         t.name = "fuse"
         t.start()
-        thread = t
         // Only once requests are served: a stat of the mount point asks this process.
         var st = stat()
         if stat(directory, &st) == 0 {
@@ -281,7 +279,7 @@ func stringFromC(_ chars: [CChar]) -> String {
 }
 
 /// Whether `path` is a mount point (its device differs from its parent's).
-func isMountPoint(_ path: String) -> Bool {
+public func isMountPoint(_ path: String) -> Bool {
     var a = stat(), b = stat()
     guard lstat(path, &a) == 0, lstat(path + "/..", &b) == 0 else {
         // A dead FUSE mount answers ENOTCONN: it is a mount point.

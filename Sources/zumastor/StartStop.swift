@@ -13,6 +13,18 @@ struct Target: ParsableArguments {
     }
 
     var volume: String? { words.count == 2 ? words[1] : nil }
+
+    /// Runs `one` on the named volume, or `all`, and prints what was done ("Started", ...).
+    func run(_ done: String, one: (VolumeManager, String) throws -> Void, all: (VolumeManager) throws -> Void) throws {
+        let m = manager()
+        if let volume {
+            try one(m, volume)
+            print("\(done) volume '\(volume)'.")
+        } else {
+            try all(m)
+            print("\(done) \(m.definedVolumes().count) volume(s).")
+        }
+    }
 }
 
 struct Start: ParsableCommand {
@@ -22,14 +34,7 @@ struct Start: ParsableCommand {
     @OptionGroup var target: Target
 
     func run() throws {
-        let m = manager()
-        if let volume = target.volume {
-            try m.startVolume(volume)
-            print("Started volume '\(volume)'.")
-        } else {
-            try m.startAll()
-            print("Started \(m.definedVolumes().count) volume(s).")
-        }
+        try target.run("Started", one: { try $0.startVolume($1) }, all: { try $0.startAll() })
     }
 }
 
@@ -40,13 +45,6 @@ struct Stop: ParsableCommand {
     @OptionGroup var target: Target
 
     func run() throws {
-        let m = manager()
-        if let volume = target.volume {
-            try m.stopVolume(volume)
-            print("Stopped volume '\(volume)'.")
-        } else {
-            try m.stopAll()
-            print("Stopped \(m.definedVolumes().count) volume(s).")
-        }
+        try target.run("Stopped", one: { try $0.stopVolume($1) }, all: { try $0.stopAll() })
     }
 }
