@@ -39,7 +39,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // Volume lifecycle on one machine (zumastor's logic): configuration, servers, devices.
-        .target(name: "VolumeManager", dependencies: ["SnapStore", "VolumeServer"]),
+        .target(
+            name: "VolumeManager",
+            dependencies: ["SnapStore", "VolumeServer", "CSupport", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "zumastor",
             dependencies: [
@@ -64,6 +66,7 @@ let package = Package(
             name: "SnapStoreTests",
             dependencies: ["SnapStore", "SnapStoreTestKit"],
             exclude: ["Golden"]),
+        .testTarget(name: "VolumeManagerTests", dependencies: ["VolumeManager"]),
         .testTarget(
             name: "VolumeServerTests",
             dependencies: [

@@ -175,3 +175,32 @@ int zuma_spawn_detached(const char *path, char *const argv[], int pass_fd) {
     if (rc != 0) { errno = rc; return -1; }
     return pid;
 }
+
+/* Filesystem freeze around a snapshot, and zeroing a device. */
+
+#include <sys/stat.h>
+
+static int fs_ioctl(const char *mount_point, unsigned long request) {
+    int fd = open(mount_point, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = ioctl(fd, request, 0);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+int zuma_freeze(const char *mount_point) { return fs_ioctl(mount_point, FIFREEZE); }
+
+int zuma_thaw(const char *mount_point) { return fs_ioctl(mount_point, FITHAW); }
+
+int zuma_zero_range(int fd, uint64_t offset, uint64_t length) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    if (S_ISBLK(st.st_mode)) {
+        uint64_t range[2] = { offset, length };
+        return ioctl(fd, BLKZEROOUT, range);
+    }
+    if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0) return 0;
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+}

@@ -14,6 +14,8 @@ public final class FileDevice: BlockDevice {
     public private(set) var sizeBytes: UInt64
     public let identity: DeviceIdentity
     let fd: Int32
+    /// The open file (for ioctls on the device).
+    public var descriptor: Int32 { fd }
     let readOnly: Bool
 
     /// Opens `path`; with `lock`, takes an exclusive non-blocking flock or throws `.inUse`.

@@ -17,6 +17,19 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
     public var snapshotDirectory: String?
     /// A master volume's origin is mounted while the volume runs (`define master`).
     public var master = false
+    /// Master options: snapshots mounted under the snapshot directory (unless
+    /// `--no-snapmount`), NFS re-export after each mount change, Samba `@GMT-` bind mounts in
+    /// the origin, a `.snapshot` link in the origin.
+    public var snapmount = true
+    public var export = false
+    public var samba = false
+    public var dotsnapshot = false
+    /// Rotation: how many snapshots of each kind are kept (`define schedule`).
+    public var schedule: [ScheduleEntry] = []
+    /// The next snapshot id; it advances by two and never goes back.
+    public var nextSnapshotTag: UInt64 = 0
+    /// Status and the log warn when the snapshot store is at least this full.
+    public var warnFillPercent = 90
 
     public init(name: String, origin: String, store: String) {
         self.name = name
@@ -34,7 +47,17 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
         mountOptions = try c.decodeIfPresent(String.self, forKey: .mountOptions)
         snapshotDirectory = try c.decodeIfPresent(String.self, forKey: .snapshotDirectory)
         master = try c.decodeIfPresent(Bool.self, forKey: .master) ?? false
+        snapmount = try c.decodeIfPresent(Bool.self, forKey: .snapmount) ?? true
+        export = try c.decodeIfPresent(Bool.self, forKey: .export) ?? false
+        samba = try c.decodeIfPresent(Bool.self, forKey: .samba) ?? false
+        dotsnapshot = try c.decodeIfPresent(Bool.self, forKey: .dotsnapshot) ?? false
+        schedule = try c.decodeIfPresent([ScheduleEntry].self, forKey: .schedule) ?? []
+        nextSnapshotTag = try c.decodeIfPresent(UInt64.self, forKey: .nextSnapshotTag) ?? 0
+        warnFillPercent = try c.decodeIfPresent(Int.self, forKey: .warnFillPercent) ?? 90
     }
+
+    /// How many snapshots of `kind` the schedule keeps (nil: the kind is not scheduled).
+    public func keep(_ kind: String) -> Int? { schedule.first { $0.kind == kind }?.keep }
 }
 
 extension VolumeConfig {

@@ -3,6 +3,7 @@
 // own `ddsnap server` process; this layer starts it, talks to it over its control socket and
 // stops it with SIGTERM.
 
+import CSupport
 import Foundation
 import SnapStore
 import VolumeServer
@@ -17,6 +18,9 @@ public struct VolumeDefinition: Sendable {
     public var mountPoint: String?
     public var mountOptions: String?
     public var snapshotDirectory: String?
+    /// Make the origin read as zeros (with `initialize`).
+    public var zero = false
+    public var warnFillPercent: Int?
 
     public init(name: String, origin: String, store: String) {
         (self.name, self.origin, self.store) = (name, origin, store)
@@ -30,7 +34,14 @@ public struct VolumeStatus: Sendable {
     public var server: ServerInfo?
     public var devices: [AttachedDevice] = []
     public var store: StoreStatus?
-    public var snapshots: [SnapshotInfo] = []
+    public var snapshots: [VolumeSnapshot] = []
+    /// Unique and shared chunks of each snapshot (with `usage`).
+    public var usage: [UInt64: SnapshotUsage] = [:]
+    /// The schedule agent of a running master.
+    public var agentPID: pid_t?
+
+    /// Whether the store is at or above the volume's fill warning level.
+    public var nearlyFull: Bool { store.map { $0.percentUsed >= config.warnFillPercent } ?? false }
 }
 
 public final class VolumeManager: Sendable {
@@ -74,6 +85,12 @@ public final class VolumeManager: Sendable {
         guard !FileManager.default.fileExists(atPath: paths.configFile(d.name)) else {
             throw ZumastorError.invalid("volume '\(d.name)' is already defined (zumastor forget volume \(d.name) first)")
         }
+        guard !d.zero || d.initialize else {
+            throw ZumastorError.invalid("--zero applies only with --initialize (zeroing an origin would change the snapshots of an existing store)")
+        }
+        if let w = d.warnFillPercent, !(1...100).contains(w) {
+            throw ZumastorError.invalid("the fill warning level must be 1 to 100 percent (got \(w))")
+        }
         let origin = try resolveDevice(d.origin, role: "origin")
         let store = try resolveDevice(d.store, role: "snapshot store")
         guard origin != store else { throw ZumastorError.invalid("the origin and the snapshot store are the same device (\(origin))") }
@@ -87,6 +104,7 @@ public final class VolumeManager: Sendable {
             let s = try Store.initialize(store: try FileDevice(path: store), origin: try FileDevice(path: origin),
                                          chunkSizeBytes: d.chunkSizeBytes ?? 16384, originPath: origin)
             try s.close()
+            if d.zero { try zeroDevice(origin) }
         } else {
             let sb = try Store.readSuperblock(try FileDevice(path: store, readOnly: true, lock: false))
             guard (try? resolveDevice(sb.originPath, role: "origin")) == origin else {
@@ -98,6 +116,7 @@ public final class VolumeManager: Sendable {
         c.mountPoint = d.mountPoint
         c.mountOptions = d.mountOptions
         c.snapshotDirectory = d.snapshotDirectory
+        c.warnFillPercent = d.warnFillPercent ?? 90
         try c.save(paths.configFile(d.name))
         do {
             try startVolume(d.name)
@@ -109,13 +128,42 @@ public final class VolumeManager: Sendable {
     }
 
     /// Stops the volume and removes its configuration, block-file directory, default mount
-    /// point and logs; the devices' data stays as it is.
+    /// points and logs; the devices' data stays as it is.
     public func forgetVolume(_ name: String) throws {
         let c = try config(name)
         try stopVolume(name)
+        let snapshotDir = snapshotDirectory(c)
+        if !Mounts.mountPoints(under: snapshotDir).isEmpty || isMountPoint(mountPoint(c)) {
+            throw ZumastorError.failed("volume '\(name)' still has mounts under \(snapshotDir) or at \(mountPoint(c)); unmount them first")
+        }
         try FileManager.default.removeItem(atPath: paths.volumeDirectory(name))
-        if c.master && c.mountPoint == nil { try? FileManager.default.removeItem(atPath: mountPoint(c)) }
+        if c.mountPoint == nil { rmdir(mountPoint(c)) }
+        if c.snapshotDirectory == nil {
+            // Only empty directories and the rotation links are left there (nothing is mounted).
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: snapshotDir)) ?? [] {
+                let path = snapshotDir + "/" + entry
+                if (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) != nil { unlink(path) } else { rmdir(path) }
+            }
+            rmdir(snapshotDir)
+        }
         for dir in [paths.blockFiles(name), paths.logDirectory(name)] { try? FileManager.default.removeItem(atPath: dir) }
+    }
+
+    /// Makes every byte of `path` read as zero: without writing where the device can
+    /// (BLKZEROOUT, FALLOC_FL_ZERO_RANGE), else by writing zeros; then syncs.
+    private func zeroDevice(_ path: String) throws {
+        let device = try FileDevice(path: path)
+        let size = device.sizeBytes
+        if zuma_zero_range(device.descriptor, 0, size) != 0 {
+            let zeros = [UInt8](repeating: 0, count: 1 << 20)
+            var offset: UInt64 = 0
+            while offset < size {
+                let n = Int(min(UInt64(zeros.count), size - offset))
+                try zeros.withUnsafeBytes { try device.write(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: offset) }
+                offset += UInt64(n)
+            }
+        }
+        try device.sync()
     }
 
     private func resolveDevice(_ path: String, role: String) throws -> String {
@@ -136,70 +184,44 @@ public final class VolumeManager: Sendable {
         return try? ControlClient(socketPath: socket)
     }
 
-    /// Starts the volume's server (if it is not running) and attaches the origin.
+    /// Starts the volume's server (if it is not running), attaches the origin, and starts a
+    /// master (origin and snapshots mounted, schedule agent).
     public func startVolume(_ name: String) throws {
-        let c = try config(name)
-        if server(name) == nil {
-            var arguments = ["server", c.store, "--name", name, "--socket", paths.serverSocket(name),
-                             "--block-files", paths.blockFiles(name), "--log", paths.serverLog(name)]
-            if let cache = c.cacheSizeBytes { arguments += ["--cache-size", String(cache)] }
-            try run(ddsnapPath, arguments)
+        try withVolumeLock(name) {
+            let c = try config(name)
+            if server(name) == nil {
+                var arguments = ["server", c.store, "--name", name, "--socket", paths.serverSocket(name),
+                                 "--block-files", paths.blockFiles(name), "--log", paths.serverLog(name)]
+                if let cache = c.cacheSizeBytes { arguments += ["--cache-size", String(cache)] }
+                try run(ddsnapPath, arguments)
+            }
+            guard let client = server(name) else { throw ZumastorError.failed("the server of volume '\(name)' started but does not answer on \(paths.serverSocket(name))") }
+            if !(try client.devices()).contains(where: { $0.tag == nil }) {
+                _ = try client.attach(tag: nil, writable: true)
+            }
+            if c.master { try startMasterLocked(c, client) }
         }
-        guard let client = server(name) else { throw ZumastorError.failed("the server of volume '\(name)' started but does not answer on \(paths.serverSocket(name))") }
-        if !(try client.devices()).contains(where: { $0.tag == nil }) {
-            _ = try client.attach(tag: nil, writable: true)
-        }
-        if c.master { try mountOrigin(c) }
-    }
-
-    /// Makes a volume a master: its origin is mounted now and whenever the volume starts.
-    public func defineMaster(_ name: String) throws {
-        var c = try config(name)
-        guard server(name) != nil else {
-            throw ZumastorError.failed("volume '\(name)' is not running (zumastor start volume \(name))")
-        }
-        c.master = true
-        try mountOrigin(c)
-        try c.save(paths.configFile(name))
     }
 
     public func mountPoint(_ c: VolumeConfig) -> String { c.mountPoint ?? paths.defaultMountPoint(c.name) }
 
-    /// Mounts a master's origin device at its mount point (nothing to do when it is mounted).
-    private func mountOrigin(_ c: VolumeConfig) throws {
-        let target = mountPoint(c)
-        if isMountPoint(target) { return }
-        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-        var arguments = ["/dev/mapper/\(c.name)", target]
-        if let options = c.mountOptions { arguments = ["-o", options] + arguments }
-        let (status, text) = try Subprocess.run("mount", arguments)
-        guard status == 0 else {
-            throw ZumastorError.failed("cannot mount /dev/mapper/\(c.name) at \(target) (is there a filesystem on the origin?): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
-    }
-
-    private func unmountOrigin(_ c: VolumeConfig) throws {
-        let target = mountPoint(c)
-        guard isMountPoint(target) else { return }
-        let (status, text) = try Subprocess.run("umount", [target])
-        guard status == 0 else {
-            throw ZumastorError.failed("cannot unmount \(target) (files open there? see lsof \(target)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
-    }
-
-    /// Stops the volume's server (it detaches its devices and commits); waits until it is gone.
-    /// A master's origin is unmounted first.
+    /// Stops the volume: a master's agent and mounts first, then the server (it detaches its
+    /// devices and commits); waits until the server is gone.
     public func stopVolume(_ name: String) throws {
-        let c = try config(name)
-        if c.master { try unmountOrigin(c) }
-        guard let client = server(name) else { return }
-        let pid = client.server.processID
-        guard kill(pid, SIGTERM) == 0 else { return }
-        for _ in 0..<600 {
-            if kill(pid, 0) != 0 { return }
-            usleep(100_000)
+        try stopAgent(name)
+        try withVolumeLock(name) {
+            let c = try config(name)
+            let client = server(name)
+            if c.master { try stopMasterLocked(c, client) }
+            guard let client else { return }
+            let pid = client.server.processID
+            guard kill(pid, SIGTERM) == 0 else { return }
+            for _ in 0..<600 {
+                if kill(pid, 0) != 0 { return }
+                usleep(100_000)
+            }
+            throw ZumastorError.failed("the server of volume '\(name)' (pid \(pid)) did not stop within 60 s")
         }
-        throw ZumastorError.failed("the server of volume '\(name)' (pid \(pid)) did not stop within 60 s")
     }
 
     public func startAll() throws { try forEachVolume("start", startVolume) }
@@ -215,13 +237,19 @@ public final class VolumeManager: Sendable {
         if !failures.isEmpty { throw ZumastorError.failed("could not \(verb) " + failures.joined(separator: "; ")) }
     }
 
-    public func status(_ name: String) throws -> VolumeStatus {
+    /// What `zumastor status` shows; `usage` adds each snapshot's unique and shared space
+    /// (a walk of its exceptions).
+    public func status(_ name: String, usage: Bool = false) throws -> VolumeStatus {
         var s = VolumeStatus(config: try config(name))
+        s.agentPID = agentPID(name)
         if let client = server(name) {
             s.server = client.server
             s.devices = (try? client.devices()) ?? []
             s.store = try? client.status()
-            s.snapshots = (try? client.snapshots()) ?? []
+            s.snapshots = (try? snapshots(client)) ?? []
+            if usage {
+                for snap in s.snapshots where !snap.info.squashed { s.usage[snap.tag] = try? client.usage(tag: snap.tag) }
+            }
         }
         return s
     }

@@ -31,6 +31,7 @@ final class LogSink: @unchecked Sendable {
 }
 
 struct ServerLogHandler: LogHandler {
+    let program: String
     let volume: String
     let sink: LogSink
     var metadata: Logger.Metadata = [:]
@@ -46,7 +47,7 @@ struct ServerLogHandler: LogHandler {
         var all = metadata
         if let m = event.metadata { all.merge(m) { $1 } }
         let extra = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        sink.write("\(timestamp()) ddsnap[\(getpid())] \(volume) \(event.level): \(event.message)\(extra)\n")
+        sink.write("\(timestamp()) \(program)[\(getpid())] \(volume) \(event.level): \(event.message)\(extra)\n")
     }
 
     private func timestamp() -> String {
@@ -60,8 +61,9 @@ struct ServerLogHandler: LogHandler {
     }
 }
 
-/// A logger for `volume` writing to `path` (if given) and standard error.
-func makeServerLogger(volume: String, path: String?, toStandardError: Bool = true) throws -> Logger {
+/// A logger of `program` ("ddsnap", "zumastor") for `volume`, writing to `path` (if given)
+/// and standard error.
+public func makeVolumeLogger(program: String, volume: String, path: String?, toStandardError: Bool = true) throws -> Logger {
     let sink = try LogSink(path: path, toStandardError: toStandardError)
-    return Logger(label: "zumastor.ddsnap.server") { _ in ServerLogHandler(volume: volume, sink: sink) }
+    return Logger(label: "zumastor.\(program)") { _ in ServerLogHandler(program: program, volume: volume, sink: sink) }
 }

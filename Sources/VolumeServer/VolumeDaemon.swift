@@ -63,7 +63,7 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
     public init(_ configuration: DaemonConfiguration) throws {
         self.configuration = configuration
         try DaemonConfiguration.validateVolumeName(configuration.volume)
-        let logger = try makeServerLogger(volume: configuration.volume, path: configuration.logPath,
+        let logger = try makeVolumeLogger(program: "ddsnap", volume: configuration.volume, path: configuration.logPath,
                                           toStandardError: configuration.logToStandardError)
         self.logger = logger
         do {

@@ -3,7 +3,8 @@ import VolumeManager
 
 struct Define: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Define a volume, or make one a master.", subcommands: [DefineVolume.self, DefineMaster.self])
+        abstract: "Define a volume, make one a master, or set its snapshot schedule.",
+        subcommands: [DefineVolume.self, DefineMaster.self, DefineSchedule.self])
 }
 
 struct DefineVolume: ParsableCommand {
@@ -19,12 +20,15 @@ struct DefineVolume: ParsableCommand {
     @Argument(help: "The volume's name.") var volume: String
     @Argument(help: "The origin device (or file).") var origin: String
     @Argument(help: "The snapshot store device (or file).") var snapstore: String
-    @Flag(help: "Format the snapshot store.") var initialize = false
+    @Flag(name: [.customShort("i"), .long], help: "Format the snapshot store.") var initialize = false
+    @Flag(help: "Make the origin read as zeros (with --initialize; its data is lost).") var zero = false
     @Option(help: "Chunk size of a new store (default 16K).", transform: parseSize) var chunksize: UInt64?
     @Option(help: "Metadata cache size of the server (default 32M).", transform: parseSize) var cachesize: UInt64?
     @Option(help: "Where to mount the origin (default /var/run/zumastor/mount/VOL).") var mountpoint: String?
     @Option(help: "Mount options of the origin.") var mountopts: String?
     @Option(help: "Where to mount snapshots (default /var/run/zumastor/snapshot/VOL).") var snappath: String?
+    @Option(name: .customLong("warn-fill"), help: "Warn in status and the log when the snapshot store is this full, in percent (default 90).")
+    var warnFill: Int?
 
     func validate() throws {
         if chunksize != nil && !initialize { throw ValidationError("--chunksize applies only with --initialize") }
@@ -38,6 +42,8 @@ struct DefineVolume: ParsableCommand {
         d.mountPoint = mountpoint
         d.mountOptions = mountopts
         d.snapshotDirectory = snappath
+        d.zero = zero
+        d.warnFillPercent = warnFill
         try manager().defineVolume(d)
         print(initialize ? "Successfully created and initialized volume '\(volume)'." : "Successfully defined volume '\(volume)'.")
     }
@@ -46,14 +52,67 @@ struct DefineVolume: ParsableCommand {
 struct DefineMaster: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "master",
-        abstract: "Make volume VOL a master: its origin is mounted (at /var/run/zumastor/mount/VOL unless --mountpoint) while it runs.")
+        abstract: "Make volume VOL a master: its origin and snapshots are mounted and its schedule runs while it runs.",
+        discussion: """
+            The origin is mounted at /var/run/zumastor/mount/VOL (or --mountpoint of define volume), \
+            each snapshot at /var/run/zumastor/snapshot/VOL/YYYY.MM.DD-HH.MM.SS. Defining a master \
+            again changes its options.
+            """)
 
     @Argument(help: "The volume's name.") var volume: String
+    @Flag(name: .customLong("no-snapmount"), help: "Do not mount snapshots (--export, --samba and --dotsnapshot then do nothing).")
+    var noSnapmount = false
+    @Flag(help: "Re-export NFS (exportfs -ra) after each snapshot mount change.") var export = false
+    @Flag(help: "Bind each snapshot at @GMT-<UTC time> in the origin, for Samba's shadow_copy.") var samba = false
+    @Flag(help: "Link .snapshot in the origin to the snapshot directory.") var dotsnapshot = false
 
     func run() throws {
         let m = manager()
-        try m.defineMaster(volume)
+        var options = MasterOptions()
+        options.snapmount = !noSnapmount
+        options.export = export
+        options.samba = samba
+        options.dotsnapshot = dotsnapshot
+        try m.defineMaster(volume, options: options)
         print("Volume '\(volume)' is a master, mounted at \(m.mountPoint(try m.config(volume))).")
+    }
+}
+
+struct DefineSchedule: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "schedule",
+        abstract: "Set how many snapshots of each kind master VOL keeps; hourly, daily, weekly and monthly ones are taken by themselves.",
+        discussion: """
+            Hourly snapshots are taken at the top of each hour, daily at midnight, weekly at \
+            midnight before Monday, monthly on the 1st (local time); custom kinds are taken by \
+            'zumastor snapshot VOL NAME' (from cron or a timer). With no option, the schedule is \
+            cleared and existing snapshots are kept.
+            """,
+        helpNames: [.long])
+
+    @Argument(help: "The volume's name.") var volume: String
+    @Option(name: [.customShort("h"), .long], help: "Hourly snapshots to keep.") var hourly: Int?
+    @Option(name: [.customShort("d"), .long], help: "Daily snapshots to keep.") var daily: Int?
+    @Option(name: [.customShort("w"), .long], help: "Weekly snapshots to keep.") var weekly: Int?
+    @Option(name: [.customShort("m"), .long], help: "Monthly snapshots to keep.") var monthly: Int?
+    @Option(name: [.customShort("c"), .long], help: ArgumentHelp("A custom kind and how many to keep (repeatable).", valueName: "name,N"))
+    var custom: [String] = []
+
+    func run() throws {
+        var schedule: [ScheduleEntry] = []
+        for (kind, keep) in [("hourly", hourly), ("daily", daily), ("weekly", weekly), ("monthly", monthly)] {
+            if let keep { schedule.append(ScheduleEntry(kind: kind, keep: keep)) }
+        }
+        for c in custom {
+            let parts = c.split(separator: ",")
+            guard parts.count == 2, let keep = Int(parts[1]) else {
+                throw ValidationError("--custom takes NAME,N (got '\(c)')")
+            }
+            schedule.append(ScheduleEntry(kind: String(parts[0]), keep: keep))
+        }
+        try manager().defineSchedule(volume, schedule)
+        print(schedule.isEmpty ? "Cleared the schedule of '\(volume)'."
+              : "Schedule of '\(volume)': " + schedule.map { "\($0.kind) \($0.keep)" }.joined(separator: ", ") + ".")
     }
 }
 

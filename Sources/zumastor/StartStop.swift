@@ -1,26 +1,30 @@
 import ArgumentParser
 import VolumeManager
 
-/// `start` / `stop` take nothing (the whole service: every defined volume) or `volume VOL`.
+/// `start` / `stop` take nothing (the whole service: every defined volume), `volume VOL` or
+/// `master VOL` (the master's mounts and schedule only; the volume keeps running).
 struct Target: ParsableArguments {
-    @Argument(help: ArgumentHelp("Nothing (every volume), or 'volume VOL'.", valueName: "volume VOL"))
+    @Argument(help: ArgumentHelp("Nothing (every volume), 'volume VOL' or 'master VOL'.", valueName: "volume|master VOL"))
     var words: [String] = []
 
     func validate() throws {
-        guard words.isEmpty || (words.count == 2 && words[0] == "volume") else {
-            throw ValidationError("expected nothing (every volume) or 'volume VOL', got '\(words.joined(separator: " "))'")
+        guard words.isEmpty || (words.count == 2 && ["volume", "master"].contains(words[0])) else {
+            throw ValidationError("expected nothing (every volume), 'volume VOL' or 'master VOL', got '\(words.joined(separator: " "))'")
         }
     }
 
-    var volume: String? { words.count == 2 ? words[1] : nil }
-
-    /// Runs `one` on the named volume, or `all`, and prints what was done ("Started", ...).
-    func run(_ done: String, one: (VolumeManager, String) throws -> Void, all: (VolumeManager) throws -> Void) throws {
+    /// Runs the verb on what the words name and prints what was done ("Started", ...).
+    func run(_ done: String, volume: (VolumeManager, String) throws -> Void, master: (VolumeManager, String) throws -> Void,
+             all: (VolumeManager) throws -> Void) throws {
         let m = manager()
-        if let volume {
-            try one(m, volume)
-            print("\(done) volume '\(volume)'.")
-        } else {
+        switch words.first {
+        case "volume":
+            try volume(m, words[1])
+            print("\(done) volume '\(words[1])'.")
+        case "master":
+            try master(m, words[1])
+            print("\(done) master '\(words[1])'.")
+        default:
             try all(m)
             print("\(done) \(m.definedVolumes().count) volume(s).")
         }
@@ -29,22 +33,22 @@ struct Target: ParsableArguments {
 
 struct Start: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Start every defined volume, or one: its server and its device /dev/mapper/VOL.")
+        abstract: "Start every defined volume (the service), one volume, or one master's mounts and schedule.")
 
     @OptionGroup var target: Target
 
     func run() throws {
-        try target.run("Started", one: { try $0.startVolume($1) }, all: { try $0.startAll() })
+        try target.run("Started", volume: { try $0.startVolume($1) }, master: { try $0.startMaster($1) }, all: { try $0.startAll() })
     }
 }
 
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Stop every defined volume, or one (its server commits, detaches and exits).")
+        abstract: "Stop every defined volume (the service), one volume, or one master's mounts and schedule.")
 
     @OptionGroup var target: Target
 
     func run() throws {
-        try target.run("Stopped", one: { try $0.stopVolume($1) }, all: { try $0.stopAll() })
+        try target.run("Stopped", volume: { try $0.stopVolume($1) }, master: { try $0.stopMaster($1) }, all: { try $0.stopAll() })
     }
 }

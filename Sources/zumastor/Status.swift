@@ -2,55 +2,192 @@ import ArgumentParser
 import Foundation
 import SnapStore
 import VolumeManager
+import VolumeServer
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the defined volumes, or one.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the defined volumes, one volume, or one snapshot of it.")
 
     @Argument(help: "A volume (default: all).") var volume: String?
+    @Argument(help: "A snapshot id of VOL.") var snap: UInt64?
+    @Flag(name: [.customShort("u"), .long], help: "Add each snapshot's unique and shared space.") var usage = false
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         let m = manager()
         let names = try volume.map { _ = try m.config($0); return [$0] } ?? m.definedVolumes()
-        let statuses = try names.map { try m.status($0) }
+        let statuses = try names.map { try m.status($0, usage: usage || snap != nil) }
+        if let snap {
+            let s = statuses[0]
+            guard let found = s.snapshots.first(where: { $0.tag == snap }) else {
+                throw s.server == nil ? ZumastorError.failed("volume '\(s.config.name)' is not running (zumastor start)") : StoreError.snapshotMissing(snap)
+            }
+            if json {
+                printJSON(snapshotObject(m, s, found))
+            } else {
+                for (key, value) in snapshotLines(m, s, found) { print("\(key.padding(toLength: 15, withPad: " ", startingAt: 0)) \(value)") }
+            }
+            return
+        }
         if json {
-            let objects = statuses.map(jsonObject)
-            let data = try JSONSerialization.data(withJSONObject: volume == nil ? objects as Any : objects[0] as Any,
-                                                  options: [.prettyPrinted, .sortedKeys])
-            FileHandle.standardOutput.write(data + Data("\n".utf8))
+            let objects = statuses.map { volumeObject(m, $0) }
+            printJSON(volume == nil ? objects as Any : objects[0] as Any)
             return
         }
         if statuses.isEmpty { print("No volumes defined.") }
-        for s in statuses {
-            let c = s.config
-            print("Volume \(c.name): \(s.server.map { "running (server pid \($0.processID))" } ?? "stopped")")
-            print("  origin:         \(c.origin)")
-            print("  snapshot store: \(c.store)")
-            if c.master { print("  role:           master, origin mounted at \(m.mountPoint(c))\(s.server == nil ? " (when running)" : "")") }
-            for d in s.devices { print("  device:         \(d.name) -> \(d.loopDevice)\(d.writable ? "" : " (read-only)")") }
-            if let st = s.store {
-                print("  store usage:    \(st.percentUsed)% of \(formatCount(st.storeChunks * UInt64(st.chunkSizeBytes))) bytes, \(st.snapshotCount) snapshot(s)\(st.squashedCount > 0 ? ", \(st.squashedCount) squashed" : "")")
-                if st.percentUsed >= st.warnFillPercent {
-                    print("  warning:        the snapshot store is \(st.percentUsed)% full (warning level \(st.warnFillPercent)%)")
-                }
+        for s in statuses { printVolume(m, s) }
+    }
+
+    private func printVolume(_ m: VolumeManager, _ s: VolumeStatus) {
+        let c = s.config
+        func line(_ key: String, _ value: String) { print("  \((key + ":").padding(toLength: 16, withPad: " ", startingAt: 0))\(value)") }
+        print("Volume \(c.name): \(s.server.map { "running (server pid \($0.processID))" } ?? "stopped (zumastor start volume \(c.name))")")
+        line("origin", c.origin)
+        line("snapshot store", c.store)
+        if c.master {
+            let mounted = isMountPoint(m.mountPoint(c))
+            line("role", "master, origin \(mounted ? "mounted at" : "not mounted (zumastor start master \(c.name)); mounts at") \(m.mountPoint(c))")
+            let options = [c.snapmount ? nil : "no-snapmount", c.export ? "export" : nil, c.samba ? "samba" : nil, c.dotsnapshot ? "dotsnapshot" : nil].compactMap { $0 }
+            if !options.isEmpty { line("options", options.joined(separator: ", ")) }
+            line("schedule", c.schedule.isEmpty ? "none (manual snapshots only)" : c.schedule.map { "\($0.kind) \($0.keep)" }.joined(separator: ", ")
+                 + (s.agentPID.map { " (agent pid \($0))" } ?? (s.server == nil ? "" : " (agent not running)")))
+            if c.snapmount { line("snapshots in", m.snapshotDirectory(c)) }
+        } else {
+            line("role", "none (zumastor define master \(c.name) mounts it)")
+        }
+        for d in s.devices { line("device", "\(d.name) -> \(d.loopDevice)\(d.writable ? "" : " (read-only)")") }
+        if let st = s.store {
+            line("store usage", "\(st.percentUsed)% of \(formatBytes(st.storeChunks * UInt64(st.chunkSizeBytes))) (\(formatBytes(st.usedChunks * UInt64(st.chunkSizeBytes))) used), \(st.snapshotCount) snapshot(s)\(st.squashedCount > 0 ? ", \(st.squashedCount) squashed" : "")")
+            if s.nearlyFull {
+                line("warning", "the snapshot store is \(st.percentUsed)% full (warning level \(c.warnFillPercent)%); when it fills, unused snapshots are deleted oldest first and mounted ones squashed")
             }
+            if st.squashedCount > 0 {
+                line("squashed", s.snapshots.filter { $0.info.squashed }.map { String($0.tag) }.joined(separator: ", ") + " (their data was given up when the store filled; they read as errors)")
+            }
+        }
+        guard !s.snapshots.isEmpty else { return }
+        print("  snapshots:")
+        var rows = [["ID", "CREATED", "KINDS", "SIZE"] + (usage ? ["UNIQUE", "SHARED"] : []) + ["MOUNTED AT"]]
+        for snap in s.snapshots {
+            let u = s.usage[snap.tag]
+            let chunk = UInt64(s.store?.chunkSizeBytes ?? 0)
+            rows.append([String(snap.tag), formatDate(snap.info.createdNanoseconds),
+                         snap.label == nil ? "(ddsnap)" : snap.kinds.isEmpty ? "manual" : snap.kinds.joined(separator: ","),
+                         formatBytes(snap.info.originSizeBytes)]
+                        + (usage ? [u.map { formatBytes($0.uniqueChunks * chunk) } ?? "-", u.map { formatBytes($0.sharedChunks * chunk) } ?? "-"] : [])
+                        + [snap.info.squashed ? "(squashed)" : mounted(m, c, snap) ?? "-"])
+        }
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        for r in rows {
+            print("    " + r.enumerated().map { i, cell in i == r.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+        let links = links(m, c)
+        if !links.isEmpty {
+            print("  links:")
+            for (name, target) in links { print("    \(name) -> \(target)") }
         }
     }
 
-    private func jsonObject(_ s: VolumeStatus) -> [String: Any] {
-        var o: [String: Any] = ["name": s.config.name, "origin": s.config.origin, "store": s.config.store,
-                                "running": s.server != nil, "role": s.config.master ? "master" : "none"]
-        if s.config.master { o["mountPoint"] = manager().mountPoint(s.config) }
+    private func snapshotLines(_ m: VolumeManager, _ s: VolumeStatus, _ snap: VolumeSnapshot) -> [(String, String)] {
+        let chunk = UInt64(s.store?.chunkSizeBytes ?? 0)
+        var lines: [(String, String)] = [
+            ("snapshot", "\(snap.tag) of \(s.config.name)"), ("created", formatDate(snap.info.createdNanoseconds)),
+            ("kinds", snap.label == nil ? "(taken with ddsnap)" : snap.kinds.isEmpty ? "manual" : snap.kinds.joined(separator: ", ")),
+            ("size", formatBytes(snap.info.originSizeBytes)), ("state", snap.info.squashed ? "squashed" : "normal"),
+            ("mounted at", mounted(m, s.config, snap) ?? "-"),
+        ]
+        if let d = s.devices.first(where: { $0.tag == snap.tag }) { lines.append(("device", "\(d.name) -> \(d.loopDevice)")) }
+        if let u = s.usage[snap.tag] {
+            lines.append(("unique", formatBytes(u.uniqueChunks * chunk) + " (freed if deleted)"))
+            lines.append(("shared", formatBytes(u.sharedChunks * chunk)))
+        }
+        return lines
+    }
+
+    /// The directory snapshot `snap` is mounted at now, if it is.
+    private func mounted(_ m: VolumeManager, _ c: VolumeConfig, _ snap: VolumeSnapshot) -> String? {
+        m.mountDirectory(c, snap).flatMap { isMountPoint($0) ? $0 : nil }
+    }
+
+    private func links(_ m: VolumeManager, _ c: VolumeConfig) -> [(String, String)] {
+        let dir = m.snapshotDirectory(c)
+        guard c.master, c.snapmount, let entries = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        func key(_ link: String) -> (String, Int) {
+            let dot = link.lastIndex(of: ".") ?? link.endIndex
+            return (String(link[..<dot]), Int(link[link.index(dot, offsetBy: dot == link.endIndex ? 0 : 1)...]) ?? 0)
+        }
+        let links: [(String, String)] = entries.compactMap { e in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/" + e)).map { (e, $0) }
+        }
+        return links.sorted { key($0.0) < key($1.0) }
+    }
+
+    private func volumeObject(_ m: VolumeManager, _ s: VolumeStatus) -> [String: Any] {
+        let c = s.config
+        var o: [String: Any] = ["name": c.name, "origin": c.origin, "store": c.store, "running": s.server != nil,
+                                "role": c.master ? "master" : "none", "warnFillPercent": c.warnFillPercent, "nearlyFull": s.nearlyFull]
+        if c.master {
+            o["mountPoint"] = m.mountPoint(c)
+            o["mounted"] = isMountPoint(m.mountPoint(c))
+            o["snapshotDirectory"] = m.snapshotDirectory(c)
+            o["options"] = ["snapmount": c.snapmount, "export": c.export, "samba": c.samba, "dotsnapshot": c.dotsnapshot]
+            o["schedule"] = c.schedule.map { ["kind": $0.kind, "keep": $0.keep] as [String: Any] }
+            o["links"] = Dictionary(uniqueKeysWithValues: links(m, c))
+            if let pid = s.agentPID { o["agentPID"] = Int(pid) }
+        }
         if let server = s.server { o["serverPID"] = Int(server.processID) }
-        o["devices"] = s.devices.map { ["name": $0.name, "loopDevice": $0.loopDevice, "writable": $0.writable] }
+        o["devices"] = s.devices.map { ["name": $0.name, "loopDevice": $0.loopDevice, "writable": $0.writable, "snapshot": $0.tag.map { $0 as Any } ?? NSNull()] as [String: Any] }
         if let st = s.store {
             o["storeBytes"] = st.storeChunks * UInt64(st.chunkSizeBytes)
+            o["usedBytes"] = st.usedChunks * UInt64(st.chunkSizeBytes)
+            o["originBytes"] = st.originSizeBytes
+            o["chunkBytes"] = st.chunkSizeBytes
             o["percentUsed"] = st.percentUsed
             o["snapshotCount"] = st.snapshotCount
             o["squashedCount"] = st.squashedCount
         }
-        o["snapshots"] = s.snapshots.map { ["id": $0.tag, "created": $0.createdNanoseconds, "sizeBytes": $0.originSizeBytes,
-                                            "state": $0.squashed ? "squashed" : "normal"] as [String: Any] }
+        o["snapshots"] = s.snapshots.map { snapshotObject(m, s, $0) }
         return o
     }
+
+    private func snapshotObject(_ m: VolumeManager, _ s: VolumeStatus, _ snap: VolumeSnapshot) -> [String: Any] {
+        var o: [String: Any] = ["id": snap.tag, "kinds": snap.kinds, "managed": snap.label != nil,
+                                "created": formatDate(snap.info.createdNanoseconds, iso: true),
+                                "createdNanoseconds": snap.info.createdNanoseconds, "sizeBytes": snap.info.originSizeBytes,
+                                "state": snap.info.squashed ? "squashed" : "normal", "mounted": mounted(m, s.config, snap) != nil]
+        o["mountDirectory"] = m.mountDirectory(s.config, snap) ?? NSNull()
+        if let d = s.devices.first(where: { $0.tag == snap.tag }) { o["device"] = d.name }
+        if let u = s.usage[snap.tag], let chunk = s.store?.chunkSizeBytes {
+            o["uniqueBytes"] = u.uniqueChunks * UInt64(chunk)
+            o["sharedBytes"] = u.sharedChunks * UInt64(chunk)
+        }
+        return o
+    }
+
+    private func printJSON(_ value: Any) {
+        guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys]) else { return }
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+}
+
+/// "2026-11-24 10:00:00" (local), or ISO 8601 with the offset.
+func formatDate(_ nanoseconds: UInt64, iso: Bool = false) -> String {
+    var t = tm()
+    var s = time_t(nanoseconds / 1_000_000_000)
+    localtime_r(&s, &t)
+    var buffer = [UInt8](repeating: 0, count: 64)
+    let n = buffer.withUnsafeMutableBufferPointer { b in
+        b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { strftime($0, b.count, iso ? "%Y-%m-%dT%H:%M:%S%z" : "%Y-%m-%d %H:%M:%S", &t) }
+    }
+    return String(decoding: buffer[0..<n], as: UTF8.self)
+}
+
+/// 1536 -> "1.5K" (powers of 1024).
+func formatBytes(_ bytes: UInt64) -> String {
+    let units = ["", "K", "M", "G", "T", "P"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 { value /= 1024; unit += 1 }
+    if unit == 0 { return "\(bytes)" }
+    return value >= 10 ? String(format: "%.0f%@", value, units[unit]) : String(format: "%.1f%@", value, units[unit])
 }

@@ -11,13 +11,14 @@ import VolumeServer
 struct Zumastor: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zumastor",
-        abstract: "Snapshotted volumes on plain Linux disks: define, start, stop, status.",
+        abstract: "Snapshotted volumes on plain Linux disks: define, start, stop, snapshot, status, revert, resize.",
         discussion: """
             State lives under /var/lib/zumastor, /var/run/zumastor and /var/log/zumastor; \
             ZUMASTOR_ROOT=/dir puts it all under /dir.
             """,
         version: "0.1.0",
-        subcommands: [Define.self, Forget.self, Start.self, Stop.self, Status.self])
+        subcommands: [Define.self, Forget.self, Start.self, Stop.self, Snapshot.self, Status.self, Revert.self, Resize.self,
+                      Remount.self, Agent.self])
 
     static func main() {
         do {

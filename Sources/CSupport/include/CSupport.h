@@ -37,4 +37,13 @@ int zuma_loop_direct_io(const char *device);
 /// `pass_fd` as descriptor 3. Returns the child's pid, or -1 with errno set.
 int zuma_spawn_detached(const char *path, char *const argv[], int pass_fd);
 
+/// Freezes (FIFREEZE) or thaws (FITHAW) the filesystem mounted at `mount_point`; 0, or -1
+/// with errno set (EOPNOTSUPP: the filesystem cannot freeze).
+int zuma_freeze(const char *mount_point);
+int zuma_thaw(const char *mount_point);
+
+/// Makes bytes [offset, offset + length) of `fd` read as zeros without writing them: BLKZEROOUT
+/// on a block device, FALLOC_FL_ZERO_RANGE (else PUNCH_HOLE) on a file. 0, or -1 with errno.
+int zuma_zero_range(int fd, uint64_t offset, uint64_t length);
+
 #endif

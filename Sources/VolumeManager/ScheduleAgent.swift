@@ -1,0 +1,141 @@
+// The schedule agent: one `zumastor agent VOL` process per running master. It sleeps until
+// the next scheduled kind is due, takes one snapshot carrying every kind due at that moment
+// (hourly and daily at midnight make one snapshot), and logs to
+// /var/log/zumastor/<vol>/master.log. It re-reads the schedule on SIGHUP and every minute,
+// warns in the log when the snapshot store crosses the volume's fill level, and exits on
+// SIGTERM, never in the middle of a snapshot. Its pid file stays locked while it runs.
+
+import CSupport
+import Foundation
+import Logging
+import VolumeServer
+
+extension VolumeManager {
+    func agentPIDFile(_ name: String) -> String { paths.run + "/agents/" + name + ".pid" }
+
+    /// The running agent's pid (its pid file is locked while it runs).
+    public func agentPID(_ name: String) -> pid_t? {
+        let fd = open(agentPIDFile(name), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 { return nil }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        return pid_t(String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// The `zumastor` executable: ZUMASTOR_EXE, else the one beside `ddsnap`, else on PATH.
+    var zumastorPath: String {
+        if let path = ProcessInfo.processInfo.environment["ZUMASTOR_EXE"] { return path }
+        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+           (exe as NSString).lastPathComponent == "zumastor" { return exe }
+        let sibling = (ddsnapPath as NSString).deletingLastPathComponent + "/zumastor"
+        return ddsnapPath.contains("/") && FileManager.default.isExecutableFile(atPath: sibling) ? sibling : "zumastor"
+    }
+
+    func startAgent(_ name: String) throws {
+        if agentPID(name) != nil { return }
+        try FileManager.default.createDirectory(atPath: paths.run + "/agents", withIntermediateDirectories: true)
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { close(null) }
+        var path = zumastorPath
+        if !path.contains("/") {
+            let (status, found) = try Subprocess.run("sh", ["-c", "command -v zumastor"])
+            guard status == 0 else { throw ZumastorError.failed("cannot find the zumastor executable to run the schedule of \(name)") }
+            path = found.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path, "agent", name] as [String]).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let pid = argv.withUnsafeBufferPointer { zuma_spawn_detached(path, $0.baseAddress, null) }
+        guard pid > 0 else { throw ZumastorError.failed("cannot start the schedule agent of \(name): \(String(cString: strerror(errno)))") }
+        for _ in 0..<100 {
+            if agentPID(name) != nil { break }
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                throw ZumastorError.failed("the schedule agent of \(name) exited at once (see \(paths.logDirectory(name))/master.log)")
+            }
+            usleep(50_000)
+        }
+    }
+
+    /// Stops the agent (SIGTERM) and waits for it; a snapshot under way completes first.
+    func stopAgent(_ name: String) throws {
+        guard let pid = agentPID(name) else { return }
+        kill(pid, SIGTERM)
+        for _ in 0..<1200 {
+            if agentPID(name) == nil { return }
+            usleep(50_000)
+        }
+        throw ZumastorError.failed("the schedule agent of \(name) (pid \(pid)) did not stop within 60 s")
+    }
+
+    /// The agent's life (`zumastor agent VOL`); returns when it is told to stop or the volume
+    /// stops being a running master.
+    public func runAgent(_ name: String, clock: ScheduleClock = .fromEnvironment()) throws {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        let log = try makeVolumeLogger(program: "zumastor", volume: name, path: paths.logDirectory(name) + "/master.log",
+                                       toStandardError: false)
+        try FileManager.default.createDirectory(atPath: paths.run + "/agents", withIntermediateDirectories: true)
+        let fd = open(agentPIDFile(name), O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0, flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            log.error("another schedule agent runs for this volume")
+            throw ZumastorError.failed("a schedule agent already runs for \(name)")
+        }
+        defer { unlink(agentPIDFile(name)); close(fd) }
+        ftruncate(fd, 0)
+        let text = Array("\(getpid())\n".utf8)
+        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        log.info("schedule agent started")
+        var due: [String: Int] = [:]
+        var warned = false
+        while true {
+            guard let c = try? config(name), c.master else {
+                log.info("the volume is no longer a master; schedule agent stops")
+                return
+            }
+            let now = Int(time(nil))
+            let kinds = c.schedule.map(\.kind).filter { SnapshotKind.automatic.contains($0) }
+            due = due.filter { kinds.contains($0.key) }
+            for kind in kinds where due[kind] == nil { due[kind] = clock.nextDue(kind, after: now) }
+            let firing = due.filter { $0.value <= now }.map(\.key).sorted { SnapshotKind.automatic.firstIndex(of: $0)! < SnapshotKind.automatic.firstIndex(of: $1)! }
+            if !firing.isEmpty {
+                takeScheduled(name, kinds: firing, log: log)
+                let after = Int(time(nil))
+                for kind in firing { due[kind] = clock.nextDue(kind, after: max(after, now)) }
+            }
+            warned = warnFill(name, c, warned: warned, log: log)
+            let next = due.values.min().map { $0 - Int(time(nil)) } ?? 60
+            var timeout = timespec(tv_sec: max(0, min(next, 60)), tv_nsec: next <= 0 ? 0 : 1_000_000)
+            let signal = sigtimedwait(&signals, nil, &timeout)
+            if signal == SIGTERM || signal == SIGINT {
+                log.info("schedule agent stops (signal \(signal))")
+                return
+            }
+            if signal == SIGHUP { log.info("schedule re-read") }
+        }
+    }
+
+    private func takeScheduled(_ name: String, kinds: [String], log: Logger) {
+        do {
+            let outcome = try snapshot(name, kinds: kinds)
+            log.info("took \(kinds.joined(separator: "+")) snapshot \(outcome.snapshot.tag)\(outcome.mountDirectory.map { " at \($0)" } ?? "")\(outcome.dropped.isEmpty ? "" : "; rotation dropped \(outcome.dropped.map(String.init).joined(separator: ", "))")")
+            for p in outcome.problems { log.warning("\(p)") }
+        } catch {
+            log.error("scheduled \(kinds.joined(separator: "+")) snapshot failed: \(error)")
+        }
+    }
+
+    /// Logs a warning when the store reaches the fill level (once per crossing).
+    private func warnFill(_ name: String, _ c: VolumeConfig, warned: Bool, log: Logger) -> Bool {
+        guard let status = try? server(name)?.status() else { return warned }
+        let full = status.percentUsed >= c.warnFillPercent
+        if full && !warned {
+            log.warning("the snapshot store is \(status.percentUsed)% full (warning level \(c.warnFillPercent)%); when it fills, the oldest unused snapshots are deleted")
+        }
+        return full
+    }
+}

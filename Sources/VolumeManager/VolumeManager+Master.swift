@@ -1,0 +1,162 @@
+// The master role: the origin mounted, its snapshots mounted with their links, the schedule
+// agent running. `start master` / `stop master` bring that up and down while the volume
+// (server and /dev/mapper/<vol>) keeps running, as the seed's resize and revert steps need.
+
+import Foundation
+import SnapStore
+import VolumeServer
+
+/// The options of `zumastor define master`.
+public struct MasterOptions: Sendable, Equatable {
+    public var snapmount = true
+    public var export = false
+    public var samba = false
+    public var dotsnapshot = false
+
+    public init() {}
+}
+
+extension VolumeManager {
+    /// Makes a running volume a master with `options`, and starts the master.
+    public func defineMaster(_ name: String, options: MasterOptions = MasterOptions()) throws {
+        try withVolumeLock(name) {
+            var c = try config(name)
+            let client = try runningServer(name)
+            if c.master { try stopMasterLocked(c, client) }
+            c.master = true
+            c.snapmount = options.snapmount
+            c.export = options.export && options.snapmount
+            c.samba = options.samba && options.snapmount
+            c.dotsnapshot = options.dotsnapshot && options.snapmount
+            try mountOrigin(c)
+            try c.save(paths.configFile(name))
+            try startMasterLocked(c, client)
+        }
+    }
+
+    /// Sets the rotation of a master volume: how many snapshots of each kind are kept. The
+    /// running schedule agent picks it up at once.
+    public func defineSchedule(_ name: String, _ schedule: [ScheduleEntry]) throws {
+        try withVolumeLock(name) {
+            var c = try config(name)
+            guard c.master else {
+                throw ZumastorError.invalid("volume '\(name)' is not a master (zumastor define master \(name)); only a master takes scheduled snapshots")
+            }
+            var seen = Set<String>()
+            for e in schedule {
+                try SnapshotKind.validate(e.kind)
+                guard e.keep >= 1 else { throw ZumastorError.invalid("keep at least 1 '\(e.kind)' snapshot (got \(e.keep))") }
+                guard seen.insert(e.kind).inserted else { throw ZumastorError.invalid("'\(e.kind)' is given twice") }
+            }
+            c.schedule = schedule
+            try c.save(paths.configFile(name))
+            if let pid = agentPID(name) { kill(pid, SIGHUP) }
+        }
+    }
+
+    /// Mounts the origin, the snapshots and their links, and starts the schedule agent.
+    public func startMaster(_ name: String) throws {
+        let c = try config(name)
+        guard c.master else { throw ZumastorError.invalid("volume '\(name)' is not a master (zumastor define master \(name))") }
+        try withVolumeLock(name) { try startMasterLocked(c, try runningServer(name)) }
+    }
+
+    /// Stops the schedule agent and unmounts the snapshots and the origin; the volume runs on.
+    public func stopMaster(_ name: String) throws {
+        let c = try config(name)
+        guard c.master else { throw ZumastorError.invalid("volume '\(name)' is not a master") }
+        try stopAgent(name)
+        try withVolumeLock(name) { try stopMasterLocked(c, server(name)) }
+    }
+
+    /// Moves the origin's mount point and/or changes its options (nil keeps either); a running
+    /// master is unmounted and mounted again.
+    public func remount(_ name: String, mountPoint newPoint: String?, options: String?) throws {
+        try withVolumeLock(name) {
+            var c = try config(name)
+            var changed = c
+            if let newPoint {
+                guard newPoint.hasPrefix("/") else { throw ZumastorError.invalid("the mount point must be an absolute path (got \(newPoint))") }
+                changed.mountPoint = newPoint == paths.defaultMountPoint(name) ? nil : newPoint
+            }
+            if let options { changed.mountOptions = options.isEmpty ? nil : options }
+            let running = c.master && isMountPoint(mountPoint(c))
+            if running {
+                try stopMasterLocked(c, server(name))
+                do {
+                    try mountOrigin(changed)
+                } catch {
+                    try? mountOrigin(c)
+                    try? startMasterLocked(c, try runningServer(name))
+                    throw error
+                }
+            }
+            let oldPoint = mountPoint(c)
+            c = changed
+            try c.save(paths.configFile(name))
+            if running {
+                if oldPoint != mountPoint(c) && oldPoint == paths.defaultMountPoint(name) { rmdir(oldPoint) }
+                try startMasterLocked(c, try runningServer(name))
+            }
+        }
+    }
+
+    func startMasterLocked(_ c: VolumeConfig, _ client: ControlClient) throws {
+        try mountOrigin(c)
+        var problems: [String] = []
+        if c.dotsnapshot {
+            do { try linkDotSnapshot(c) } catch { problems.append("\(error)") }
+        }
+        if c.snapmount {
+            for s in try snapshots(client) where mountDirectory(c, s) != nil {
+                do { try mountSnapshot(c, client, s) } catch { problems.append("snapshot \(s.tag): \(error)") }
+            }
+            do { try updateLinks(c, client) } catch { problems.append("\(error)") }
+            if c.export { problems += reexport() }
+        }
+        do { try startAgent(c.name) } catch { problems.append("\(error)") }
+        if !problems.isEmpty { throw ZumastorError.failed("master \(c.name) started with problems: " + problems.joined(separator: "; ")) }
+    }
+
+    /// Unmounts everything below the snapshot directory, the Samba views, then the origin,
+    /// and detaches the snapshot devices. Works without a server too (after a crash).
+    func stopMasterLocked(_ c: VolumeConfig, _ client: ControlClient?) throws {
+        let origin = mountPoint(c)
+        let shadows = Mounts.mountPoints(under: origin).filter { ($0 as NSString).lastPathComponent.hasPrefix("@GMT-") && $0 != origin }
+        for point in shadows + Mounts.mountPoints(under: snapshotDirectory(c)) {
+            try Mounts.unmount(point)
+            if point.hasPrefix(origin + "/") { rmdir(point) }
+        }
+        if let client {
+            for d in try client.devices() { if let tag = d.tag, !d.writable { _ = try client.detach(tag: tag) } }
+        }
+        try unmountOrigin(c)
+    }
+
+    /// `<origin mount>/.snapshot` -> the snapshot directory (--dotsnapshot).
+    func linkDotSnapshot(_ c: VolumeConfig) throws {
+        let link = mountPoint(c) + "/.snapshot"
+        let target = snapshotDirectory(c)
+        if let existing = try? FileManager.default.destinationOfSymbolicLink(atPath: link) {
+            if existing == target { return }
+            unlink(link)
+        } else if FileManager.default.fileExists(atPath: link) {
+            throw ZumastorError.failed("\(link) exists and is not a link; move it away for --dotsnapshot")
+        }
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        guard symlink(target, link) == 0 else { throw ZumastorError.failed("cannot link \(link): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Mounts a master's origin device at its mount point (nothing to do when it is mounted).
+    func mountOrigin(_ c: VolumeConfig) throws {
+        let target = mountPoint(c)
+        if isMountPoint(target) { return }
+        do {
+            try Mounts.mount("/dev/mapper/\(c.name)", at: target, options: c.mountOptions)
+        } catch {
+            throw ZumastorError.failed("\(error) (is there a filesystem on /dev/mapper/\(c.name)?)")
+        }
+    }
+
+    func unmountOrigin(_ c: VolumeConfig) throws { try Mounts.unmount(mountPoint(c)) }
+}

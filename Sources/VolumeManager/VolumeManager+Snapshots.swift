@@ -1,0 +1,184 @@
+// `zumastor snapshot`: freeze, take, thaw, mount, link, rotate. Every snapshot zumastor takes
+// records its directory and kinds in its store name (SnapshotLabel), so the store alone says
+// what is mounted where; nothing else has to be kept in step with it.
+
+import Foundation
+import SnapStore
+import VolumeServer
+
+/// A snapshot of a volume, with what zumastor recorded of it.
+public struct VolumeSnapshot: Sendable {
+    public var info: SnapshotInfo
+    /// nil for snapshots taken with `ddsnap` directly: zumastor neither mounts nor rotates them.
+    public var label: SnapshotLabel?
+
+    public var tag: UInt64 { info.tag }
+    public var kinds: [String] { label?.kinds ?? [] }
+}
+
+/// What `zumastor snapshot` did.
+public struct SnapshotOutcome: Sendable {
+    public var snapshot: VolumeSnapshot
+    /// Where it is mounted (nil: not mounted).
+    public var mountDirectory: String?
+    /// Tags the rotation dropped.
+    public var dropped: [UInt64] = []
+    /// What went wrong after the snapshot was taken (mount, rotation); the snapshot stands.
+    public var problems: [String] = []
+}
+
+extension VolumeManager {
+    public func snapshotDirectory(_ c: VolumeConfig) -> String {
+        c.snapshotDirectory ?? paths.defaultSnapshotDirectory(c.name)
+    }
+
+    /// Where snapshot `s` is mounted when the volume's master runs (nil: it is not mounted).
+    public func mountDirectory(_ c: VolumeConfig, _ s: VolumeSnapshot) -> String? {
+        guard c.master, c.snapmount, let label = s.label, !s.info.squashed else { return nil }
+        return snapshotDirectory(c) + "/" + label.directory
+    }
+
+    /// The volume's server, or an error telling how to start it.
+    func runningServer(_ name: String) throws -> ControlClient {
+        guard let client = server(name) else {
+            throw ZumastorError.failed("volume '\(name)' is not running: start the service (zumastor start, or systemctl start zumastor) or the volume (zumastor start volume \(name))")
+        }
+        return client
+    }
+
+    func snapshots(_ client: ControlClient) throws -> [VolumeSnapshot] {
+        try client.snapshots().map { VolumeSnapshot(info: $0, label: SnapshotLabel(name: $0.name)) }.sorted { $0.tag < $1.tag }
+    }
+
+    /// Takes a snapshot of `kinds` (none: a manual snapshot, kept until deleted) and returns
+    /// what was done. Throws, with nothing changed, when the snapshot could not be taken.
+    public func snapshot(_ name: String, kinds: [String] = []) throws -> SnapshotOutcome {
+        try withVolumeLock(name) {
+            var c = try config(name)
+            for kind in kinds {
+                try SnapshotKind.validate(kind)
+                guard c.keep(kind) != nil else {
+                    throw ZumastorError.invalid("volume '\(name)' has no '\(kind)' snapshots in its schedule (zumastor define schedule \(name) --\(SnapshotKind.automatic.contains(kind) ? "\(kind) N" : "custom \(kind),N"))")
+                }
+            }
+            let client = try runningServer(name)
+            let existing = try snapshots(client)
+            let label = SnapshotLabel(directory: SnapshotLabel.directory(at: Int(time(nil)), avoiding: Set(existing.compactMap { $0.label?.directory })),
+                                      kinds: kinds)
+            guard label.name.utf8.count <= 63 else {
+                throw ZumastorError.invalid("the kinds \(kinds.joined(separator: ",")) do not fit in a snapshot name (63 bytes)")
+            }
+            // Ids advance by two and never go back, even past snapshots deleted since.
+            var tag = c.nextSnapshotTag
+            if let highest = existing.map(\.tag).max(), tag <= highest { tag = (highest + 2) & ~1 }
+            c.nextSnapshotTag = tag + 2
+            try c.save(paths.configFile(name))
+            let info = try Mounts.whileFrozen(c.master ? mountPoint(c) : nil) {
+                try client.createSnapshot(tag: tag, name: label.name, priority: 0)
+            }
+            var outcome = SnapshotOutcome(snapshot: VolumeSnapshot(info: info, label: label))
+            if c.master && c.snapmount {
+                do {
+                    try mountSnapshot(c, client, outcome.snapshot)
+                    outcome.mountDirectory = mountDirectory(c, outcome.snapshot)
+                } catch {
+                    outcome.problems.append("snapshot \(tag) is not mounted: \(error)")
+                }
+            }
+            let (dropped, problems) = rotate(c, client)
+            outcome.dropped = dropped
+            outcome.problems += problems
+            do { try updateLinks(c, client) } catch { outcome.problems.append("cannot update the links in \(snapshotDirectory(c)): \(error)") }
+            if c.export { outcome.problems += reexport() }
+            return outcome
+        }
+    }
+
+    /// Deletes the snapshots the schedule drops (unmounting them first). Returns the dropped
+    /// tags and what could not be done; a snapshot that stays busy goes at a later rotation.
+    func rotate(_ c: VolumeConfig, _ client: ControlClient) -> ([UInt64], [String]) {
+        guard let all = try? snapshots(client) else { return ([], ["cannot list the snapshots of \(c.name)"]) }
+        let managed = all.filter { $0.label != nil }
+        let expired = Rotation.expired(managed.map { ($0.tag, $0.kinds) }, schedule: c.schedule)
+        var dropped: [UInt64] = []
+        var problems: [String] = []
+        for s in managed where expired.contains(s.tag) {
+            do {
+                try unmountSnapshot(c, client, s, removeDirectory: true)
+                _ = try client.deleteSnapshot(tag: s.tag)
+                dropped.append(s.tag)
+            } catch {
+                problems.append("snapshot \(s.tag) is due to go but stays: \(error)")
+            }
+        }
+        return (dropped, problems)
+    }
+
+    /// Attaches snapshot `s` read-only and mounts it at its directory (and, with --samba, at
+    /// `@GMT-<UTC time>` in the origin).
+    func mountSnapshot(_ c: VolumeConfig, _ client: ControlClient, _ s: VolumeSnapshot) throws {
+        guard let directory = mountDirectory(c, s) else { return }
+        let devices = try client.devices()
+        let device = try devices.first { $0.tag == s.tag } ?? client.attach(tag: s.tag, writable: false)
+        if !isMountPoint(directory) {
+            let type = Mounts.filesystemType(device.name)
+            try Mounts.mount(device.name, at: directory, options: Mounts.snapshotOptions(type), type: type)
+        }
+        if c.samba, isMountPoint(mountPoint(c)) {
+            let shadow = sambaDirectory(c, s)
+            if !isMountPoint(shadow) { try Mounts.bind(directory, at: shadow) }
+        }
+    }
+
+    /// Unmounts snapshot `s` (its Samba view first) and detaches its device.
+    func unmountSnapshot(_ c: VolumeConfig, _ client: ControlClient, _ s: VolumeSnapshot, removeDirectory: Bool) throws {
+        if let label = s.label {
+            let shadow = sambaDirectory(c, s)
+            try Mounts.unmount(shadow)
+            if FileManager.default.fileExists(atPath: shadow) && isMountPoint(mountPoint(c)) { rmdir(shadow) }
+            let directory = snapshotDirectory(c) + "/" + label.directory
+            try Mounts.unmount(directory)
+            if removeDirectory { rmdir(directory) }
+        }
+        if try client.devices().contains(where: { $0.tag == s.tag }) { _ = try client.detach(tag: s.tag) }
+    }
+
+    /// `<origin mount>/@GMT-YYYY.MM.DD-HH.MM.SS` (UTC): Samba's shadow_copy naming.
+    func sambaDirectory(_ c: VolumeConfig, _ s: VolumeSnapshot) -> String {
+        mountPoint(c) + "/@GMT-" + formatTime(Int(s.info.createdNanoseconds / 1_000_000_000), utc: true)
+    }
+
+    /// Makes the `<kind>.N` links in the snapshot directory name the snapshots of each kind,
+    /// newest first; stale links go. Each link is replaced atomically.
+    func updateLinks(_ c: VolumeConfig, _ client: ControlClient) throws {
+        guard c.master, c.snapmount else { return }
+        let dir = snapshotDirectory(c)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let managed = try snapshots(client).compactMap { s in s.label.map { (tag: s.tag, label: $0) } }
+        let wanted = Rotation.links(managed)
+        for entry in try FileManager.default.contentsOfDirectory(atPath: dir) where Rotation.isLinkName(entry) {
+            let path = dir + "/" + entry
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path) else { continue }
+            if wanted[entry] != target { unlink(path) }
+        }
+        for (link, target) in wanted {
+            let path = dir + "/" + link
+            if (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == target { continue }
+            let temporary = dir + "/." + link + ".new"
+            unlink(temporary)
+            guard symlink(target, temporary) == 0, rename(temporary, path) == 0 else {
+                let reason = String(cString: strerror(errno))
+                unlink(temporary)
+                throw ZumastorError.failed("cannot link \(path) -> \(target): \(reason)")
+            }
+        }
+    }
+
+    /// With --export, the NFS server re-reads /etc/exports so new snapshot mounts are served.
+    func reexport() -> [String] {
+        guard let (status, text) = try? Subprocess.run("exportfs", ["-ra"]) else {
+            return ["cannot run exportfs (install nfs-kernel-server, or zumastor define master without --export)"]
+        }
+        return status == 0 ? [] : ["exportfs -ra failed: \(text.trimmingCharacters(in: .whitespacesAndNewlines))"]
+    }
+}
