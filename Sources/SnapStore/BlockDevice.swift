@@ -31,6 +31,12 @@ public protocol BlockDevice: AnyObject {
     func sync() throws
     /// Changes the size (regular files); block devices refuse.
     func resize(to sizeBytes: UInt64) throws
+    /// Reads the size again (a block device grown or shrunk underneath, e.g. `losetup -c`).
+    func refreshSize() throws
+}
+
+extension BlockDevice {
+    public func refreshSize() throws {}
 }
 
 extension BlockDevice {

@@ -96,6 +96,18 @@ public final class FileDevice: BlockDevice {
         }
     }
 
+    public func refreshSize() throws {
+        if identity.kind == .blockDevice {
+            let size = zuma_block_device_size(fd)
+            guard size >= 0 else { throw StoreError.io(operation: "BLKGETSIZE64", path: path, errno: currentErrno()) }
+            sizeBytes = UInt64(size)
+        } else {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw StoreError.io(operation: "stat", path: path, errno: currentErrno()) }
+            sizeBytes = UInt64(st.st_size)
+        }
+    }
+
     public func resize(to newSize: UInt64) throws {
         guard identity.kind == .regularFile else {
             throw StoreError.invalidArgument("\(path) is a block device: resize the device itself, then run resize with its new size")

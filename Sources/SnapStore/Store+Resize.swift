@@ -67,6 +67,7 @@ extension Store {
             if originDevice.identity.kind != .blockDevice { try originDevice.resize(to: newSize) }
         } else {
             if originDevice.identity.kind == .blockDevice {
+                try originDevice.refreshSize()
                 guard originDevice.sizeBytes >= newSize else {
                     throw StoreError.invalidArgument("origin \(originDevice.path) is \(formatCount(originDevice.sizeBytes)) bytes; grow the device before resizing to \(formatCount(newSize))")
                 }
@@ -117,6 +118,7 @@ extension Store {
             if storeDevice.identity.kind != .blockDevice { try storeDevice.resize(to: newChunks * chunkSize) }
         } else {
             if storeDevice.identity.kind == .blockDevice {
+                try storeDevice.refreshSize()
                 guard storeDevice.sizeBytes >= newChunks * chunkSize else {
                     throw StoreError.invalidArgument("snapshot store \(storeDevice.path) is \(formatCount(storeDevice.sizeBytes)) bytes; grow the device first")
                 }

@@ -42,6 +42,12 @@ enum Mounts {
         }
     }
 
+    /// Whether two paths lie on the same mounted filesystem.
+    static func sameFilesystem(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev
+    }
+
     /// Unmounts `directory` if something is mounted there.
     static func unmount(_ directory: String) throws {
         guard isMountPoint(directory) else { return }
@@ -85,7 +91,7 @@ enum Mounts {
 extension Mounts {
     /// Mount points at or below `directory` (this process's mount namespace), deepest first.
     static func mountPoints(under directory: String) -> [String] {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        let text = readProcFile("/proc/self/mountinfo")
         let prefix = directory.hasSuffix("/") ? directory : directory + "/"
         let points = text.split(separator: "\n").compactMap { line -> String? in
             let fields = line.split(separator: " ")

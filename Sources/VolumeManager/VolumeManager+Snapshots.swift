@@ -88,6 +88,10 @@ extension VolumeManager {
             let (dropped, problems) = rotate(c, client)
             outcome.dropped = dropped
             outcome.problems += problems
+            if c.samba && !dropped.isEmpty {
+                // A dropped snapshot may have held an @GMT name another one of its second can take.
+                for s in (try? snapshots(client)) ?? [] where mountDirectory(c, s) != nil { try? mountSnapshot(c, client, s) }
+            }
             do { try updateLinks(c, client) } catch { outcome.problems.append("cannot update the links in \(snapshotDirectory(c)): \(error)") }
             if c.export { outcome.problems += reexport() }
             return outcome
@@ -133,10 +137,13 @@ extension VolumeManager {
     /// Unmounts snapshot `s` (its Samba view first) and detaches its device.
     func unmountSnapshot(_ c: VolumeConfig, _ client: ControlClient, _ s: VolumeSnapshot, removeDirectory: Bool) throws {
         if let label = s.label {
-            let shadow = sambaDirectory(c, s)
-            try Mounts.unmount(shadow)
-            if FileManager.default.fileExists(atPath: shadow) && isMountPoint(mountPoint(c)) { rmdir(shadow) }
             let directory = snapshotDirectory(c) + "/" + label.directory
+            // Two snapshots of one second share an @GMT name: the view goes with its own snapshot.
+            let shadow = sambaDirectory(c, s)
+            if isMountPoint(shadow) && isMountPoint(directory) && Mounts.sameFilesystem(shadow, directory) {
+                try Mounts.unmount(shadow)
+                rmdir(shadow)
+            }
             try Mounts.unmount(directory)
             if removeDirectory { rmdir(directory) }
         }

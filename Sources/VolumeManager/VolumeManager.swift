@@ -152,7 +152,8 @@ public final class VolumeManager: Sendable {
     /// Makes every byte of `path` read as zero: without writing where the device can
     /// (BLKZEROOUT, FALLOC_FL_ZERO_RANGE), else by writing zeros; then syncs.
     private func zeroDevice(_ path: String) throws {
-        let device = try FileDevice(path: path)
+        // The store just formatted still holds the origin's lock: this runs under it.
+        let device = try FileDevice(path: path, lock: false)
         let size = device.sizeBytes
         if zuma_zero_range(device.descriptor, 0, size) != 0 {
             let zeros = [UInt8](repeating: 0, count: 1 << 20)

@@ -48,7 +48,7 @@ func isSocket(_ path: String) -> Bool {
 func describeLockHolder(_ path: String) -> String {
     var st = stat()
     let generic = "\(path) is in use by another process (a ddsnap server or command holds its lock)"
-    guard stat(path, &st) == 0, let locks = try? String(contentsOfFile: "/proc/locks", encoding: .utf8) else { return generic }
+    guard stat(path, &st) == 0, case let locks = readProcFile("/proc/locks"), !locks.isEmpty else { return generic }
     let major = (st.st_dev >> 8) & 0xfff, minor = (st.st_dev & 0xff) | ((st.st_dev >> 12) & 0xfff00)
     let id = String(format: "%02x:%02x:%lu", major, minor, st.st_ino)
     for line in locks.split(separator: "\n") {

@@ -12,9 +12,12 @@ struct Status: ParsableCommand {
     @Argument(help: "A snapshot id of VOL.") var snap: UInt64?
     @Flag(name: [.customShort("u"), .long], help: "Add each snapshot's unique and shared space.") var usage = false
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Whether the service runs: every defined volume's server (exit 3 when not, as init scripts do).")
+    var service = false
 
     func run() throws {
         let m = manager()
+        if service { return try serviceStatus(m) }
         let names = try volume.map { _ = try m.config($0); return [$0] } ?? m.definedVolumes()
         let statuses = try names.map { try m.status($0, usage: usage || snap != nil) }
         if let snap {
@@ -25,7 +28,7 @@ struct Status: ParsableCommand {
             if json {
                 printJSON(snapshotObject(m, s, found))
             } else {
-                for (key, value) in snapshotLines(m, s, found) { print("\(key.padding(toLength: 15, withPad: " ", startingAt: 0)) \(value)") }
+                for (key, value) in snapshotLines(m, s, found) { print("\((key + ":").padding(toLength: 16, withPad: " ", startingAt: 0))\(value)") }
             }
             return
         }
@@ -36,6 +39,20 @@ struct Status: ParsableCommand {
         }
         if statuses.isEmpty { print("No volumes defined.") }
         for s in statuses { printVolume(m, s) }
+    }
+
+    private func serviceStatus(_ m: VolumeManager) throws {
+        let names = m.definedVolumes()
+        let stopped = names.filter { m.server($0) == nil }
+        if names.isEmpty {
+            print("zumastor is running (no volumes defined)")
+        } else if stopped.isEmpty {
+            print("zumastor is running (\(names.count) volume(s))")
+        } else {
+            print("zumastor is \(stopped.count == names.count ? "not running" : "partly running"): \(stopped.joined(separator: ", ")) stopped")
+        }
+        print("use 'zumastor status' for more info...")
+        if !stopped.isEmpty { throw ExitCode(3) }
     }
 
     private func printVolume(_ m: VolumeManager, _ s: VolumeStatus) {
