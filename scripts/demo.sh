@@ -3,21 +3,29 @@
 # files (initialize, write, snapshot, overwrite, read the snapshot back unchanged, changed
 # chunks, revert, delete, check); then served by `ddsnap server`: ext4 made and mounted on
 # /dev/mapper/<vol>, a snapshot taken while mounted and mounted read-only beside it, the same
-# snapshot read by NBD clients, status through the control socket, and a clean stop.
+# snapshot read by NBD clients, status through the control socket, and a clean stop; last,
+# the seed guide's story with `zumastor` (10.3 and 10.7): a volume on loopback devices, a
+# master mounted for you, hourly snapshots mounted at their time with hourly.N links, df
+# showing the origin change while the snapshots do not, and `zumastor status`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 D="$PWD/.build/release/ddsnap"
+Z="$PWD/.build/release/zumastor"
 dir=$(mktemp -d /tmp/zumastor-demo.XXXXXX)
 VOL=demo$$
 SERVER=""
 MOUNTS=()
+ZVOL=""
+LOOPS=()
 finish() {
+    [ -n "$ZVOL" ] && ZUMASTOR_ROOT="$dir/root" "$Z" forget volume "$ZVOL" >/dev/null 2>&1
+    for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}"; done
     [ -n "$SERVER" ] && kill -TERM "$SERVER" 2>/dev/null && while kill -0 "$SERVER" 2>/dev/null; do sleep 0.1; done
     rm -rf "$dir"
 }
-trap finish EXIT
+trap 'cd /; finish' EXIT
 cd "$dir"
 # Shows each command as a user would type it, then runs it.
 step() { echo; echo "\$ ddsnap $*"; "$D" "$@"; }
@@ -81,3 +89,33 @@ step delete "$S" 1
 echo; echo "\$ kill -TERM $SERVER    (finishes in-flight requests, detaches, unmounts, commits)"
 kill -TERM "$SERVER"; while kill -0 "$SERVER" 2>/dev/null; do sleep 0.1; done; SERVER=""
 step check vol.store
+
+# ---- zumastor: the seed guide's 10.3 and 10.7, state kept under ZUMASTOR_ROOT.
+echo; echo "=== zumastor: a snapshotted volume on loopback devices, with hourly snapshots ==="
+export ZUMASTOR_ROOT="$dir/root"
+ZVOL=zumatest; [ -e /dev/mapper/zumatest ] && ZVOL=zumatest$$
+zstep() { echo; echo "# zumastor $*"; "$Z" "$@"; }
+truncate -s 512M vg.img; truncate -s 256M vg_snap.img
+ORIGIN=$(losetup -f --show "$dir/vg.img"); LOOPS+=("$ORIGIN")
+STORE=$(losetup -f --show "$dir/vg_snap.img"); LOOPS+=("$STORE")
+echo "# (ZUMASTOR_ROOT=$ZUMASTOR_ROOT; origin $ORIGIN, snapshot store $STORE)"
+echo "# mkfs.ext4 $ORIGIN"; mkfs.ext4 -q "$ORIGIN"
+zstep define volume "$ZVOL" "$ORIGIN" "$STORE" --initialize
+zstep define master "$ZVOL"
+MP="$ZUMASTOR_ROOT/var/run/zumastor/mount/$ZVOL"
+SP="$ZUMASTOR_ROOT/var/run/zumastor/snapshot/$ZVOL"
+echo; echo "# df | grep $ZVOL"; df | grep "$ZVOL"
+zstep define schedule "$ZVOL" --hourly 24
+zstep snapshot "$ZVOL" hourly
+echo; echo "# df | grep $ZVOL"; df | grep "$ZVOL"
+echo; echo "# ls -l $SP"; ls -l "$SP" | tail -n +2
+echo; echo "# echo 'This is the first file!' > $MP/foo.txt; sync"
+echo 'This is the first file!' > "$MP/foo.txt"; sync
+echo "# df | grep $ZVOL    (the origin's blocks change, the snapshot's do not)"; df | grep "$ZVOL"
+zstep snapshot "$ZVOL" hourly
+echo; echo "# df | grep $ZVOL"; df | grep "$ZVOL"
+echo; echo "# cat $SP/hourly.0/foo.txt; ls $SP/hourly.1"
+cat "$SP/hourly.0/foo.txt"; ls "$SP/hourly.1"
+zstep status
+zstep forget volume "$ZVOL"
+ZVOL=""

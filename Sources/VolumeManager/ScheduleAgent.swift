@@ -119,11 +119,10 @@ extension VolumeManager {
         }
     }
 
+    /// Takes the snapshot of the kinds due; snapshot() logs what it did.
     private func takeScheduled(_ name: String, kinds: [String], log: Logger) {
         do {
-            let outcome = try snapshot(name, kinds: kinds)
-            log.info("took \(kinds.joined(separator: "+")) snapshot \(outcome.snapshot.tag)\(outcome.mountDirectory.map { " at \($0)" } ?? "")\(outcome.dropped.isEmpty ? "" : "; rotation dropped \(outcome.dropped.map(String.init).joined(separator: ", "))")")
-            for p in outcome.problems { log.warning("\(p)") }
+            _ = try snapshot(name, kinds: kinds)
         } catch {
             log.error("scheduled \(kinds.joined(separator: "+")) snapshot failed: \(error)")
         }

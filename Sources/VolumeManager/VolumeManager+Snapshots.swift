@@ -3,6 +3,7 @@
 // what is mounted where; nothing else has to be kept in step with it.
 
 import Foundation
+import Logging
 import SnapStore
 import VolumeServer
 
@@ -25,6 +26,8 @@ public struct SnapshotOutcome: Sendable {
     public var dropped: [UInt64] = []
     /// What went wrong after the snapshot was taken (mount, rotation); the snapshot stands.
     public var problems: [String] = []
+    /// What the administrator should know (the store filling up).
+    public var warnings: [String] = []
 }
 
 extension VolumeManager {
@@ -36,6 +39,11 @@ extension VolumeManager {
     public func mountDirectory(_ c: VolumeConfig, _ s: VolumeSnapshot) -> String? {
         guard c.master, c.snapmount, let label = s.label, !s.info.squashed else { return nil }
         return snapshotDirectory(c) + "/" + label.directory
+    }
+
+    /// The volume's log of snapshots and schedules: /var/log/zumastor/<vol>/master.log.
+    func masterLog(_ name: String) -> Logger? {
+        try? makeVolumeLogger(program: "zumastor", volume: name, path: paths.logDirectory(name) + "/master.log", toStandardError: false)
     }
 
     /// The volume's server, or an error telling how to start it.
@@ -94,6 +102,14 @@ extension VolumeManager {
             }
             do { try updateLinks(c, client) } catch { outcome.problems.append("cannot update the links in \(snapshotDirectory(c)): \(error)") }
             if c.export { outcome.problems += reexport() }
+            let log = masterLog(name)
+            log?.info("took \(kinds.isEmpty ? "manual" : kinds.joined(separator: "+")) snapshot \(tag)\(outcome.mountDirectory.map { " at \($0)" } ?? "")\(outcome.dropped.isEmpty ? "" : "; rotation dropped \(outcome.dropped.map(String.init).joined(separator: ", "))")")
+            for p in outcome.problems { log?.warning("\(p)") }
+            if let status = try? client.status(), status.percentUsed >= c.warnFillPercent {
+                let warning = "the snapshot store is \(status.percentUsed)% full (warning level \(c.warnFillPercent)%); when it fills, unused snapshots are deleted oldest first and mounted ones squashed"
+                log?.warning("\(warning)")
+                outcome.warnings.append(warning)
+            }
             return outcome
         }
     }

@@ -244,6 +244,28 @@ expect_fail "snapshot of a stopped volume tells to start the service" "start the
 expect_ok "forget volume" "$Z" forget volume "$V"
 expect_ok "forget: nothing mounted" sh -c "! grep -q '$WORK/' /proc/mounts"
 
+# The store nearly full, then full: the warning (status, snapshot, log) and the policy's effect.
+V=zf$$
+VOLS+=("$V")
+M="$ZUMASTOR_ROOT/var/run/zumastor/mount/$V"
+truncate -s 64M fo.img; truncate -s 16M fs.img
+expect_fail "a fill level out of range" "1 to 100" "$Z" define volume "$V" fo.img fs.img --initialize --warn-fill 0
+expect_ok "define volume --warn-fill 20" "$Z" define volume "$V" fo.img fs.img --initialize --warn-fill 20
+mkfs.ext4 -q "/dev/mapper/$V"
+"$Z" define master "$V" >/dev/null
+id=$("$Z" snapshot "$V")
+head -c 8M /dev/urandom > "$M/eight"; sync
+out=$("$Z" snapshot "$V" 2>&1)
+echo "$out" | grep -q "warning: the snapshot store is [0-9]*% full (warning level 20%)" && ok "snapshot warns past the fill level" || not_ok "no fill warning" "$out"
+expect_ok "status warns past the fill level" sh -c "'$Z' status '$V' | grep -q 'warning: *the snapshot store is'"
+expect_ok "master.log records the warning" grep -q "warning.*full (warning level 20%)" "$ZUMASTOR_ROOT/var/log/zumastor/$V/master.log"
+head -c 40M /dev/urandom > forty.src
+cp forty.src "$M/forty" && sync && echo 3 > /proc/sys/vm/drop_caches
+expect_ok "writes go on when the store fills (read back from the device)" cmp forty.src "$M/forty"
+expect_eq "the mounted snapshots are squashed (store-full policy)" "squashed squashed" "$(json "$V" '" ".join(s["state"] for s in d["snapshots"])')"
+expect_ok "status shows the squashed snapshots" sh -c "'$Z' status '$V' | grep -q 'squashed:'"
+expect_ok "forget the full volume" "$Z" forget volume "$V"
+
 # The systemd unit is valid (pointing at this build).
 if command -v systemd-analyze >/dev/null; then
     sed "s|/usr/local/sbin/zumastor|$Z|" "$HERE/etc/systemd/zumastor.service" > zumastor.service
