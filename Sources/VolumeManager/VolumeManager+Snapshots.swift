@@ -114,6 +114,21 @@ extension VolumeManager {
         }
     }
 
+    /// Deletes snapshot `tag` (manual or not): unmounted, detached, deleted; the links follow.
+    /// Returns the number of store chunks freed.
+    public func deleteSnapshot(_ name: String, tag: UInt64) throws -> UInt64 {
+        try withVolumeLock(name) {
+            let c = try config(name)
+            let client = try runningServer(name)
+            guard let s = try snapshots(client).first(where: { $0.tag == tag }) else { throw StoreError.snapshotMissing(tag) }
+            try unmountSnapshot(c, client, s, removeDirectory: true)
+            let freed = try client.deleteSnapshot(tag: tag)
+            try updateLinks(c, client)
+            masterLog(name)?.info("deleted snapshot \(tag)")
+            return freed
+        }
+    }
+
     /// Deletes the snapshots the schedule drops (unmounting them first). Returns the dropped
     /// tags and what could not be done; a snapshot that stays busy goes at a later rotation.
     func rotate(_ c: VolumeConfig, _ client: ControlClient) -> ([UInt64], [String]) {

@@ -24,6 +24,19 @@ struct Snapshot: ParsableCommand {
     }
 }
 
+struct Delete: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Delete snapshot SNAP of VOL (unmounted first); a manual snapshot stays until this.")
+
+    @Argument(help: "The volume's name.") var volume: String
+    @Argument(help: "The snapshot id.") var snap: UInt64
+
+    func run() throws {
+        let freed = try manager().deleteSnapshot(volume, tag: snap)
+        print("Deleted snapshot \(snap) of '\(volume)' (\(freed) chunk(s) freed).")
+    }
+}
+
 struct Revert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make the origin of VOL equal to snapshot SNAP (stop the master first).")

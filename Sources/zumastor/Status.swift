@@ -10,7 +10,7 @@ struct Status: ParsableCommand {
 
     @Argument(help: "A volume (default: all).") var volume: String?
     @Argument(help: "A snapshot id of VOL.") var snap: UInt64?
-    @Flag(name: [.customShort("u"), .long], help: "Add each snapshot's unique and shared space.") var usage = false
+    @Flag(name: [.customShort("u"), .long], help: "Add each snapshot's unique and shared space (always shown for one volume).") var usage = false
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: "Whether the service runs: every defined volume's server (exit 3 when not, as init scripts do).")
     var service = false
@@ -19,7 +19,7 @@ struct Status: ParsableCommand {
         let m = manager()
         if service { return try serviceStatus(m) }
         let names = try volume.map { _ = try m.config($0); return [$0] } ?? m.definedVolumes()
-        let statuses = try names.map { try m.status($0, usage: usage || snap != nil) }
+        let statuses = try names.map { try m.status($0, usage: withUsage) }
         if let snap {
             let s = statuses[0]
             guard let found = s.snapshots.first(where: { $0.tag == snap }) else {
@@ -55,6 +55,9 @@ struct Status: ParsableCommand {
         if !stopped.isEmpty { throw ExitCode(3) }
     }
 
+    /// One volume: with each snapshot's unique and shared space; all volumes: with --usage.
+    private var withUsage: Bool { usage || volume != nil }
+
     private func printVolume(_ m: VolumeManager, _ s: VolumeStatus) {
         let c = s.config
         func line(_ key: String, _ value: String) { print("  \((key + ":").padding(toLength: 16, withPad: " ", startingAt: 0))\(value)") }
@@ -84,14 +87,14 @@ struct Status: ParsableCommand {
         }
         guard !s.snapshots.isEmpty else { return }
         print("  snapshots:")
-        var rows = [["ID", "CREATED", "KINDS", "SIZE"] + (usage ? ["UNIQUE", "SHARED"] : []) + ["MOUNTED AT"]]
+        var rows = [["ID", "CREATED", "KINDS", "SIZE"] + (withUsage ? ["UNIQUE", "SHARED"] : []) + ["MOUNTED AT"]]
         for snap in s.snapshots {
             let u = s.usage[snap.tag]
             let chunk = UInt64(s.store?.chunkSizeBytes ?? 0)
             rows.append([String(snap.tag), formatDate(snap.info.createdNanoseconds),
                          snap.label == nil ? "(ddsnap)" : snap.kinds.isEmpty ? "manual" : snap.kinds.joined(separator: ","),
                          formatBytes(snap.info.originSizeBytes)]
-                        + (usage ? [u.map { formatBytes($0.uniqueChunks * chunk) } ?? "-", u.map { formatBytes($0.sharedChunks * chunk) } ?? "-"] : [])
+                        + (withUsage ? [u.map { formatBytes($0.uniqueChunks * chunk) } ?? "-", u.map { formatBytes($0.sharedChunks * chunk) } ?? "-"] : [])
                         + [snap.info.squashed ? "(squashed)" : mounted(m, c, snap) ?? "-"])
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }

@@ -17,7 +17,7 @@ struct Zumastor: ParsableCommand {
             ZUMASTOR_ROOT=/dir puts it all under /dir.
             """,
         version: "0.1.0",
-        subcommands: [Define.self, Forget.self, Start.self, Stop.self, Snapshot.self, Status.self, Revert.self, Resize.self,
+        subcommands: [Define.self, Forget.self, Start.self, Stop.self, Snapshot.self, Delete.self, Status.self, Revert.self, Resize.self,
                       Remount.self, Agent.self])
 
     static func main() {
