@@ -24,16 +24,21 @@ struct Snapshot: ParsableCommand {
     }
 }
 
+/// VOL SNAP, the arguments of delete and revert.
+struct VolumeSnapshotArguments: ParsableArguments {
+    @Argument(help: "The volume's name.") var volume: String
+    @Argument(help: "The snapshot id.") var snap: UInt64
+}
+
 struct Delete: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Delete snapshot SNAP of VOL (unmounted first); a manual snapshot stays until this.")
 
-    @Argument(help: "The volume's name.") var volume: String
-    @Argument(help: "The snapshot id.") var snap: UInt64
+    @OptionGroup var target: VolumeSnapshotArguments
 
     func run() throws {
-        let freed = try manager().deleteSnapshot(volume, tag: snap)
-        print("Deleted snapshot \(snap) of '\(volume)' (\(freed) chunk(s) freed).")
+        let freed = try manager().deleteSnapshot(target.volume, tag: target.snap)
+        print("Deleted snapshot \(target.snap) of '\(target.volume)' (\(freed) chunk(s) freed).")
     }
 }
 
@@ -41,12 +46,11 @@ struct Revert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make the origin of VOL equal to snapshot SNAP (stop the master first).")
 
-    @Argument(help: "The volume's name.") var volume: String
-    @Argument(help: "The snapshot id.") var snap: UInt64
+    @OptionGroup var target: VolumeSnapshotArguments
 
     func run() throws {
-        let chunks = try manager().revert(volume, to: snap)
-        print("Reverted volume '\(volume)' to snapshot \(snap) (\(chunks) chunk(s) rewritten).")
+        let chunks = try manager().revert(target.volume, to: target.snap)
+        print("Reverted volume '\(target.volume)' to snapshot \(target.snap) (\(chunks) chunk(s) rewritten).")
     }
 }
 
