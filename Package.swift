@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "SnapStore", targets: ["SnapStore"]),
         .library(name: "VolumeServer", targets: ["VolumeServer"]),
         .library(name: "VolumeManager", targets: ["VolumeManager"]),
+        .library(name: "Replication", targets: ["Replication"]),
         .executable(name: "zumastor", targets: ["zumastor"]),
         .executable(name: "ddsnap", targets: ["ddsnap"]),
     ],
@@ -16,10 +17,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C shim: hardware CRC32C, block-device size ioctl, flock.
         .target(name: "CSupport"),
+        // liblzma (Debian's liblzma-dev): compression of delta-stream records.
+        .systemLibrary(name: "CLZMA", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
         // C bridge to libfuse3's low-level API (block files).
         .target(name: "CFuse", linkerSettings: [.linkedLibrary("fuse3")]),
         // The snapshot store: format, allocator, index, commits, check.
@@ -48,10 +52,14 @@ let package = Package(
                 "SnapStore", "VolumeServer", "VolumeManager",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Delta streams: changed chunks between two snapshots, encoded, checked and applied.
+        .target(
+            name: "Replication",
+            dependencies: ["SnapStore", "VolumeServer", "CLZMA", .product(name: "Crypto", package: "swift-crypto")]),
         .executableTarget(
             name: "ddsnap",
             dependencies: [
-                "SnapStore", "VolumeServer",
+                "SnapStore", "VolumeServer", "Replication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmarks: the curves of docs/BENCHMARKS.md (Benchmarks/run.sh runs them all).
@@ -67,6 +75,7 @@ let package = Package(
             dependencies: ["SnapStore", "SnapStoreTestKit"],
             exclude: ["Golden"]),
         .testTarget(name: "VolumeManagerTests", dependencies: ["VolumeManager"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "SnapStore", "VolumeServer"]),
         .testTarget(
             name: "VolumeServerTests",
             dependencies: [

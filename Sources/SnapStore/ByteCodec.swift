@@ -4,19 +4,19 @@
 import CSupport
 
 extension UnsafeMutableRawBufferPointer {
-    @inline(__always) func putU64(_ v: UInt64, _ at: Int) { storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt64.self) }
-    @inline(__always) func putU32(_ v: UInt32, _ at: Int) { storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt32.self) }
-    @inline(__always) func putU16(_ v: UInt16, _ at: Int) { storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt16.self) }
-    @inline(__always) func putU8(_ v: UInt8, _ at: Int) { storeBytes(of: v, toByteOffset: at, as: UInt8.self) }
+    @inline(__always) public func putU64(_ v: UInt64, _ at: Int) { storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt64.self) }
+    @inline(__always) public func putU32(_ v: UInt32, _ at: Int) { storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt32.self) }
+    @inline(__always) public func putU16(_ v: UInt16, _ at: Int) { storeBytes(of: v.littleEndian, toByteOffset: at, as: UInt16.self) }
+    @inline(__always) public func putU8(_ v: UInt8, _ at: Int) { storeBytes(of: v, toByteOffset: at, as: UInt8.self) }
 }
 
 extension UnsafeRawBufferPointer {
-    @inline(__always) func u64(_ at: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
-    @inline(__always) func u32(_ at: Int) -> UInt32 { UInt32(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
-    @inline(__always) func u16(_ at: Int) -> UInt16 { UInt16(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt16.self)) }
-    @inline(__always) func u8(_ at: Int) -> UInt8 { self[at] }
+    @inline(__always) public func u64(_ at: Int) -> UInt64 { UInt64(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
+    @inline(__always) public func u32(_ at: Int) -> UInt32 { UInt32(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
+    @inline(__always) public func u16(_ at: Int) -> UInt16 { UInt16(littleEndian: loadUnaligned(fromByteOffset: at, as: UInt16.self)) }
+    @inline(__always) public func u8(_ at: Int) -> UInt8 { self[at] }
     /// True when every byte in `range` is zero (reserved fields).
-    func isZero(_ range: Range<Int>) -> Bool {
+    public func isZero(_ range: Range<Int>) -> Bool {
         for i in range where self[i] != 0 { return false }
         return true
     }

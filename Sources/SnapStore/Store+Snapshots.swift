@@ -120,7 +120,8 @@ extension Store {
 
     /// Takes a snapshot of the origin as it is now. Constant time: a record and a commit.
     @discardableResult
-    public func createSnapshot(tag: UInt64, name: String = "", priority: Int8 = 0) throws -> SnapshotInfo {
+    /// `createdNanoseconds` (a replica taking its source's snapshot) replaces the clock's time.
+    public func createSnapshot(tag: UInt64, name: String = "", priority: Int8 = 0, createdNanoseconds: UInt64? = nil) throws -> SnapshotInfo {
         try checkUsable()
         guard epochByTag[tag] == nil else { throw StoreError.snapshotExists(tag) }
         guard name.utf8.count <= Format.snapshotNameMax else {
@@ -132,7 +133,7 @@ extension Store {
         return try mutate {
             superblock.epochLast += 1
             superblockDirty = true
-            var r = SnapshotRecord(tag: tag, epoch: superblock.epochLast, createdNanoseconds: options.clock(),
+            var r = SnapshotRecord(tag: tag, epoch: superblock.epochLast, createdNanoseconds: createdNanoseconds ?? options.clock(),
                                    originSizeBytes: superblock.originSizeBytes)
             r.name = name
             r.priority = priority

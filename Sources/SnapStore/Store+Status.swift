@@ -44,6 +44,35 @@ extension Store {
     }
 }
 
+extension Store {
+    /// Takes `uuid` as this store's volume UUID: a replica store becomes a replica of the
+    /// volume whose full stream it receives. Only while the store holds no snapshot.
+    public func adoptVolumeUUID(_ uuid: [UInt8]) throws {
+        guard uuid.count == 16 else { throw StoreError.invalidArgument("a volume UUID has 16 bytes") }
+        if uuid == superblock.volumeUUID { return }
+        guard table.isEmpty else {
+            throw StoreError.invalidArgument("the store holds snapshots of volume \(formatUUID(superblock.volumeUUID)); it cannot become a replica of \(formatUUID(uuid))")
+        }
+        try mutate {
+            superblock.volumeUUID = uuid
+            superblockDirty = true
+            try commit()
+        }
+    }
+}
+
+/// "0123abcd-..." -> 16 bytes, nil when it is not a UUID.
+public func parseUUID(_ text: String) -> [UInt8]? {
+    let hex = Array(text.utf8.filter { $0 != UInt8(ascii: "-") })
+    guard hex.count == 32 else { return nil }
+    var bytes: [UInt8] = []
+    for i in stride(from: 0, to: 32, by: 2) {
+        guard let b = UInt8(String(decoding: hex[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+        bytes.append(b)
+    }
+    return bytes
+}
+
 public func formatUUID(_ bytes: [UInt8]) -> String {
     let hex = bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
     return [0..<4, 4..<6, 6..<8, 8..<10, 10..<16].map { hex[$0].joined() }.joined(separator: "-")

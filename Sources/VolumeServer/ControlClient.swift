@@ -39,8 +39,8 @@ public final class ControlClient: VolumeAccess {
         return s
     }
 
-    public func createSnapshot(tag: UInt64, name: String, priority: Int8) throws -> SnapshotInfo {
-        guard case let .snapshot(s?) = try call(.create(tag: tag, name: name, priority: priority)) else { throw unexpected("create") }
+    public func createSnapshot(tag: UInt64, name: String, priority: Int8, createdNanoseconds: UInt64?) throws -> SnapshotInfo {
+        guard case let .snapshot(s?) = try call(.create(tag: tag, name: name, priority: priority, created: createdNanoseconds)) else { throw unexpected("create") }
         return s
     }
 
@@ -70,9 +70,9 @@ public final class ControlClient: VolumeAccess {
         guard case .none = result else { throw unexpected("read") }
     }
 
-    public func write(snapshot: UInt64?, offset: UInt64,
+    public func write(snapshot: UInt64?, offset: UInt64, flush: Bool,
                       from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64 {
-        try send(.message(ControlCoding.encode(ControlRequest.write(snapshot: snapshot, offset: offset))))
+        try send(.message(ControlCoding.encode(ControlRequest.write(snapshot: snapshot, offset: offset, flush: flush))))
         var buffer = [UInt8](repeating: 0, count: streamPieceBytes)
         while true {
             let n = try buffer.withUnsafeMutableBytes { try source($0) }
@@ -89,8 +89,9 @@ public final class ControlClient: VolumeAccess {
         return written
     }
 
-    public func changedChunks(from: StoreSide, to: StoreSide, _ body: (UInt64) throws -> Void) throws {
-        try send(.message(ControlCoding.encode(ControlRequest.changelist(from: from, to: to))))
+    public func changedChunks(from: StoreSide, to: StoreSide, startingAt start: UInt64, limit: UInt64?,
+                              _ body: (UInt64) throws -> Void) throws {
+        try send(.message(ControlCoding.encode(ControlRequest.changelist(from: from, to: to, start: start, limit: limit))))
         let result = try receiveReply { piece in
             guard piece.count % 8 == 0 else { throw VolumeError.protocolViolation("changelist piece of \(piece.count) bytes") }
             var i = 0
@@ -102,6 +103,14 @@ public final class ControlClient: VolumeAccess {
             }
         }
         guard case .none = result else { throw unexpected("changelist") }
+    }
+
+    public func flush() throws {
+        guard case .none = try call(.flush) else { throw unexpected("flush") }
+    }
+
+    public func adoptVolumeUUID(_ uuid: [UInt8]) throws {
+        guard case .none = try call(.adoptUUID(uuid: formatUUID(uuid))) else { throw unexpected("adoptUUID") }
     }
 
     public func revert(to tag: UInt64) throws -> Int {

@@ -15,14 +15,17 @@ public enum ControlRequest: Codable, Equatable, Sendable {
     case status
     case list
     case snapshot(tag: UInt64)
-    case create(tag: UInt64, name: String, priority: Int8)
+    case create(tag: UInt64, name: String, priority: Int8, created: UInt64?)
     case delete(tag: UInt64)
     case usecount(tag: UInt64, delta: Int64)
     case priority(tag: UInt64, priority: Int8)
     case usage(tag: UInt64)
     case read(snapshot: UInt64?, offset: UInt64, length: UInt64?)
-    case write(snapshot: UInt64?, offset: UInt64)
-    case changelist(from: StoreSide, to: StoreSide)
+    /// `flush` nil: true.
+    case write(snapshot: UInt64?, offset: UInt64, flush: Bool?)
+    case flush
+    case changelist(from: StoreSide, to: StoreSide, start: UInt64?, limit: UInt64?)
+    case adoptUUID(uuid: String)
     case revert(tag: UInt64)
     case resizeOrigin(bytes: UInt64)
     case resizeStore(bytes: UInt64)

@@ -181,8 +181,8 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         case .status: return .status(try host.status())
         case .list: return .snapshots(try host.snapshots())
         case let .snapshot(tag): return .snapshot(try host.snapshot(tag: tag))
-        case let .create(tag, name, priority):
-            let info = try host.createSnapshot(tag: tag, name: name, priority: priority)
+        case let .create(tag, name, priority, created):
+            let info = try host.createSnapshot(tag: tag, name: name, priority: priority, createdNanoseconds: created)
             logger.info("created snapshot \(tag)")
             return .snapshot(info)
         case let .delete(tag):
@@ -199,9 +199,12 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
                 try send(.data(Array(piece)))
             }
             return .none
-        case let .write(snapshot, offset):
+        case .flush:
+            try host.flush()
+            return .none
+        case let .write(snapshot, offset, flush):
             var finished = false
-            let written = try host.write(snapshot: snapshot, offset: offset) { buffer in
+            let written = try host.write(snapshot: snapshot, offset: offset, flush: flush ?? true) { buffer in
                 if finished { return 0 }
                 switch next() {
                 case .gone: throw ConnectionGone.gone
@@ -222,10 +225,15 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             if !finished { _ = drainWrite() }
             logger.info("wrote \(written) bytes at \(offset) of \(snapshot.map { "snapshot \($0)" } ?? "the origin")")
             return .count(written)
-        case let .changelist(from, to):
+        case let .adoptUUID(text):
+            guard let uuid = parseUUID(text) else { throw VolumeError.protocolViolation("'\(text)' is not a UUID") }
+            try host.adoptVolumeUUID(uuid)
+            logger.info("the store is now a replica of volume \(text)")
+            return .none
+        case let .changelist(from, to, start, limit):
             var piece: [UInt8] = []
             piece.reserveCapacity(streamPieceBytes)
-            try host.changedChunks(from: from, to: to) { chunk in
+            try host.changedChunks(from: from, to: to, startingAt: start ?? 0, limit: limit) { chunk in
                 for b in 0..<8 { piece.append(UInt8(truncatingIfNeeded: chunk >> (8 * UInt64(b)))) }
                 if piece.count >= streamPieceBytes {
                     try send(.data(piece))

@@ -9,7 +9,8 @@ public protocol VolumeAccess: AnyObject {
     func status() throws -> StoreStatus
     func snapshots() throws -> [SnapshotInfo]
     func snapshot(tag: UInt64) throws -> SnapshotInfo?
-    func createSnapshot(tag: UInt64, name: String, priority: Int8) throws -> SnapshotInfo
+    /// `createdNanoseconds` nil: now.
+    func createSnapshot(tag: UInt64, name: String, priority: Int8, createdNanoseconds: UInt64?) throws -> SnapshotInfo
     /// Deletes a snapshot; returns the number of chunks that became free.
     func deleteSnapshot(tag: UInt64) throws -> UInt64
     func adjustUsecount(tag: UInt64, by delta: Int64) throws -> UInt32
@@ -20,10 +21,17 @@ public protocol VolumeAccess: AnyObject {
     func read(snapshot: UInt64?, offset: UInt64, length: UInt64?,
               to sink: (UnsafeRawBufferPointer) throws -> Void) throws
     /// Writes what `source` fills (it returns how many bytes it put in the buffer; 0 ends the
-    /// stream) at `offset`, then flushes. Returns the number of bytes written.
-    func write(snapshot: UInt64?, offset: UInt64,
+    /// stream) at `offset`, then (with `flush`) flushes. Returns the number of bytes written.
+    func write(snapshot: UInt64?, offset: UInt64, flush: Bool,
                from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64
-    func changedChunks(from: StoreSide, to: StoreSide, _ body: (UInt64) throws -> Void) throws
+    /// Makes every write before it durable (origin sync, commit, store sync).
+    func flush() throws
+    /// The chunks that differ between two sides, in increasing order, from chunk `start`, at
+    /// most `limit` of them (nil: all).
+    func changedChunks(from: StoreSide, to: StoreSide, startingAt start: UInt64, limit: UInt64?,
+                       _ body: (UInt64) throws -> Void) throws
+    /// Makes this store a replica of volume `uuid` (only while it holds no snapshot).
+    func adoptVolumeUUID(_ uuid: [UInt8]) throws
     /// Reverts the origin to a snapshot; returns the number of chunks rewritten.
     func revert(to tag: UInt64) throws -> Int
     func resizeOrigin(to bytes: UInt64) throws -> StoreStatus
@@ -31,6 +39,21 @@ public protocol VolumeAccess: AnyObject {
     func check(repair: Bool) throws -> CheckReport
     /// Where the store is: a path for a direct open, the socket for a server.
     var location: String { get }
+}
+
+extension VolumeAccess {
+    public func createSnapshot(tag: UInt64, name: String, priority: Int8) throws -> SnapshotInfo {
+        try createSnapshot(tag: tag, name: name, priority: priority, createdNanoseconds: nil)
+    }
+
+    public func write(snapshot: UInt64?, offset: UInt64,
+                      from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64 {
+        try write(snapshot: snapshot, offset: offset, flush: true, from: source)
+    }
+
+    public func changedChunks(from: StoreSide, to: StoreSide, _ body: (UInt64) throws -> Void) throws {
+        try changedChunks(from: from, to: to, startingAt: 0, limit: nil, body)
+    }
 }
 
 /// Pieces of a streamed read or write.

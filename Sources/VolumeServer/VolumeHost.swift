@@ -71,8 +71,8 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     /// In-memory table reads: shared, since every block-file read asks for its file's size.
     public func snapshot(tag: UInt64) throws -> SnapshotInfo? { withStoreShared { $0.snapshot(tag: tag) } }
 
-    public func createSnapshot(tag: UInt64, name: String, priority: Int8) throws -> SnapshotInfo {
-        try withStore { try $0.createSnapshot(tag: tag, name: name, priority: priority) }
+    public func createSnapshot(tag: UInt64, name: String, priority: Int8, createdNanoseconds: UInt64?) throws -> SnapshotInfo {
+        try withStore { try $0.createSnapshot(tag: tag, name: name, priority: priority, createdNanoseconds: createdNanoseconds) }
     }
 
     public func deleteSnapshot(tag: UInt64) throws -> UInt64 {
@@ -122,7 +122,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
         }
     }
 
-    public func write(snapshot: UInt64?, offset: UInt64,
+    public func write(snapshot: UInt64?, offset: UInt64, flush: Bool,
                       from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64 {
         var buffer = [UInt8](repeating: 0, count: streamPieceBytes)
         var position = offset
@@ -139,13 +139,24 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
             }
             position += UInt64(filled)
         }
-        try flush()
+        if flush { try self.flush() }
         return position - offset
     }
 
-    public func changedChunks(from: StoreSide, to: StoreSide, _ body: (UInt64) throws -> Void) throws {
-        try withStore { try $0.changedChunks(from: from, to: to) { try body($0); return true } }
+    public func changedChunks(from: StoreSide, to: StoreSide, startingAt start: UInt64, limit: UInt64?,
+                              _ body: (UInt64) throws -> Void) throws {
+        var left = limit ?? UInt64.max
+        guard left > 0 else { return }
+        try withStore {
+            try $0.changedChunks(from: from, to: to, startingAt: start) { chunk in
+                try body(chunk)
+                left -= 1
+                return left > 0
+            }
+        }
     }
+
+    public func adoptVolumeUUID(_ uuid: [UInt8]) throws { try withStore { try $0.adoptVolumeUUID(uuid) } }
 
     public func revert(to tag: UInt64) throws -> Int {
         try withStore { s in

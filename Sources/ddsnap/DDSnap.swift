@@ -4,6 +4,7 @@
 
 import ArgumentParser
 import Foundation
+import Replication
 import SnapStore
 import VolumeServer
 
@@ -22,7 +23,7 @@ struct DDSnap: ParsableCommand {
         subcommands: [
             Initialize.self, Create.self, Delete.self, List.self, Status.self, Usecount.self,
             Priority.self, Read.self, Write.self, Changelist.self, Revert.self, Resize.self, Check.self,
-            Server.self, Attach.self, Detach.self, Devices.self,
+            Server.self, Attach.self, Detach.self, Devices.self, Delta.self,
         ])
 
     /// Two spellings ArgumentParser cannot express directly: a bare `status --size` (meaning
@@ -51,6 +52,9 @@ struct DDSnap: ParsableCommand {
             printError("ddsnap: \(error)")
             Foundation.exit(1)
         } catch let error as VolumeError {
+            printError("ddsnap: \(error)")
+            Foundation.exit(1)
+        } catch let error as DeltaError {
             printError("ddsnap: \(error)")
             Foundation.exit(1)
         } catch let exit as ExitCode {

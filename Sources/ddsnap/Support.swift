@@ -125,10 +125,33 @@ func snapshotJSON(_ s: SnapshotInfo, usage: SnapshotUsage? = nil, chunkSize: Int
     return out
 }
 
-/// Buffered standard output for large listings and data.
+/// Fills `buffer` from `fd` (a pipe returns short reads, so writes stay large); returns the
+/// byte count, short only at the end of the input.
+func readFull(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, path: String) throws -> Int {
+    var filled = 0
+    while filled < buffer.count {
+        let n = Foundation.read(fd, buffer.baseAddress! + filled, buffer.count - filled)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw StoreError.io(operation: "read", path: path, errno: errno)
+        }
+        if n == 0 { break }
+        filled += n
+    }
+    return filled
+}
+
+/// Buffered output (standard output unless told otherwise) for large listings and data.
 final class Output {
     private var buffer: [UInt8] = []
     private let limit = 1 << 20
+    let fd: Int32
+    let path: String
+
+    init(fd: Int32 = 1, path: String = "standard output") {
+        (self.fd, self.path) = (fd, path)
+    }
+
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         buffer.append(contentsOf: bytes)
         if buffer.count >= limit { try flush() }
@@ -140,10 +163,10 @@ final class Output {
     func flush() throws {
         var done = 0
         while done < buffer.count {
-            let n = buffer.withUnsafeBytes { Foundation.write(1, $0.baseAddress! + done, $0.count - done) }
+            let n = buffer.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + done, $0.count - done) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw StoreError.io(operation: "write", path: "standard output", errno: errno)
+                throw StoreError.io(operation: "write", path: path, errno: errno)
             }
             done += n
         }

@@ -13,17 +13,9 @@ struct Write: ParsableCommand {
     func run() throws {
         var ended = false
         let total = try store.open().write(snapshot: snapshot, offset: offset) { buffer in
-            // Fill the buffer (a pipe returns short reads) so writes stay large.
-            var filled = 0
-            while !ended && filled < buffer.count {
-                let n = Foundation.read(0, buffer.baseAddress! + filled, buffer.count - filled)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw StoreError.io(operation: "read", path: "standard input", errno: errno)
-                }
-                if n == 0 { ended = true }
-                filled += n
-            }
+            if ended { return 0 }
+            let filled = try readFull(0, buffer, path: "standard input")
+            ended = filled < buffer.count
             return filled
         }
         printError("wrote \(formatCount(total)) bytes at offset \(formatCount(offset)) of \(snapshot.map { "snapshot \($0)" } ?? "the origin")")

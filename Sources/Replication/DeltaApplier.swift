@@ -1,0 +1,173 @@
+// Applying a stream to a replica. Before the first write: the stream is for this replica's
+// volume (or the replica is empty and takes it), the replica holds the base snapshot (same
+// id, time, size and name) and the base's contents match the stream's samples. Then the origin
+// is brought back to the base if it drifted (an interrupted apply), sized to the target, the
+// records are written (unflushed), and after the trailer checks out everything is flushed and
+// the target snapshot is created with the source's id, time and name: one commit. Damage found
+// part way stops the apply and puts the origin back to the base; the replica's snapshots never
+// change, so it stays at its previous snapshot.
+
+import SnapStore
+import VolumeServer
+
+public struct ApplyOutcome: Sendable {
+    public var header: DeltaHeader
+    public var trailer: DeltaTrailer
+    /// The replica already had the target snapshot: nothing was written.
+    public var alreadyApplied = false
+    public var snapshot: SnapshotInfo?
+}
+
+public final class DeltaApplier {
+    let replica: VolumeAccess
+    public var progress: Progress?
+    /// Bytes read from the input per call.
+    static let readBytes = 1 << 20
+
+    public init(replica: VolumeAccess) { self.replica = replica }
+
+    private var header: DeltaHeader?
+    private var alreadyApplied = false
+    private var changed = false
+    private var created: SnapshotInfo?
+    private var trailer: DeltaTrailer?
+
+    /// Reads the stream with `read` (it fills the buffer and returns the byte count, 0 at the
+    /// end) and applies it.
+    public func apply(from read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> ApplyOutcome {
+        let decoder = DeltaDecoder()
+        var input = [UInt8](repeating: 0, count: Self.readBytes)
+        do {
+            while true {
+                let n = try input.withUnsafeMutableBytes { try read($0) }
+                if n == 0 { break }
+                try input.withUnsafeBytes { try decoder.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n]), handle) }
+            }
+            try decoder.finish()
+        } catch {
+            if changed, created == nil, let base = header?.base {
+                _ = try? replica.revert(to: base.tag)
+            }
+            throw error
+        }
+        progress?.finish()
+        guard let header, let trailer else { throw DeltaError.truncated("no trailer") }
+        return ApplyOutcome(header: header, trailer: trailer, alreadyApplied: alreadyApplied, snapshot: created)
+    }
+
+    private func handle(_ event: DeltaDecoder.Event) throws {
+        switch event {
+        case let .header(h):
+            header = h
+            try prepare(h)
+            progress?.start(totalChunks: h.chunkCount, totalBytes: h.chunkCount * UInt64(h.chunkSizeBytes))
+        case let .record(r, data):
+            guard let h = header, !alreadyApplied else { return }
+            let offset = r.firstChunk * UInt64(h.chunkSizeBytes)
+            if let data {
+                try write(data, at: offset)
+            } else if try !originIsZero(offset: offset, length: r.dataBytes) {
+                try writeZeros(at: offset, length: r.dataBytes)
+            }
+            progress?.advance(chunks: UInt64(r.chunkCount), bytes: r.dataBytes)
+        case let .trailer(t):
+            trailer = t
+            guard let h = header, !alreadyApplied else { return }
+            try replica.flush()
+            created = try replica.createSnapshot(tag: h.target.tag, name: h.target.name, priority: 0,
+                                                 createdNanoseconds: h.target.createdNanoseconds)
+        }
+    }
+
+    /// Every check before the first change, then the changes that make the origin the base.
+    private func prepare(_ h: DeltaHeader) throws {
+        let status = try replica.status()
+        guard status.chunkSizeBytes == Int(h.chunkSizeBytes) else {
+            throw DeltaError.refused("the replica's chunk size is \(status.chunkSizeBytes) bytes, the stream's \(h.chunkSizeBytes)")
+        }
+        let streamVolume = formatUUID(h.volumeUUID)
+        let adopt = status.volumeUUID != streamVolume
+        if adopt {
+            guard h.base == nil, status.snapshotCount == 0 else {
+                throw DeltaError.refused("the stream is of volume \(streamVolume); the replica is of volume \(status.volumeUUID)")
+            }
+        }
+        if let existing = try replica.snapshot(tag: h.target.tag) {
+            guard h.target.matches(existing) else {
+                throw DeltaError.refused("the replica already has a different snapshot \(h.target.tag) (created \(existing.createdNanoseconds), not \(h.target.createdNanoseconds))")
+            }
+            alreadyApplied = true
+            return
+        }
+        if let base = h.base {
+            guard let held = try replica.snapshot(tag: base.tag) else {
+                throw DeltaError.refused("the replica does not hold the base snapshot \(base.tag); apply the streams before it first")
+            }
+            guard base.matches(held), !held.squashed else {
+                throw DeltaError.refused("the replica's snapshot \(base.tag) is not the stream's base (different time, size, name or squashed)")
+            }
+            let cs = UInt64(h.chunkSizeBytes)
+            for check in h.baseChecks {
+                guard check.chunk * cs < base.sizeBytes else { throw DeltaError.malformed("base check of chunk \(check.chunk) past the base's end") }
+                var hasher = SHA256Hasher()
+                try replica.read(snapshot: base.tag, offset: check.chunk * cs, length: min(cs, base.sizeBytes - check.chunk * cs)) { hasher.update($0) }
+                guard hasher.digest() == check.digest else {
+                    throw DeltaError.refused("the replica's snapshot \(base.tag) differs from the source's at chunk \(check.chunk): it is not the same base")
+                }
+            }
+            // An interrupted apply left writes in the origin: back to the base first.
+            var drifted = status.originSizeBytes != base.sizeBytes
+            if !drifted {
+                try replica.changedChunks(from: .snapshot(base.tag), to: .origin, startingAt: 0, limit: 1) { _ in drifted = true }
+            }
+            if drifted {
+                changed = true
+                _ = try replica.revert(to: base.tag)
+            }
+        }
+        if status.originSizeBytes != h.volumeSizeBytes || changed {
+            let now = try replica.status()
+            if now.originSizeBytes != h.volumeSizeBytes {
+                changed = true
+                _ = try replica.resizeOrigin(to: h.volumeSizeBytes)
+            }
+        }
+        if adopt {
+            changed = true
+            try replica.adoptVolumeUUID(h.volumeUUID)
+        }
+    }
+
+    private func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        changed = true
+        var done = 0
+        _ = try replica.write(snapshot: nil, offset: offset, flush: false) { buffer in
+            let n = min(buffer.count, data.count - done)
+            if n > 0 { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: data[done..<(done + n)])) }
+            done += n
+            return n
+        }
+    }
+
+    private static let zeros = [UInt8](repeating: 0, count: 1 << 20)
+
+    private func writeZeros(at offset: UInt64, length: UInt64) throws {
+        changed = true
+        var left = length
+        _ = try replica.write(snapshot: nil, offset: offset, flush: false) { buffer in
+            let n = Int(min(UInt64(min(buffer.count, Self.zeros.count)), left))
+            Self.zeros.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            left -= UInt64(n)
+            return n
+        }
+    }
+
+    /// Whether the replica's origin already reads as zeros there (then a zero record costs a read).
+    private func originIsZero(offset: UInt64, length: UInt64) throws -> Bool {
+        var zero = true
+        try replica.read(snapshot: nil, offset: offset, length: length) { piece in
+            if zero && !isZero(piece) { zero = false }
+        }
+        return zero
+    }
+}

@@ -1,0 +1,222 @@
+// The streaming encoder: the chunks that changed between a base and a target snapshot (all
+// chunks of the target without a base) -> header, records, trailer. The changed-chunk list is
+// fetched in batches and never held whole; each run of consecutive chunks is read once and cut
+// into zero records and data records (compressed when that is smaller).
+
+import Crypto
+import SnapStore
+import VolumeServer
+
+public enum Compression: Equatable, Sendable {
+    case none
+    case lzma(level: UInt32)
+
+    /// "none", "lzma" (level 1) or "lzma:LEVEL" (0-9).
+    public static func parse(_ text: String) throws -> Compression {
+        if text == "none" { return .none }
+        if text == "lzma" { return .lzma(level: 1) }
+        if text.hasPrefix("lzma:"), let level = UInt32(text.dropFirst(5)), level <= 9 { return .lzma(level: level) }
+        throw DeltaError.refused("compression '\(text)' is not none, lzma or lzma:0 to lzma:9")
+    }
+}
+
+public final class DeltaEncoder {
+    let source: VolumeAccess
+    let base: UInt64?
+    let target: UInt64
+    let compression: Compression
+    public var progress: Progress?
+    /// Chunk numbers fetched per changed-chunk request.
+    static let batchChunks: UInt64 = 65536
+
+    public init(source: VolumeAccess, base: UInt64?, target: UInt64, compression: Compression = .none) {
+        (self.source, self.base, self.target, self.compression) = (source, base, target, compression)
+    }
+
+    /// The stream's header (counting the chunks to send, reading the base checks).
+    public func makeHeader() throws -> DeltaHeader {
+        let status = try source.status()
+        let targetInfo = try usable(target)
+        let baseInfo = try base.map(usable)
+        let cs = UInt64(status.chunkSizeBytes)
+        let volumeChunks = (targetInfo.originSizeBytes + cs - 1) / cs
+        var count: UInt64 = 0
+        var checks: [UInt64] = []
+        if let baseInfo {
+            let baseChunks = (baseInfo.originSizeBytes + cs - 1) / cs
+            try source.changedChunks(from: .snapshot(baseInfo.tag), to: .snapshot(targetInfo.tag)) { c in
+                guard c < volumeChunks else { return }
+                count += 1
+                if c < baseChunks && checks.count < 16 { checks.append(c) }
+            }
+        } else {
+            count = volumeChunks
+        }
+        var baseChecks: [BaseCheck] = []
+        for c in checks {
+            var hasher = SHA256()
+            try source.read(snapshot: baseInfo!.tag, offset: c * cs, length: min(cs, baseInfo!.originSizeBytes - c * cs)) { hasher.update(bufferPointer: $0) }
+            baseChecks.append(BaseCheck(chunk: c, digest: Array(hasher.finalize())))
+        }
+        var features: UInt32 = baseInfo == nil ? 0 : DeltaFormat.featureBase
+        if case .lzma = compression { features |= DeltaFormat.featureLZMA }
+        guard let uuid = parseUUID(status.volumeUUID) else { throw DeltaError.refused("the source store's UUID '\(status.volumeUUID)' is not readable") }
+        return DeltaHeader(features: features, volumeUUID: uuid, chunkSizeBytes: UInt32(status.chunkSizeBytes),
+                           volumeSizeBytes: targetInfo.originSizeBytes, chunkCount: count,
+                           base: baseInfo.map(SnapshotIdentity.init), target: SnapshotIdentity(targetInfo), baseChecks: baseChecks)
+    }
+
+    private func usable(_ tag: UInt64) throws -> SnapshotInfo {
+        guard let info = try source.snapshot(tag: tag) else { throw StoreError.snapshotMissing(tag) }
+        guard !info.squashed else { throw StoreError.snapshotSquashed(tag) }
+        return info
+    }
+
+    /// Writes the whole stream to `sink`; returns its trailer.
+    @discardableResult
+    public func encode(to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> DeltaTrailer {
+        try encode(header: try makeHeader(), to: sink)
+    }
+
+    /// Writes the stream of `header` (from `makeHeader`) to `sink`.
+    @discardableResult
+    public func encode(header: DeltaHeader, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> DeltaTrailer {
+        try withoutActuallyEscaping(sink) { try encode(header: header, sink: $0) }
+    }
+
+    private func encode(header: DeltaHeader, sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> DeltaTrailer {
+        var writer = StreamWriter(sink: sink)
+        try writer.emit(header.encoded())
+        progress?.start(totalChunks: header.chunkCount, totalBytes: header.chunkCount * UInt64(header.chunkSizeBytes))
+        var runs = RunBuilder(maxChunks: max(1, UInt64(DeltaFormat.recordDataTarget) / UInt64(header.chunkSizeBytes)))
+        let volumeChunks = header.chunkCountOfVolume
+        let flush: (UInt64, UInt64) throws -> Void = { first, count in
+            try self.emitRun(first: first, count: count, header: header, writer: &writer)
+        }
+        if let base = header.base {
+            var next: UInt64 = 0
+            while true {
+                var last: UInt64?
+                try source.changedChunks(from: .snapshot(base.tag), to: .snapshot(target), startingAt: next, limit: Self.batchChunks) { c in
+                    last = c
+                    guard c < volumeChunks else { return }
+                    try runs.add(c, flush)
+                }
+                guard let last else { break }
+                next = last + 1
+            }
+        } else {
+            for c in 0..<volumeChunks { try runs.add(c, flush) }
+        }
+        try runs.finish(flush)
+        var trailer = writer.totals
+        trailer.streamDigest = Array(writer.hasher.finalize())
+        try writer.emitUnhashed(trailer.encoded())
+        progress?.finish()
+        return trailer
+    }
+
+    private var runBuffer: [UInt8] = []
+
+    /// Reads a run of consecutive chunks of the target and emits its zero and data records.
+    private func emitRun(first: UInt64, count: UInt64, header: DeltaHeader, writer: inout StreamWriter) throws {
+        let cs = Int(header.chunkSizeBytes)
+        let offset = first * UInt64(cs)
+        let length = Int(min(UInt64(cs) * count, header.volumeSizeBytes - offset))
+        if runBuffer.count < length { runBuffer = [UInt8](repeating: 0, count: length) }
+        var filled = 0
+        try source.read(snapshot: target, offset: offset, length: UInt64(length)) { piece in
+            runBuffer.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[filled..<(filled + piece.count)]).copyMemory(from: piece) }
+            filled += piece.count
+        }
+        guard filled == length else { throw DeltaError.truncated("read \(filled) of \(length) bytes of snapshot \(target) at \(offset)") }
+        try runBuffer.withUnsafeBytes { all in
+            let n = Int(count)
+            func chunk(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: all[(i * cs)..<min((i + 1) * cs, length)]) }
+            let zero = (0..<n).map { isZero(chunk($0)) }
+            var groupStart = 0
+            for i in 1...n where i == n || zero[i] != zero[groupStart] {
+                let bytes = UnsafeRawBufferPointer(rebasing: all[(groupStart * cs)..<min(i * cs, length)])
+                try emitRecord(first: first + UInt64(groupStart), count: UInt32(i - groupStart), zero: zero[groupStart], data: bytes, writer: &writer)
+                groupStart = i
+            }
+        }
+        progress?.advance(chunks: count, bytes: UInt64(length))
+    }
+
+    private func emitRecord(first: UInt64, count: UInt32, zero: Bool, data: UnsafeRawBufferPointer, writer: inout StreamWriter) throws {
+        var r = RecordHeader(kind: zero ? .zero : .raw, firstChunk: first, chunkCount: count, storedBytes: zero ? 0 : UInt32(data.count),
+                             dataBytes: UInt64(data.count))
+        var compressed: [UInt8]?
+        if !zero, case let .lzma(level) = compression, let c = LZMA.compress(data, level: level) {
+            compressed = c
+            r.kind = .lzma
+            r.storedBytes = UInt32(c.count)
+        }
+        let checksum = r.checksum(data: zero ? UnsafeRawBufferPointer(start: nil, count: 0) : data)
+        try writer.emit(r.prefix() + checksum)
+        if let compressed {
+            try writer.emit(compressed)
+        } else if !zero {
+            try writer.emit(data)
+        }
+        writer.totals.recordCount += 1
+        if zero { writer.totals.zeroChunks += UInt64(count) } else { writer.totals.dataChunks += UInt64(count) }
+        writer.totals.dataBytes += UInt64(data.count)
+    }
+}
+
+/// Consecutive chunks gathered into runs of at most `maxChunks`.
+struct RunBuilder {
+    let maxChunks: UInt64
+    var first: UInt64?
+    var count: UInt64 = 0
+
+    mutating func add(_ chunk: UInt64, _ flush: (UInt64, UInt64) throws -> Void) throws {
+        if let f = first, chunk == f + count, count < maxChunks {
+            count += 1
+            return
+        }
+        try finish(flush)
+        first = chunk
+        count = 1
+    }
+
+    mutating func finish(_ flush: (UInt64, UInt64) throws -> Void) throws {
+        if let f = first { try flush(f, count) }
+        first = nil
+        count = 0
+    }
+}
+
+/// The output side: everything before the trailer is hashed and counted.
+struct StreamWriter {
+    let sink: (UnsafeRawBufferPointer) throws -> Void
+    var hasher = SHA256()
+    var totals = DeltaTrailer()
+
+    mutating func emit(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try emit($0) } }
+
+    mutating func emit(_ bytes: UnsafeRawBufferPointer) throws {
+        hasher.update(bufferPointer: bytes)
+        totals.streamBytes += UInt64(bytes.count)
+        try sink(bytes)
+    }
+
+    func emitUnhashed(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try sink($0) } }
+}
+
+/// Whether every byte is zero (eight at a time).
+func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    var i = 0
+    let n = bytes.count
+    while i + 8 <= n {
+        if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+        i += 8
+    }
+    while i < n {
+        if bytes[i] != 0 { return false }
+        i += 1
+    }
+    return true
+}
