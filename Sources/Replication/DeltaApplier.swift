@@ -2,8 +2,9 @@
 // volume (or the replica is empty and takes it), the replica holds the base snapshot (same
 // id, time, size and name) and the base's contents match the stream's samples. Then the origin
 // is brought back to the base if it drifted (an interrupted apply), sized to the target, the
-// records are written (unflushed), and after the trailer checks out everything is flushed and
-// the target snapshot is created with the source's id, time and name: one commit. Damage found
+// records are written (unflushed), and once the trailer checks out and the input has ended,
+// everything is flushed and the target snapshot is created with the source's id, time and
+// name: one commit. Damage found
 // part way stops the apply and puts the origin back to the base; the replica's snapshots never
 // change, so it stays at its previous snapshot.
 
@@ -44,6 +45,12 @@ public final class DeltaApplier {
                 try input.withUnsafeBytes { try decoder.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n]), handle) }
             }
             try decoder.finish()
+            // The whole input is read and checked: only now does the target snapshot appear.
+            if let h = header, trailer != nil, !alreadyApplied {
+                try replica.flush()
+                created = try replica.createSnapshot(tag: h.target.tag, name: h.target.name, priority: 0,
+                                                     createdNanoseconds: h.target.createdNanoseconds)
+            }
         } catch {
             if changed, created == nil, let base = header?.base {
                 _ = try? replica.revert(to: base.tag)
@@ -72,10 +79,6 @@ public final class DeltaApplier {
             progress?.advance(chunks: UInt64(r.chunkCount), bytes: r.dataBytes)
         case let .trailer(t):
             trailer = t
-            guard let h = header, !alreadyApplied else { return }
-            try replica.flush()
-            created = try replica.createSnapshot(tag: h.target.tag, name: h.target.name, priority: 0,
-                                                 createdNanoseconds: h.target.createdNanoseconds)
         }
     }
 

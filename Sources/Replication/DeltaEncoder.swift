@@ -94,15 +94,16 @@ public final class DeltaEncoder {
             try self.emitRun(first: first, count: count, header: header, writer: &writer)
         }
         if let base = header.base {
+            // A batch of chunk numbers at a time, read after the list call returns (a server
+            // holds its store while it lists).
             var next: UInt64 = 0
+            var batch: [UInt64] = []
+            batch.reserveCapacity(Int(Self.batchChunks))
             while true {
-                var last: UInt64?
-                try source.changedChunks(from: .snapshot(base.tag), to: .snapshot(target), startingAt: next, limit: Self.batchChunks) { c in
-                    last = c
-                    guard c < volumeChunks else { return }
-                    try runs.add(c, flush)
-                }
-                guard let last else { break }
+                batch.removeAll(keepingCapacity: true)
+                try source.changedChunks(from: .snapshot(base.tag), to: .snapshot(target), startingAt: next, limit: Self.batchChunks) { batch.append($0) }
+                guard let last = batch.last else { break }
+                for c in batch where c < volumeChunks { try runs.add(c, flush) }
                 next = last + 1
             }
         } else {

@@ -14,7 +14,7 @@ import Testing
 
     @Test func framesRoundTripInPieces() throws {
         let channel = try decoderChannel()
-        let frames: [ControlFrame] = [.message(ControlCoding.encode(ControlRequest.create(tag: 7, name: "n", priority: -3))),
+        let frames: [ControlFrame] = [.message(ControlCoding.encode(ControlRequest.create(tag: 7, name: "n", priority: -3, created: nil))),
                                       .data([1, 2, 3]), .end]
         let wire = frames.flatMap { $0.encoded() }
         // Byte by byte: the decoder waits for whole frames.
@@ -22,7 +22,12 @@ import Testing
         for f in frames { #expect(try channel.readInbound(as: ControlFrame.self) == f) }
         #expect(try channel.readInbound(as: ControlFrame.self) == nil)
         let request = try ControlCoding.decode(ControlRequest.self, from: frames[0].payload)
-        #expect(request == .create(tag: 7, name: "n", priority: -3))
+        #expect(request == .create(tag: 7, name: "n", priority: -3, created: nil))
+        // Fields added since version 1 of the protocol are optional: older clients still parse.
+        let older = try ControlCoding.decode(ControlRequest.self, from: Array(#"{"create":{"tag":7,"name":"n","priority":-3}}"#.utf8))
+        #expect(older == .create(tag: 7, name: "n", priority: -3, created: nil))
+        let write = try ControlCoding.decode(ControlRequest.self, from: Array(#"{"write":{"offset":0}}"#.utf8))
+        #expect(write == .write(snapshot: nil, offset: 0, flush: nil))
     }
 
     @Test(arguments: [
