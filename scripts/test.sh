@@ -2,7 +2,7 @@
 # The whole test suite: unit, model, crash-simulation, format and scale tests (swift test),
 # the ddsnap end-to-end tests on files, the server end-to-end tests (as root: FUSE, loop
 # devices, ext4/xfs, NBD clients, fio, kill -9), delta streams, the zumastor end-to-end tests and the seed
-# guide's examples (ext4 and xfs), and a smoke run of every benchmark (tiny sizes, no
+# guide's examples (ext4 and xfs), a minute of decoder fuzzing, and a smoke run of every benchmark (tiny sizes, no
 # timing asserted: it only proves they still run). Prints "N passed, N failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +40,13 @@ run_suite "delta streams end to end" Tests/cli/delta-e2e.sh ddsnap
 run_suite "zumastor end to end" Tests/cli/zumastor-e2e.sh zumastor
 run_suite "seed guide examples" Tests/cli/zumastor-seed-e2e.sh zumastor
 
+# The delta-stream decoder under libFuzzer and AddressSanitizer for a minute, from valid streams.
+if Fuzz/run.sh 60 > "$log" 2>&1; then
+    fuzz_passed=1; fuzz_failed=0; echo "ok - decoder fuzzing ($(grep -oE 'Done [0-9]+ runs' "$log"))"
+else
+    fuzz_passed=0; fuzz_failed=1; echo "not ok - decoder fuzzing"; sed 's/^/#   /' "$log"
+fi
+
 bench_dir=$(mktemp -d /tmp/zuma-bench-smoke.XXXXXX)
 if .build/release/zuma-bench --smoke --directory "$bench_dir" > "$log" 2>&1; then
     bench_passed=1; bench_failed=0; echo "ok - benchmark smoke run ($(tail -n 1 "$log"))"
@@ -49,9 +56,9 @@ fi
 rm -rf "$bench_dir"
 
 if [ "$swift_rc" -ne 0 ] && [ "$swift_failed" -eq 0 ]; then swift_failed=1; fi
-passed=$(( swift_total - swift_failed + shell_passed + bench_passed ))
-failed=$(( swift_failed + shell_failed + bench_failed ))
+passed=$(( swift_total - swift_failed + shell_passed + fuzz_passed + bench_passed ))
+failed=$(( swift_failed + shell_failed + fuzz_failed + bench_failed ))
 echo
-echo "swift test: $swift_total tests, exit $swift_rc$shell_summary; benchmark smoke: $([ $bench_failed -eq 0 ] && echo ok || echo FAILED)"
+echo "swift test: $swift_total tests, exit $swift_rc$shell_summary; decoder fuzzing: $([ $fuzz_failed -eq 0 ] && echo ok || echo FAILED); benchmark smoke: $([ $bench_failed -eq 0 ] && echo ok || echo FAILED)"
 echo "$passed passed, $failed failed"
-[ "$swift_rc" -eq 0 ] && [ "$shell_failed" -eq 0 ] && [ "$bench_failed" -eq 0 ]
+[ "$swift_rc" -eq 0 ] && [ "$shell_failed" -eq 0 ] && [ "$fuzz_failed" -eq 0 ] && [ "$bench_failed" -eq 0 ]
