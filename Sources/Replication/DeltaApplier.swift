@@ -73,8 +73,15 @@ public final class DeltaApplier {
             let offset = r.firstChunk * UInt64(h.chunkSizeBytes)
             if let data {
                 try write(data, at: offset)
-            } else if try !originIsZero(offset: offset, length: r.dataBytes) {
-                try writeZeros(at: offset, length: r.dataBytes)
+            } else {
+                // Only where the replica's origin may hold data: read it, and zero it if needed.
+                let cs = UInt64(h.chunkSizeBytes)
+                let end = offset + r.dataBytes
+                for range in try replica.dataRanges(snapshot: nil, chunks: r.firstChunk..<(r.firstChunk + UInt64(r.chunkCount))) {
+                    let from = range.lowerBound * cs, to = min(range.upperBound * cs, end)
+                    guard from < to else { continue }
+                    if try !originIsZero(offset: from, length: to - from) { try writeZeros(at: from, length: to - from) }
+                }
             }
             progress?.advance(chunks: UInt64(r.chunkCount), bytes: r.dataBytes)
         case let .trailer(t):

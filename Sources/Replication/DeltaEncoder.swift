@@ -107,7 +107,22 @@ public final class DeltaEncoder {
                 next = last + 1
             }
         } else {
-            for c in 0..<volumeChunks { try runs.add(c, flush) }
+            // Chunks the target cannot hold data in (holes of a file origin without copies in
+            // the store) become zero records without being read.
+            var window: UInt64 = 0
+            while window < volumeChunks {
+                let end = min(window + dataRangesChunksMax, volumeChunks)
+                var c = window
+                for r in try source.dataRanges(snapshot: target, chunks: window..<end) + [end..<end] {
+                    if c < r.lowerBound {
+                        try runs.finish(flush)
+                        try emitZeros(c..<r.lowerBound, header: header, writer: &writer)
+                    }
+                    for d in r { try runs.add(d, flush) }
+                    c = max(c, r.upperBound)
+                }
+                window = end
+            }
         }
         try runs.finish(flush)
         var trailer = writer.totals
@@ -138,32 +153,50 @@ public final class DeltaEncoder {
             var groupStart = 0
             for i in 1...n where i == n || zero[i] != zero[groupStart] {
                 let bytes = UnsafeRawBufferPointer(rebasing: all[(groupStart * cs)..<min(i * cs, length)])
-                try emitRecord(first: first + UInt64(groupStart), count: UInt32(i - groupStart), zero: zero[groupStart], data: bytes, writer: &writer)
+                try emitRecord(first: first + UInt64(groupStart), count: UInt32(i - groupStart), zeroBytes: UInt64(bytes.count),
+                               data: zero[groupStart] ? nil : bytes, writer: &writer)
                 groupStart = i
             }
         }
         progress?.advance(chunks: count, bytes: UInt64(length))
     }
 
-    private func emitRecord(first: UInt64, count: UInt32, zero: Bool, data: UnsafeRawBufferPointer, writer: inout StreamWriter) throws {
-        var r = RecordHeader(kind: zero ? .zero : .raw, firstChunk: first, chunkCount: count, storedBytes: zero ? 0 : UInt32(data.count),
-                             dataBytes: UInt64(data.count))
+    /// Zero records for chunks known to read as zeros, as large as a record may be.
+    private func emitZeros(_ chunks: Range<UInt64>, header: DeltaHeader, writer: inout StreamWriter) throws {
+        let cs = UInt64(header.chunkSizeBytes)
+        let most = UInt64(DeltaFormat.recordDataMax) / cs
+        var first = chunks.lowerBound
+        while first < chunks.upperBound {
+            let end = min(first + most, chunks.upperBound)
+            let bytes = min(end * cs, header.volumeSizeBytes) - first * cs
+            try emitRecord(first: first, count: UInt32(end - first), zeroBytes: bytes, data: nil, writer: &writer)
+            progress?.advance(chunks: end - first, bytes: bytes)
+            first = end
+        }
+    }
+
+    /// One record: `data` (raw, or compressed when smaller), or a zero record of `zeroBytes`
+    /// when `data` is nil.
+    private func emitRecord(first: UInt64, count: UInt32, zeroBytes: UInt64, data: UnsafeRawBufferPointer?, writer: inout StreamWriter) throws {
+        let dataBytes = data.map { UInt64($0.count) } ?? zeroBytes
+        var r = RecordHeader(kind: data == nil ? .zero : .raw, firstChunk: first, chunkCount: count,
+                             storedBytes: UInt32(data?.count ?? 0), dataBytes: dataBytes)
         var compressed: [UInt8]?
-        if !zero, case let .lzma(level) = compression, let c = LZMA.compress(data, level: level) {
+        if let data, case let .lzma(level) = compression, let c = LZMA.compress(data, level: level) {
             compressed = c
             r.kind = .lzma
             r.storedBytes = UInt32(c.count)
         }
-        let checksum = r.checksum(data: zero ? UnsafeRawBufferPointer(start: nil, count: 0) : data)
+        let checksum = r.checksum(data: data ?? UnsafeRawBufferPointer(start: nil, count: 0))
         try writer.emit(r.prefix() + checksum)
         if let compressed {
             try writer.emit(compressed)
-        } else if !zero {
+        } else if let data {
             try writer.emit(data)
         }
         writer.totals.recordCount += 1
-        if zero { writer.totals.zeroChunks += UInt64(count) } else { writer.totals.dataChunks += UInt64(count) }
-        writer.totals.dataBytes += UInt64(data.count)
+        if data == nil { writer.totals.zeroChunks += UInt64(count) } else { writer.totals.dataChunks += UInt64(count) }
+        writer.totals.dataBytes += dataBytes
     }
 }
 

@@ -33,10 +33,14 @@ public protocol BlockDevice: AnyObject {
     func resize(to sizeBytes: UInt64) throws
     /// Reads the size again (a block device grown or shrunk underneath, e.g. `losetup -c`).
     func refreshSize() throws
+    /// The byte ranges within `range` that may hold data; the rest reads as zeros. A device
+    /// that cannot tell answers the whole range.
+    func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>]
 }
 
 extension BlockDevice {
     public func refreshSize() throws {}
+    public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] { range.isEmpty ? [] : [range] }
 }
 
 extension BlockDevice {

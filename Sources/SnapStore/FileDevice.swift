@@ -96,6 +96,26 @@ public final class FileDevice: BlockDevice {
         }
     }
 
+    /// A regular file answers with its allocated extents (SEEK_DATA / SEEK_HOLE).
+    public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] {
+        guard identity.kind == .regularFile, !range.isEmpty else { return range.isEmpty ? [] : [range] }
+        var out: [Range<UInt64>] = []
+        var at = range.lowerBound
+        while at < range.upperBound {
+            let data = lseek(fd, off_t(at), 3)  // SEEK_DATA
+            if data < 0 {
+                if currentErrno() == ENXIO { break }  // no data from here to the end of the file
+                return [range]                         // the filesystem cannot tell
+            }
+            if UInt64(data) >= range.upperBound { break }
+            let hole = lseek(fd, data, 4)  // SEEK_HOLE
+            let end = hole < 0 ? range.upperBound : min(UInt64(hole), range.upperBound)
+            out.append(UInt64(data)..<end)
+            at = end
+        }
+        return out
+    }
+
     public func refreshSize() throws {
         if identity.kind == .blockDevice {
             let size = zuma_block_device_size(fd)

@@ -62,6 +62,37 @@ extension Store {
         try flushRun()
     }
 
+    /// The chunks within `chunks` of the origin (`tag == nil`) or a snapshot that may hold
+    /// data, as ranges: those read from the store, and those whose origin bytes the device has
+    /// allocated. Every other chunk reads as zeros. Metadata and extent queries only.
+    public func dataRanges(snapshot tag: UInt64? = nil, chunks: Range<UInt64>) throws -> [Range<UInt64>] {
+        try checkUsable()
+        let size = try tag.map { try readableRecord(tag: $0, offset: 0, length: 0).originSizeBytes } ?? superblock.originSizeBytes
+        let end = min(chunks.upperBound, (size + chunkSize - 1) / chunkSize)
+        guard chunks.lowerBound < end else { return [] }
+        var marked = [Bool](repeating: false, count: Int(end - chunks.lowerBound))
+        let originEnd = min(end * chunkSize, superblock.originSizeBytes)
+        if chunks.lowerBound * chunkSize < originEnd {
+            for e in try originDevice.dataExtents(in: (chunks.lowerBound * chunkSize)..<originEnd) {
+                for c in (e.lowerBound / chunkSize)..<((e.upperBound + chunkSize - 1) / chunkSize) where c < end {
+                    marked[Int(c - chunks.lowerBound)] = true
+                }
+            }
+        }
+        if let tag {
+            let epoch = try record(tag: tag).epoch
+            for c in chunks.lowerBound..<end where !marked[Int(c - chunks.lowerBound)] {
+                if case .store = try locate(epoch: epoch, chunk: c) { marked[Int(c - chunks.lowerBound)] = true }
+            }
+        }
+        var out: [Range<UInt64>] = []
+        for (i, m) in marked.enumerated() where m {
+            let c = chunks.lowerBound + UInt64(i)
+            if let last = out.last, last.upperBound == c { out[out.count - 1] = last.lowerBound..<(c + 1) } else { out.append(c..<(c + 1)) }
+        }
+        return out
+    }
+
     /// A normal snapshot's record, with [offset, offset + length) inside it.
     func readableRecord(tag: UInt64, offset: UInt64, length: Int) throws -> SnapshotRecord {
         let r = try record(tag: tag)

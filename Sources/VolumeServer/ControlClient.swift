@@ -109,6 +109,18 @@ public final class ControlClient: VolumeAccess {
         guard case .none = try call(.flush) else { throw unexpected("flush") }
     }
 
+    public func dataRanges(snapshot: UInt64?, chunks: Range<UInt64>) throws -> [Range<UInt64>] {
+        guard case let .ranges(pairs) = try call(.dataRanges(snapshot: snapshot, first: chunks.lowerBound, end: chunks.upperBound)) else {
+            throw unexpected("dataRanges")
+        }
+        return try pairs.map { p in
+            guard p.count == 2, p[0] < p[1], p[0] >= chunks.lowerBound, p[1] <= chunks.upperBound else {
+                throw VolumeError.protocolViolation("data range \(p) outside \(chunks)")
+            }
+            return p[0]..<p[1]
+        }
+    }
+
     public func adoptVolumeUUID(_ uuid: [UInt8]) throws {
         guard case .none = try call(.adoptUUID(uuid: formatUUID(uuid))) else { throw unexpected("adoptUUID") }
     }

@@ -26,6 +26,7 @@ public enum ControlRequest: Codable, Equatable, Sendable {
     case flush
     case changelist(from: StoreSide, to: StoreSide, start: UInt64?, limit: UInt64?)
     case adoptUUID(uuid: String)
+    case dataRanges(snapshot: UInt64?, first: UInt64, end: UInt64)
     case revert(tag: UInt64)
     case resizeOrigin(bytes: UInt64)
     case resizeStore(bytes: UInt64)
@@ -69,6 +70,8 @@ public enum ControlResult: Codable, Equatable, Sendable {
     case check(CheckReport)
     case device(AttachedDevice)
     case devices([AttachedDevice])
+    /// Chunk ranges as [first, end) pairs.
+    case ranges([[UInt64]])
 }
 
 /// An error carried back to the client as the same error value the server saw.

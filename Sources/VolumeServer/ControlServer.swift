@@ -225,6 +225,9 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             if !finished { _ = drainWrite() }
             logger.info("wrote \(written) bytes at \(offset) of \(snapshot.map { "snapshot \($0)" } ?? "the origin")")
             return .count(written)
+        case let .dataRanges(snapshot, first, end):
+            guard first <= end else { throw VolumeError.protocolViolation("chunk range \(first)..<\(end)") }
+            return .ranges(try host.dataRanges(snapshot: snapshot, chunks: first..<end).map { [$0.lowerBound, $0.upperBound] })
         case let .adoptUUID(text):
             guard let uuid = parseUUID(text) else { throw VolumeError.protocolViolation("'\(text)' is not a UUID") }
             try host.adoptVolumeUUID(uuid)

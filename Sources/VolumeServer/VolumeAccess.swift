@@ -30,6 +30,9 @@ public protocol VolumeAccess: AnyObject {
     /// most `limit` of them (nil: all).
     func changedChunks(from: StoreSide, to: StoreSide, startingAt start: UInt64, limit: UInt64?,
                        _ body: (UInt64) throws -> Void) throws
+    /// The chunks within `chunks` of the origin or a snapshot that may hold data (the rest
+    /// reads as zeros); at most `dataRangesChunksMax` chunks per call.
+    func dataRanges(snapshot: UInt64?, chunks: Range<UInt64>) throws -> [Range<UInt64>]
     /// Makes this store a replica of volume `uuid` (only while it holds no snapshot).
     func adoptVolumeUUID(_ uuid: [UInt8]) throws
     /// Reverts the origin to a snapshot; returns the number of chunks rewritten.
@@ -55,6 +58,9 @@ extension VolumeAccess {
         try changedChunks(from: from, to: to, startingAt: 0, limit: nil, body)
     }
 }
+
+/// The widest chunk range one `dataRanges` call takes (its reply stays small).
+public let dataRangesChunksMax: UInt64 = 16384
 
 /// Pieces of a streamed read or write.
 public let streamPieceBytes = 1 << 20

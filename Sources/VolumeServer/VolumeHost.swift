@@ -158,6 +158,13 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     public func adoptVolumeUUID(_ uuid: [UInt8]) throws { try withStore { try $0.adoptVolumeUUID(uuid) } }
 
+    public func dataRanges(snapshot: UInt64?, chunks: Range<UInt64>) throws -> [Range<UInt64>] {
+        guard chunks.count <= dataRangesChunksMax else {
+            throw VolumeError.invalidArgument("at most \(dataRangesChunksMax) chunks per data-range query")
+        }
+        return try withStore { try $0.dataRanges(snapshot: snapshot, chunks: chunks) }
+    }
+
     public func revert(to tag: UInt64) throws -> Int {
         try withStore { s in
             if originOpens > 0 {
