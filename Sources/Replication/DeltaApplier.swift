@@ -47,7 +47,7 @@ public final class DeltaApplier {
             try decoder.finish()
             // The whole input is read and checked: only now does the target snapshot appear.
             if let h = header, trailer != nil, !alreadyApplied {
-                try replica.flush()
+                // Creating the snapshot syncs the origin and commits: the flush comes with it.
                 created = try replica.createSnapshot(tag: h.target.tag, name: h.target.name, priority: 0,
                                                      createdNanoseconds: h.target.createdNanoseconds)
             }
