@@ -32,10 +32,13 @@ def main():
     p.add_argument("--zuma", required=True)
     p.add_argument("--btrfs")
     p.add_argument("--devices")
+    p.add_argument("--replication")
     p.add_argument("--earlier", help="sections 1-5 and btrfs come from this earlier run (devices measured now)")
+    p.add_argument("--earlier-devices", help="section 6 comes from this earlier run")
     p.add_argument("--command", default="Benchmarks/run.sh")
     a = p.parse_args()
     devices = json.load(open(a.devices)) if a.devices and os.path.exists(a.devices) else None
+    repl = json.load(open(a.replication)) if a.replication and os.path.exists(a.replication) else None
     zuma = json.load(open(a.zuma))
     btrfs = json.load(open(a.btrfs)) if a.btrfs and os.path.exists(a.btrfs) else []
     out = []
@@ -46,6 +49,9 @@ def main():
     if a.earlier:
         w(f"Sections 1 to 5 and the btrfs peer are from {a.earlier} (`Benchmarks/run.sh`); section 6")
         w("was measured again on the date above (`Benchmarks/run.sh --devices-only`).")
+    if a.earlier_devices:
+        w(f"Section 6 is from {a.earlier_devices}; section 7 was measured on the date above")
+        w("(`Benchmarks/run.sh --replication-only`).")
     w(f"Reproduce with `{a.command}` (as root; `--quick` for a shorter run). Every ratio compares")
     w("two figures measured in the same run; absolute numbers on this shared VM are noisy.")
     w("Chunk size 16 KiB (curves 1, 2, 4) and 4 KiB (curve 3); metadata cache 32 MiB.")
@@ -120,7 +126,9 @@ def main():
     w("")
     if devices:
         device_tables(devices, w)
-    targets(zuma, w, devices)
+    if repl:
+        replication_tables(repl, w)
+    targets(zuma, w, devices, repl)
     out.append("")
     print("\n".join(out))
 
@@ -202,7 +210,59 @@ def device_targets(devices, line):
             line(f"nbdcopy {direction} our export ≥ 0.8x nbdkit file", f'{o["median"] / k["median"]:.2f}x', o["median"] / k["median"] >= 0.8)
 
 
-def targets(zuma, w, devices=None):
+def replication_tables(repl, w):
+    w("## 7. Replication against rsync (seconds; ratio = rsync time / ours)")
+    w("")
+    w("The seed guide's replatbench (section 11.5): ext4 volumes of 100 MiB and 1 GiB holding D")
+    w("directories of 1 MB, as 1,000 files of 1 KiB (small) or one file of 1 MiB (large). Each")
+    w("replication is timed: ours is `zumastor snapshot` (freeze, snapshot) + `ddsnap delta create")
+    w("SOCKET [prev] cur | ddsnap delta apply REPLICA` into a replica store on files; the peers are")
+    w("`rsync -a` and `rsync -a --checksum` from the mounted origin to a second ext4 filesystem.")
+    w("(a) first replication to an empty replica, (b) after `touch` of one file, (c) after")
+    w("rewriting one file in every directory. Caches warm for every tool; every case ends with the")
+    w("replica's snapshot compared byte for byte with the source's, and rsync's copy with `diff -r`.")
+    w("Commands: `Benchmarks/replication_peer.py` (run by `Benchmarks/run.sh`).")
+    w("")
+    w("| volume | dirs | files | step | ours | rsync -a | ratio | rsync --checksum | ratio |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for c in repl["cases"]:
+        for step in ("first", "touch", "rewrite"):
+            r = c[step]
+            w(f'| {c["volume"] >> 20} MiB | {c["dirs"]} | {c["files"]:,} {c["layout"]} | {step} | {r["ours"]:.3f} | '
+              f'{r["rsync"]:.3f} | {r["rsync"] / r["ours"]:.2f}x | {r["rsync_checksum"]:.3f} | {r["rsync_checksum"] / r["ours"]:.2f}x |')
+    for s in repl.get("skipped", []):
+        w(f'| {s["volume"] >> 20} MiB | {s["dirs"]} | {s["layout"]} | skipped: {s["why"]} | | | | | |')
+    w("")
+    m = repl.get("million")
+    if m:
+        w(f'**The case Zumastor was made for:** {m["files"]:,} files of 4 KiB on a {m["volume"] >> 30} GiB ext4 volume, '
+          f'{m["changed"]:,} files rewritten between replications (populating took {m["populate_seconds"]:.0f} s).')
+        w("")
+        w("| replication | ours | rsync -a | ratio | rsync --checksum | ratio |")
+        w("|---|---|---|---|---|---|")
+        rows = [("first", m["first"])] + [(f"after {m['changed']:,} changes ({i + 1})", c) for i, c in enumerate(m["changes"])]
+        for name, r in rows:
+            w(f'| {name} | {r["ours"]:.2f} | {r["rsync"]:.2f} | {r["rsync"] / r["ours"]:.1f}x | {r["rsync_checksum"]:.2f} | {r["rsync_checksum"] / r["ours"]:.1f}x |')
+        w("")
+
+
+def replication_targets(repl, line):
+    steps = [(c, s) for c in repl["cases"] for s in ("first", "touch", "rewrite")]
+    if repl.get("million"):
+        m = repl["million"]
+        steps += [({"volume": m["volume"], "dirs": m["files"] // 1000, "layout": "4 KiB"}, None)]
+    ratios = []
+    for c, s in steps:
+        rs = [c[s]] if s else [repl["million"]["first"]] + repl["million"]["changes"]
+        for r in rs:
+            ratios.append((r["rsync"] / r["ours"], f'{c["volume"] >> 20} MiB {c["dirs"]} dirs {c["layout"]} {s or "many files"}'))
+    if ratios:
+        worst = min(ratios)
+        lost = sum(1 for r, _ in ratios if r < 1)
+        line("replication faster than rsync -a in every case", f"{len(ratios) - lost} of {len(ratios)} faster; slowest {worst[0]:.2f}x ({worst[1]})", lost == 0)
+
+
+def targets(zuma, w, devices=None, repl=None):
     """The issue's targets, checked against this run's figures."""
     w("## Targets")
     w("")
@@ -260,6 +320,8 @@ def targets(zuma, w, devices=None):
              top["peakResidentKiB"] - base < 48 * 1024)
     if devices:
         device_targets(devices, line)
+    if repl:
+        replication_targets(repl, line)
     w("")
     for text in limits():
         w(text)

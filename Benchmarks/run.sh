@@ -2,18 +2,21 @@
 # Runs every benchmark and writes docs/BENCHMARKS.md: our curves with their plain-file
 # references, the btrfs peer, and the block devices of `ddsnap server` against a plain loop
 # device and nbdkit+nbdfuse, all measured in this one run. As root (loop devices, mounts,
-# page-cache drops). Usage: Benchmarks/run.sh [--quick | --devices-only]
+# page-cache drops). Usage: Benchmarks/run.sh [--quick | --devices-only | --replication-only]
 #   --quick: snapshot counts up to 1,000, changelists up to 10,000, one fio repeat.
 #   --devices-only: measure only the block devices; the other sections keep the figures of
 #     the last full run (docs/benchmarks.json) and say so.
+#   --replication-only: the same for the replication comparison with rsync (section 7).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 devices_only=0
 [ "${1:-}" = "--quick" ] && quick=1
 [ "${1:-}" = "--devices-only" ] && devices_only=1
+replication_only=0
+[ "${1:-}" = "--replication-only" ] && replication_only=1
 need=()
-for p in btrfs-progs python3 fio nbdkit libnbd-bin fuse3 e2fsprogs; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in btrfs-progs python3 fio nbdkit libnbd-bin fuse3 e2fsprogs rsync; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
 swift build -c release 2>&1 | tail -n 1
 dir=${ZUMA_BENCH_DIR:-/var/tmp/zuma-bench}
@@ -22,9 +25,26 @@ levels=0,1,64,1000,10000,100000
 counts=1,10,100,1000,10000,100000,1000000
 btrfs_counts=0,10,100,1000
 repeats=3
+many_files=1000000
+if [ $quick -eq 1 ]; then many_files=100000; fi
 if [ $quick -eq 1 ]; then levels=0,1,64,1000; counts=1,10,100,1000,10000; btrfs_counts=0,10,100; repeats=1; fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+replication() {
+    python3 Benchmarks/replication_peer.py --dir "$dir/replication" --bin "$PWD/.build/release" --files "$many_files" \
+        --output "$out/replication.json"
+}
+if [ $replication_only -eq 1 ]; then
+    [ -f docs/benchmarks.json ] || { echo "run.sh: --replication-only needs docs/benchmarks.json from a full run" >&2; exit 1; }
+    python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); [json.dump(d[k], open(f"{sys.argv[1]}/{k}.json", "w")) for k in ("zuma", "btrfs", "devices")]; print(d.get("earlier", "an earlier run"), file=open(f"{sys.argv[1]}/earlier.txt", "w")); print(d.get("earlier_devices", d.get("earlier", "an earlier run")), file=open(f"{sys.argv[1]}/earlier_devices.txt", "w"))' "$out"
+    replication
+    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
+        --replication "$out/replication.json" --earlier "$(cat "$out/earlier.txt")" --earlier-devices "$(cat "$out/earlier_devices.txt")" \
+        --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
+    python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); d["replication"] = json.load(open(sys.argv[1])); json.dump(d, open("docs/benchmarks.json", "w"), indent=1)' "$out/replication.json"
+    echo "wrote docs/BENCHMARKS.md (replication measured now, the rest from docs/benchmarks.json)"
+    exit 0
+fi
 if [ $devices_only -eq 1 ]; then
     [ -f docs/benchmarks.json ] || { echo "run.sh: --devices-only needs docs/benchmarks.json from a full run" >&2; exit 1; }
     python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); json.dump(d["zuma"], open(sys.argv[1], "w")); json.dump(d["btrfs"], open(sys.argv[2], "w")); json.dump(d.get("earlier", "an earlier run"), open(sys.argv[3], "w"))' \
@@ -43,9 +63,10 @@ fi
 python3 Benchmarks/btrfs_peer.py --dir "$dir/btrfs" --counts "$btrfs_counts" --output "$out/btrfs.json" 2>&1 | grep -v -e NOTE -e '^ *-' -e 'this does not' -e '^$' || true
 python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/release/ddsnap" --repeats $repeats \
     --output "$out/devices.json"
+replication
 python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
-    --command "Benchmarks/run.sh${1:+ $1}" > docs/BENCHMARKS.md
+    --replication "$out/replication.json" --command "Benchmarks/run.sh${1:+ $1}" > docs/BENCHMARKS.md
 # The raw figures beside the report, to re-render or compare runs.
-python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "earlier": "the full run of " + datetime.date.today().isoformat()}, open("docs/benchmarks.json", "w"), indent=1)' \
-    "$out/zuma.json" "$out/btrfs.json" "$out/devices.json"
+python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "earlier": "the full run of " + datetime.date.today().isoformat()}, open("docs/benchmarks.json", "w"), indent=1)' \
+    "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json"
 echo "wrote docs/BENCHMARKS.md and docs/benchmarks.json"
