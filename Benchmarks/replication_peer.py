@@ -12,7 +12,8 @@ directories (1, 10 or 100) of 1 MB each, as 1,000 files of 1 KiB ("small") or on
 Ours: `zumastor snapshot` (freeze, snapshot) + `ddsnap delta create SOCKET [prev] cur |
 ddsnap delta apply REPLICA` into a replica store on files. Peers: `rsync -a` and
 `rsync -a --checksum` from the mounted origin to directories on a second ext4 filesystem
-(loop device on a file). Caches stay warm for every tool. After each case the replica's
+(loop device on a file). Both filesystems are made without lazy initialisation. Caches stay
+warm for every tool; rsync does not fsync what it writes, a replica apply does. After each case the replica's
 snapshot is compared byte for byte with the source's (outside the timing).
 
 The big case (--files N, at least 1,000,000 in the report): N files of 4 KiB in directories of
@@ -65,21 +66,26 @@ class Case:
         self.peer_mounted = False
         os.makedirs(base, exist_ok=True)
         for f, size in [("origin", volume_bytes), ("store", max(volume_bytes // 2, 64 * MiB)),
-                        ("rep.origin", volume_bytes), ("rep.store", max(volume_bytes // 2, 64 * MiB)), ("peer.img", volume_bytes)]:
+                        ("rep.origin", volume_bytes), ("rep.store", max(volume_bytes // 2, 64 * MiB)),
+                        # rsync's filesystem holds two copies (rsync -a and rsync -a --checksum).
+                        ("peer.img", volume_bytes * 5 // 2)]:
             with open(f"{base}/{f}", "wb") as fh:
                 fh.truncate(size)
-        self.z(["define", "volume", name, f"{base}/origin", f"{base}/store", "--initialize"])
+        # noatime: reads (rsync's among them) would otherwise change inodes between replications.
+        self.z(["define", "volume", name, f"{base}/origin", f"{base}/store", "--initialize", "--mountopts", "noatime"])
         self.defined = True
-        run(["mkfs.ext4", "-q", "-i", str(inode_ratio), f"/dev/mapper/{name}"])
+        # Inode tables and journal written now: no lazy initialisation in the background
+        # changing blocks between replications.
+        run(["mkfs.ext4", "-q", "-i", str(inode_ratio), "-E", "lazy_itable_init=0,lazy_journal_init=0", f"/dev/mapper/{name}"])
         self.z(["define", "master", name, "--no-snapmount"])
         self.mount = f"{self.root}/var/run/zumastor/mount/{name}"
         self.socket = f"{self.root}/var/run/zumastor/servers/{name}"
         run([f"{bindir}/ddsnap", "initialize", "-y", f"{base}/rep.store", f"{base}/rep.origin"])
         self.loop = run(["losetup", "-f", "--show", f"{base}/peer.img"]).stdout.strip()
-        run(["mkfs.ext4", "-q", "-i", str(inode_ratio), self.loop])
+        run(["mkfs.ext4", "-q", "-i", str(inode_ratio), "-E", "lazy_itable_init=0,lazy_journal_init=0", self.loop])
         self.peer = f"{base}/peer"
         os.makedirs(self.peer, exist_ok=True)
-        run(["mount", self.loop, self.peer])
+        run(["mount", "-o", "noatime", self.loop, self.peer])
         self.peer_mounted = True
         for d in ("plain", "checksum"):
             os.makedirs(f"{self.peer}/{d}", exist_ok=True)
@@ -205,7 +211,7 @@ def main():
     os.makedirs(args.dir, exist_ok=True)
     results = {"cases": [], "skipped": []}
     index = 0
-    for volume_text in args.sizes.split(","):
+    for volume_text in [v for v in args.sizes.split(",") if v]:
         volume = size_bytes(volume_text)
         for dirs in [int(x) for x in args.dirs.split(",")]:
             for layout in ("small", "large"):
