@@ -46,12 +46,13 @@ def main():
     w("# Benchmarks")
     w("")
     w(f"Measured {datetime.date.today().isoformat()} on {machine()}.")
-    if a.earlier:
+    if a.earlier and a.earlier_devices:
+        w(f"Sections 1 to 5 and the btrfs peer are from {a.earlier} (`Benchmarks/run.sh`), section 6")
+        w(f"from {a.earlier_devices}; section 7 was measured on the date above")
+        w("(`Benchmarks/run.sh --replication-only`).")
+    elif a.earlier:
         w(f"Sections 1 to 5 and the btrfs peer are from {a.earlier} (`Benchmarks/run.sh`); section 6")
         w("was measured again on the date above (`Benchmarks/run.sh --devices-only`).")
-    if a.earlier_devices:
-        w(f"Section 6 is from {a.earlier_devices}; section 7 was measured on the date above")
-        w("(`Benchmarks/run.sh --replication-only`).")
     w(f"Reproduce with `{a.command}` (as root; `--quick` for a shorter run). Every ratio compares")
     w("two figures measured in the same run; absolute numbers on this shared VM are noisy.")
     w("Chunk size 16 KiB (curves 1, 2, 4) and 4 KiB (curve 3); metadata cache 32 MiB.")
