@@ -112,9 +112,7 @@ func apply(_ bytes: [UInt8], to replica: Volume, pieces: (Int) -> Int = { _ in 1
         let source = try Volume(originBytes: 1 << 20)
         try source.write([UInt8](repeating: 7, count: 8192), at: 4096)
         _ = try source.host.createSnapshot(tag: 1, name: "", priority: 0)
-        var trailer = DeltaTrailer()
-        try DeltaEncoder(source: source.host, base: 1, target: 1).encode { _ in }
-        trailer = try DeltaEncoder(source: source.host, base: 1, target: 1).encode { _ in }
+        let trailer = try DeltaEncoder(source: source.host, base: 1, target: 1).encode { _ in }
         #expect(trailer.recordCount == 0 && trailer.dataChunks == 0 && trailer.zeroChunks == 0)
     }
 
