@@ -8,6 +8,7 @@
 // part way stops the apply and puts the origin back to the base; the replica's snapshots never
 // change, so it stays at its previous snapshot.
 
+import Crypto
 import SnapStore
 import VolumeServer
 
@@ -119,9 +120,9 @@ public final class DeltaApplier {
             let cs = UInt64(h.chunkSizeBytes)
             for check in h.baseChecks {
                 guard check.chunk * cs < base.sizeBytes else { throw DeltaError.malformed("base check of chunk \(check.chunk) past the base's end") }
-                var hasher = SHA256Hasher()
-                try replica.read(snapshot: base.tag, offset: check.chunk * cs, length: min(cs, base.sizeBytes - check.chunk * cs)) { hasher.update($0) }
-                guard hasher.digest() == check.digest else {
+                var hasher = SHA256()
+                try replica.read(snapshot: base.tag, offset: check.chunk * cs, length: min(cs, base.sizeBytes - check.chunk * cs)) { hasher.update(bufferPointer: $0) }
+                guard Array(hasher.finalize()) == check.digest else {
                     throw DeltaError.refused("the replica's snapshot \(base.tag) differs from the source's at chunk \(check.chunk): it is not the same base")
                 }
             }

@@ -25,25 +25,14 @@ extension VolumeManager {
         return pid_t(String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
-    /// The `zumastor` executable: ZUMASTOR_EXE, else the one beside `ddsnap`, else on PATH.
-    var zumastorPath: String {
-        if let path = ProcessInfo.processInfo.environment["ZUMASTOR_EXE"] { return path }
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
-           (exe as NSString).lastPathComponent == "zumastor" { return exe }
-        let sibling = (ddsnapPath as NSString).deletingLastPathComponent + "/zumastor"
-        return ddsnapPath.contains("/") && FileManager.default.isExecutableFile(atPath: sibling) ? sibling : "zumastor"
-    }
-
     func startAgent(_ name: String) throws {
         if agentPID(name) != nil { return }
         try FileManager.default.createDirectory(atPath: paths.run + "/agents", withIntermediateDirectories: true)
         let null = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { close(null) }
-        var path = zumastorPath
-        if !path.contains("/") {
-            let (status, found) = try Subprocess.run("sh", ["-c", "command -v zumastor"])
-            guard status == 0 else { throw ZumastorError.failed("cannot find the zumastor executable to run the schedule of \(name)") }
-            path = found.trimmingCharacters(in: .whitespacesAndNewlines)
+        // ZUMASTOR_EXE, else this program or the one beside ddsnap, else on PATH.
+        guard let path = Executables.find("zumastor", variable: "ZUMASTOR_EXE", besides: ddsnapPath) else {
+            throw ZumastorError.failed("cannot find the zumastor executable to run the schedule of \(name)")
         }
         let argv: [UnsafeMutablePointer<CChar>?] = ([path, "agent", name] as [String]).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }

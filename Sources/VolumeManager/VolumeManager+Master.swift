@@ -22,7 +22,7 @@ extension VolumeManager {
         try withVolumeLock(name) {
             var c = try config(name)
             let client = try runningServer(name)
-            if options.export && options.snapmount, (try? Subprocess.run("sh", ["-c", "command -v exportfs"]))?.0 != 0 {
+            if options.export && options.snapmount, Executables.onPath("exportfs") == nil {
                 throw ZumastorError.invalid("--export needs the NFS server's exportfs (apt-get install nfs-kernel-server)")
             }
             if c.master { try stopMasterLocked(c, client) }

@@ -55,14 +55,7 @@ public final class VolumeManager: Sendable {
     }
 
     /// ZUMASTOR_DDSNAP, else the `ddsnap` beside this executable, else the one on PATH.
-    static func findDDSnap() -> String {
-        if let path = ProcessInfo.processInfo.environment["ZUMASTOR_DDSNAP"] { return path }
-        if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            let sibling = (exe as NSString).deletingLastPathComponent + "/ddsnap"
-            if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
-        }
-        return "ddsnap"
-    }
+    static func findDDSnap() -> String { Executables.find("ddsnap", variable: "ZUMASTOR_DDSNAP") ?? "ddsnap" }
 
     // MARK: Configuration
 
