@@ -140,7 +140,7 @@ int zuma_loop_detach(const char *device) { return loop_ioctl(device, LOOP_CLR_FD
 
 int zuma_loop_set_capacity(const char *device) { return loop_ioctl(device, LOOP_SET_CAPACITY); }
 
-int zuma_loop_direct_io(const char *device) {
+int zuma_loop_flags(const char *device) {
     int loop = open(device, O_RDONLY | O_CLOEXEC);
     if (loop < 0) return -1;
     struct loop_info64 info;
@@ -148,7 +148,17 @@ int zuma_loop_direct_io(const char *device) {
     int e = errno;
     close(loop);
     if (rc < 0) { errno = e; return -1; }
-    return (info.lo_flags & LO_FLAGS_DIRECT_IO) ? 1 : 0;
+    return (int)info.lo_flags;
+}
+
+int zuma_loop_direct_io(const char *device) {
+    int flags = zuma_loop_flags(device);
+    return flags < 0 ? -1 : (flags & LO_FLAGS_DIRECT_IO) ? 1 : 0;
+}
+
+int zuma_loop_detach_pending(const char *device) {
+    int flags = zuma_loop_flags(device);
+    return flags >= 0 && (flags & LO_FLAGS_AUTOCLEAR) ? 1 : 0;
 }
 
 #include <signal.h>

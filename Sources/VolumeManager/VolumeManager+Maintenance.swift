@@ -22,7 +22,7 @@ extension VolumeManager {
             let attached = try client.devices().contains { $0.tag == nil }
             if attached { _ = try client.detach(tag: nil) }
             defer { if attached { _ = try? client.attach(tag: nil, writable: true) } }
-            return try whenReleased { try client.revert(to: tag) }
+            return try client.revert(to: tag)
         }
     }
 

@@ -122,21 +122,11 @@ extension VolumeManager {
             let client = try runningServer(name)
             guard let s = try snapshots(client).first(where: { $0.tag == tag }) else { throw StoreError.snapshotMissing(tag) }
             try unmountSnapshot(c, client, s, removeDirectory: true)
-            let freed = try whenReleased { try client.deleteSnapshot(tag: tag) }
+            let freed = try client.deleteSnapshot(tag: tag)
             try updateLinks(c, client)
             masterLog(name)?.info("deleted snapshot \(tag)")
             return freed
         }
-    }
-
-    /// Runs `body` once the device just detached lets go of its file: a loop device releases
-    /// its backing file shortly after the detach returns, and until then the server counts the
-    /// file as open. Retries for up to 10 s while the server answers "in use".
-    func whenReleased<T>(_ body: () throws -> T) throws -> T {
-        for _ in 0..<200 {
-            do { return try body() } catch VolumeError.inUse { usleep(50_000) }
-        }
-        return try body()
     }
 
     /// Deletes the snapshots the schedule drops (unmounting them first). Returns the dropped
@@ -150,7 +140,7 @@ extension VolumeManager {
         for s in managed where expired.contains(s.tag) {
             do {
                 try unmountSnapshot(c, client, s, removeDirectory: true)
-                _ = try whenReleased { try client.deleteSnapshot(tag: s.tag) }
+                _ = try client.deleteSnapshot(tag: s.tag)
                 dropped.append(s.tag)
             } catch {
                 problems.append("snapshot \(s.tag) is due to go but stays: \(error)")

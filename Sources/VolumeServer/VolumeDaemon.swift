@@ -212,11 +212,21 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
     public func detach(tag: UInt64?) throws -> AttachedDevice {
         try attachLock.withLock {
             guard let device = attached[tag] else { throw VolumeError.invalidArgument("\(describe(tag)) is not attached") }
+            // The loop device holds the block file open once; NBD clients may hold it too.
+            let opensBefore = host.openCount(snapshot: tag)
             if zuma_loop_detach(device.loopDevice) != 0 && errno != ENXIO {
                 throw VolumeError.system("cannot detach \(device.loopDevice): \(describeErrno(errno))")
             }
             removeName(device.name, ifPointingAt: device.loopDevice)
             attached[tag] = nil
+            // The kernel releases the block file shortly after the detach returns; until then
+            // the file counts as open (delete and revert refuse). Wait for it, unless the device
+            // stays bound until its last user (a mount elsewhere) closes it.
+            if zuma_loop_detach_pending(device.loopDevice) == 1 {
+                logger.info("detached \(describe(tag)) from \(device.loopDevice); it goes when its last user closes it")
+                return device
+            }
+            for _ in 0..<200 where opensBefore > 0 && host.openCount(snapshot: tag) >= opensBefore { usleep(50_000) }
             logger.info("detached \(describe(tag)) from \(device.loopDevice)")
             return device
         }

@@ -238,6 +238,11 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
         }
     }
 
+    /// How many times the origin or a snapshot is open (block files, NBD exports).
+    public func openCount(snapshot: UInt64?) -> Int {
+        (try? withStore { s in snapshot.map { tag in s.snapshots.first { $0.tag == tag }?.openCount ?? 0 } ?? originOpens }) ?? 0
+    }
+
     public func close(snapshot: UInt64?) {
         withStore { s in
             if let snapshot { s.releaseOpen(tag: snapshot) } else { originOpens = max(0, originOpens - 1) }

@@ -30,6 +30,12 @@ int zuma_loop_detach(const char *device);
 /// Re-reads the size of the file behind loop device `device` (after a resize).
 int zuma_loop_set_capacity(const char *device);
 
+/// The lo_flags of loop device `device`, or -1 with errno set (ENXIO: no file bound).
+int zuma_loop_flags(const char *device);
+
+/// 1 when a detached loop device still waits for its last user to close it (autoclear).
+int zuma_loop_detach_pending(const char *device);
+
 /// Whether loop device `device` does direct I/O to its file: 1, 0, or -1 with errno set.
 int zuma_loop_direct_io(const char *device);
 
