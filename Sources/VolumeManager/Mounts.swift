@@ -60,7 +60,7 @@ enum Mounts {
     /// Runs `body` with the filesystem at `mountPoint` frozen (FIFREEZE: flushed, new writes
     /// held), then thaws it. Termination signals wait until the thaw, so the filesystem is
     /// never left frozen by an interrupted command. A filesystem that cannot freeze is synced.
-    static func whileFrozen<T>(_ mountPoint: String?, _ body: () throws -> T) throws -> T {
+    static func whileFrozen<T>(_ mountPoint: String?, expedite: Bool = true, _ body: () throws -> T) throws -> T {
         guard let mountPoint, isMountPoint(mountPoint) else { return try body() }
         var blocked = sigset_t()
         var previous = sigset_t()
@@ -69,10 +69,11 @@ enum Mounts {
         pthread_sigmask(SIG_BLOCK, &blocked, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         var thaw = false
-        if zuma_freeze(mountPoint) == 0 {
+        // errno is taken inside: restoring the RCU setting afterwards may change it.
+        let (frozen, e) = RCUExpedite.during(expedite) { (zuma_freeze(mountPoint), errno) }
+        if frozen == 0 {
             thaw = true
         } else {
-            let e = errno
             switch e {
             case EBUSY: break // frozen already (fsfreeze by the administrator): it stays frozen
             case EOPNOTSUPP, ENOTTY, EINVAL: sync()

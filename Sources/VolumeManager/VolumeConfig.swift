@@ -24,6 +24,9 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
     public var export = false
     public var samba = false
     public var dotsnapshot = false
+    /// The snapshot freeze expedites the kernel's RCU grace periods (RCUExpedite); off with
+    /// `define master --no-expedite`.
+    public var expediteFreeze = true
     /// Rotation: how many snapshots of each kind are kept (`define schedule`).
     public var schedule: [ScheduleEntry] = []
     /// The next snapshot id; it advances by two and never goes back.
@@ -51,6 +54,7 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
         export = try c.decodeIfPresent(Bool.self, forKey: .export) ?? false
         samba = try c.decodeIfPresent(Bool.self, forKey: .samba) ?? false
         dotsnapshot = try c.decodeIfPresent(Bool.self, forKey: .dotsnapshot) ?? false
+        expediteFreeze = try c.decodeIfPresent(Bool.self, forKey: .expediteFreeze) ?? true
         schedule = try c.decodeIfPresent([ScheduleEntry].self, forKey: .schedule) ?? []
         nextSnapshotTag = try c.decodeIfPresent(UInt64.self, forKey: .nextSnapshotTag) ?? 0
         warnFillPercent = try c.decodeIfPresent(Int.self, forKey: .warnFillPercent) ?? 90

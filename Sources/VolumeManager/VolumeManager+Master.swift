@@ -12,6 +12,7 @@ public struct MasterOptions: Sendable, Equatable {
     public var export = false
     public var samba = false
     public var dotsnapshot = false
+    public var expediteFreeze = true
 
     public init() {}
 }
@@ -31,6 +32,7 @@ extension VolumeManager {
             c.export = options.export && options.snapmount
             c.samba = options.samba && options.snapmount
             c.dotsnapshot = options.dotsnapshot && options.snapmount
+            c.expediteFreeze = options.expediteFreeze
             try mountOrigin(c)
             try c.save(paths.configFile(name))
             try startMasterLocked(c, client)

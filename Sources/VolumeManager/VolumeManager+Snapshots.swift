@@ -81,7 +81,7 @@ extension VolumeManager {
             if let highest = existing.map(\.tag).max(), tag <= highest { tag = (highest + 2) & ~1 }
             c.nextSnapshotTag = tag + 2
             try c.save(paths.configFile(name))
-            let info = try Mounts.whileFrozen(c.master ? mountPoint(c) : nil) {
+            let info = try Mounts.whileFrozen(c.master ? mountPoint(c) : nil, expedite: c.expediteFreeze) {
                 try client.createSnapshot(tag: tag, name: label.name, priority: 0)
             }
             var outcome = SnapshotOutcome(snapshot: VolumeSnapshot(info: info, label: label))

@@ -65,6 +65,9 @@ struct DefineMaster: ParsableCommand {
     @Flag(help: "Re-export NFS (exportfs -ra) after each snapshot mount change.") var export = false
     @Flag(help: "Bind each snapshot at @GMT-<UTC time> in the origin, for Samba's shadow_copy.") var samba = false
     @Flag(help: "Link .snapshot in the origin to the snapshot directory.") var dotsnapshot = false
+    @Flag(name: .customLong("no-expedite"),
+          help: "Freeze for snapshots without expediting the kernel's RCU grace periods (slower: about 45 ms of stalled writes per snapshot here, instead of under 1 ms).")
+    var noExpedite = false
 
     func run() throws {
         let m = manager()
@@ -73,6 +76,7 @@ struct DefineMaster: ParsableCommand {
         options.export = export
         options.samba = samba
         options.dotsnapshot = dotsnapshot
+        options.expediteFreeze = !noExpedite
         try m.defineMaster(volume, options: options)
         print("Volume '\(volume)' is a master, mounted at \(m.mountPoint(try m.config(volume))).")
     }

@@ -67,7 +67,7 @@ struct Status: ParsableCommand {
         if c.master {
             let mounted = isMountPoint(m.mountPoint(c))
             line("role", "master, origin \(mounted ? "mounted at" : "not mounted (zumastor start master \(c.name)); mounts at") \(m.mountPoint(c))")
-            let options = [c.snapmount ? nil : "no-snapmount", c.export ? "export" : nil, c.samba ? "samba" : nil, c.dotsnapshot ? "dotsnapshot" : nil].compactMap { $0 }
+            let options = [c.snapmount ? nil : "no-snapmount", c.export ? "export" : nil, c.samba ? "samba" : nil, c.dotsnapshot ? "dotsnapshot" : nil, c.expediteFreeze ? nil : "no-expedite"].compactMap { $0 }
             if !options.isEmpty { line("options", options.joined(separator: ", ")) }
             line("schedule", c.schedule.isEmpty ? "none (manual snapshots only)" : c.schedule.map { "\($0.kind) \($0.keep)" }.joined(separator: ", ")
                  + (s.agentPID.map { " (agent pid \($0))" } ?? (s.server == nil ? "" : " (agent not running)")))
@@ -150,7 +150,7 @@ struct Status: ParsableCommand {
             o["mountPoint"] = m.mountPoint(c)
             o["mounted"] = isMountPoint(m.mountPoint(c))
             o["snapshotDirectory"] = m.snapshotDirectory(c)
-            o["options"] = ["snapmount": c.snapmount, "export": c.export, "samba": c.samba, "dotsnapshot": c.dotsnapshot]
+            o["options"] = ["snapmount": c.snapmount, "export": c.export, "samba": c.samba, "dotsnapshot": c.dotsnapshot, "expediteFreeze": c.expediteFreeze]
             o["schedule"] = c.schedule.map { ["kind": $0.kind, "keep": $0.keep] as [String: Any] }
             o["links"] = Dictionary(uniqueKeysWithValues: links(m, c))
             if let pid = s.agentPID { o["agentPID"] = Int(pid) }
