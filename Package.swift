@@ -45,11 +45,11 @@ let package = Package(
         // Volume lifecycle on one machine (zumastor's logic): configuration, servers, devices.
         .target(
             name: "VolumeManager",
-            dependencies: ["SnapStore", "VolumeServer", "CSupport", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["SnapStore", "VolumeServer", "Replication", "CSupport", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "zumastor",
             dependencies: [
-                "SnapStore", "VolumeServer", "VolumeManager",
+                "SnapStore", "VolumeServer", "Replication", "VolumeManager",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Delta streams: changed chunks between two snapshots, encoded, checked and applied.

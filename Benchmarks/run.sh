@@ -18,7 +18,7 @@ replication_only=0
 need=()
 for p in btrfs-progs python3 fio nbdkit libnbd-bin fuse3 e2fsprogs rsync; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
-swift build -c release 2>&1 | tail -n 1
+swift build -c release --static-swift-stdlib --scratch-path .build/static 2>&1 | tail -n 1
 dir=${ZUMA_BENCH_DIR:-/var/tmp/zuma-bench}
 mkdir -p "$dir"
 levels=0,1,64,1000,10000,100000
@@ -31,7 +31,7 @@ if [ $quick -eq 1 ]; then levels=0,1,64,1000; counts=1,10,100,1000,10000; btrfs_
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 replication() {
-    python3 Benchmarks/replication_peer.py --dir "$dir/replication" --bin "$PWD/.build/release" --files "$many_files" \
+    python3 Benchmarks/replication_peer.py --dir "$dir/replication" --bin "$PWD/.build/static/release" --files "$many_files" \
         --output "$out/replication.json"
 }
 if [ $replication_only -eq 1 ]; then
@@ -49,7 +49,7 @@ if [ $devices_only -eq 1 ]; then
     [ -f docs/benchmarks.json ] || { echo "run.sh: --devices-only needs docs/benchmarks.json from a full run" >&2; exit 1; }
     python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); json.dump(d["zuma"], open(sys.argv[1], "w")); json.dump(d["btrfs"], open(sys.argv[2], "w")); json.dump(d.get("earlier", "an earlier run"), open(sys.argv[3], "w"))' \
         "$out/zuma.json" "$out/btrfs.json" "$out/earlier.json"
-    python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/release/ddsnap" --repeats $repeats \
+    python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/static/release/ddsnap" --repeats $repeats \
         --output "$out/devices.json"
     python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
         --earlier "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])))' "$out/earlier.json")" \
@@ -58,10 +58,10 @@ if [ $devices_only -eq 1 ]; then
     echo "wrote docs/BENCHMARKS.md (devices measured now, the rest from docs/benchmarks.json)"
     exit 0
 fi
-/usr/bin/time -v .build/release/zuma-bench --directory "$dir" --levels "$levels" --changelist-counts "$counts" \
+/usr/bin/time -v .build/static/release/zuma-bench --directory "$dir" --levels "$levels" --changelist-counts "$counts" \
     --drop-caches --output "$out/zuma.json" 2> "$out/time.txt" | tee "$out/zuma.log"
 python3 Benchmarks/btrfs_peer.py --dir "$dir/btrfs" --counts "$btrfs_counts" --output "$out/btrfs.json" 2>&1 | grep -v -e NOTE -e '^ *-' -e 'this does not' -e '^$' || true
-python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/release/ddsnap" --repeats $repeats \
+python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/static/release/ddsnap" --repeats $repeats \
     --output "$out/devices.json"
 replication
 python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \

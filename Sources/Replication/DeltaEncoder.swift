@@ -78,20 +78,35 @@ public final class DeltaEncoder {
         try encode(header: try makeHeader(), to: sink)
     }
 
-    /// Writes the stream of `header` (from `makeHeader`) to `sink`.
+    /// Writes the stream of `header` (from `makeHeader`) to `sink`, in the format's bytes.
     @discardableResult
     public func encode(header: DeltaHeader, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> DeltaTrailer {
-        try withoutActuallyEscaping(sink) { try encode(header: header, sink: $0) }
+        try withoutActuallyEscaping(sink) { sink in
+            var writer = StreamWriter(sink: sink, compression: compression)
+            try encode(header: header) { try writer.take($0) }
+            return writer.totals
+        }
     }
 
-    private func encode(header: DeltaHeader, sink: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> DeltaTrailer {
-        var writer = StreamWriter(sink: sink)
-        try writer.emit(header.encoded())
+    /// Hands the stream of `header` to `handle` as events, without the format's bytes (an
+    /// applier in the same process takes them as they are). Returns the trailer's counts.
+    @discardableResult
+    public func encode(header: DeltaHeader, events handle: (DeltaEvent) throws -> Void) throws -> DeltaTrailer {
+        try withoutActuallyEscaping(handle) { try encode(header: header, handle: $0) }
+    }
+
+    private func encode(header: DeltaHeader, handle: @escaping (DeltaEvent) throws -> Void) throws -> DeltaTrailer {
+        var totals = DeltaTrailer()
+        let emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void = { r, data in
+            totals.count(r)
+            try handle(.record(r, data))
+        }
+        try handle(.header(header))
         progress?.start(totalChunks: header.chunkCount, totalBytes: header.chunkCount * UInt64(header.chunkSizeBytes))
         var runs = RunBuilder(maxChunks: max(1, UInt64(DeltaFormat.recordDataTarget) / UInt64(header.chunkSizeBytes)))
         let volumeChunks = header.chunkCountOfVolume
         let flush: (UInt64, UInt64) throws -> Void = { first, count in
-            try self.emitRun(first: first, count: count, header: header, writer: &writer)
+            try self.emitRun(first: first, count: count, header: header, emit: emit)
         }
         if let base = header.base {
             // A batch of chunk numbers at a time, read after the list call returns (a server
@@ -116,7 +131,7 @@ public final class DeltaEncoder {
                 for r in try source.dataRanges(snapshot: target, chunks: window..<end) + [end..<end] {
                     if c < r.lowerBound {
                         try runs.finish(flush)
-                        try emitZeros(c..<r.lowerBound, header: header, writer: &writer)
+                        try emitZeros(c..<r.lowerBound, header: header, emit: emit)
                     }
                     for d in r { try runs.add(d, flush) }
                     c = max(c, r.upperBound)
@@ -125,17 +140,16 @@ public final class DeltaEncoder {
             }
         }
         try runs.finish(flush)
-        var trailer = writer.totals
-        trailer.streamDigest = Array(writer.hasher.finalize())
-        try writer.emitUnhashed(trailer.encoded())
+        try handle(.trailer(totals))
         progress?.finish()
-        return trailer
+        return totals
     }
 
     private var runBuffer: [UInt8] = []
 
     /// Reads a run of consecutive chunks of the target and emits its zero and data records.
-    private func emitRun(first: UInt64, count: UInt64, header: DeltaHeader, writer: inout StreamWriter) throws {
+    private func emitRun(first: UInt64, count: UInt64, header: DeltaHeader,
+                         emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void) throws {
         let cs = Int(header.chunkSizeBytes)
         let offset = first * UInt64(cs)
         let length = Int(min(UInt64(cs) * count, header.volumeSizeBytes - offset))
@@ -153,8 +167,9 @@ public final class DeltaEncoder {
             var groupStart = 0
             for i in 1...n where i == n || zero[i] != zero[groupStart] {
                 let bytes = UnsafeRawBufferPointer(rebasing: all[(groupStart * cs)..<min(i * cs, length)])
-                try emitRecord(first: first + UInt64(groupStart), count: UInt32(i - groupStart), zeroBytes: UInt64(bytes.count),
-                               data: zero[groupStart] ? nil : bytes, writer: &writer)
+                let r = RecordHeader(kind: zero[groupStart] ? .zero : .raw, firstChunk: first + UInt64(groupStart), chunkCount: UInt32(i - groupStart),
+                                     storedBytes: zero[groupStart] ? 0 : UInt32(bytes.count), dataBytes: UInt64(bytes.count))
+                try emit(r, zero[groupStart] ? nil : bytes)
                 groupStart = i
             }
         }
@@ -162,41 +177,17 @@ public final class DeltaEncoder {
     }
 
     /// Zero records for chunks known to read as zeros, as large as a record may be.
-    private func emitZeros(_ chunks: Range<UInt64>, header: DeltaHeader, writer: inout StreamWriter) throws {
+    private func emitZeros(_ chunks: Range<UInt64>, header: DeltaHeader, emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void) throws {
         let cs = UInt64(header.chunkSizeBytes)
         let most = UInt64(DeltaFormat.recordDataMax) / cs
         var first = chunks.lowerBound
         while first < chunks.upperBound {
             let end = min(first + most, chunks.upperBound)
             let bytes = min(end * cs, header.volumeSizeBytes) - first * cs
-            try emitRecord(first: first, count: UInt32(end - first), zeroBytes: bytes, data: nil, writer: &writer)
+            try emit(RecordHeader(kind: .zero, firstChunk: first, chunkCount: UInt32(end - first), storedBytes: 0, dataBytes: bytes), nil)
             progress?.advance(chunks: end - first, bytes: bytes)
             first = end
         }
-    }
-
-    /// One record: `data` (raw, or compressed when smaller), or a zero record of `zeroBytes`
-    /// when `data` is nil.
-    private func emitRecord(first: UInt64, count: UInt32, zeroBytes: UInt64, data: UnsafeRawBufferPointer?, writer: inout StreamWriter) throws {
-        let dataBytes = data.map { UInt64($0.count) } ?? zeroBytes
-        var r = RecordHeader(kind: data == nil ? .zero : .raw, firstChunk: first, chunkCount: count,
-                             storedBytes: UInt32(data?.count ?? 0), dataBytes: dataBytes)
-        var compressed: [UInt8]?
-        if let data, case let .lzma(level) = compression, let c = LZMA.compress(data, level: level) {
-            compressed = c
-            r.kind = .lzma
-            r.storedBytes = UInt32(c.count)
-        }
-        let checksum = r.checksum(data: data ?? UnsafeRawBufferPointer(start: nil, count: 0))
-        try writer.emit(r.prefix() + checksum)
-        if let compressed {
-            try writer.emit(compressed)
-        } else if let data {
-            try writer.emit(data)
-        }
-        writer.totals.recordCount += 1
-        if data == nil { writer.totals.zeroChunks += UInt64(count) } else { writer.totals.dataChunks += UInt64(count) }
-        writer.totals.dataBytes += dataBytes
     }
 }
 
@@ -223,21 +214,45 @@ struct RunBuilder {
     }
 }
 
-/// The output side: everything before the trailer is hashed and counted.
+/// The format's bytes of a stream's events: records compressed when that makes them smaller
+/// and checksummed; everything before the trailer hashed and counted into the trailer.
 struct StreamWriter {
     let sink: (UnsafeRawBufferPointer) throws -> Void
+    let compression: Compression
     var hasher = SHA256()
     var totals = DeltaTrailer()
 
-    mutating func emit(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try emit($0) } }
+    mutating func take(_ event: DeltaEvent) throws {
+        switch event {
+        case let .header(h):
+            try emit(h.encoded())
+        case .record(var r, let data):
+            var compressed: [UInt8]?
+            if let data, case let .lzma(level) = compression, let c = LZMA.compress(data, level: level) {
+                compressed = c
+                r.kind = .lzma
+                r.storedBytes = UInt32(c.count)
+            }
+            try emit(r.prefix() + r.checksum(data: data ?? UnsafeRawBufferPointer(start: nil, count: 0)))
+            if let compressed {
+                try emit(compressed)
+            } else if let data {
+                try emit(data)
+            }
+            totals.count(r)
+        case .trailer:
+            totals.streamDigest = Array(hasher.finalize())
+            try totals.encoded().withUnsafeBytes { try sink($0) }
+        }
+    }
 
-    mutating func emit(_ bytes: UnsafeRawBufferPointer) throws {
+    private mutating func emit(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try emit($0) } }
+
+    private mutating func emit(_ bytes: UnsafeRawBufferPointer) throws {
         hasher.update(bufferPointer: bytes)
         totals.streamBytes += UInt64(bytes.count)
         try sink(bytes)
     }
-
-    func emitUnhashed(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try sink($0) } }
 }
 
 /// Whether every byte is zero (eight at a time).

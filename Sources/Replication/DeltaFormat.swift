@@ -228,6 +228,13 @@ public struct DeltaTrailer: Equatable, Sendable {
 
     public init() {}
 
+    /// Counts record `r` (all but the stream's bytes and digest).
+    mutating func count(_ r: RecordHeader) {
+        recordCount += 1
+        if r.kind == .zero { zeroChunks += UInt64(r.chunkCount) } else { dataChunks += UInt64(r.chunkCount) }
+        dataBytes += r.dataBytes
+    }
+
     func encoded() -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: DeltaFormat.trailerBytes)
         bytes.withUnsafeMutableBytes { b in

@@ -19,6 +19,9 @@ public struct ScheduleEntry: Codable, Equatable, Sendable {
 public enum SnapshotKind {
     /// Kinds the running master takes by itself; custom kinds need `zumastor snapshot`.
     public static let automatic = ["hourly", "daily", "weekly", "monthly"]
+    /// The kind of the snapshots `zumastor replicate` takes: never mounted or linked, deleted
+    /// by a later replication once no target holds them as its base. Not for schedules.
+    public static let replication = "replication"
 
     /// A kind name: 1 to 16 of a-z, 0-9, '_' and '-', starting with a letter.
     public static func validate(_ kind: String) throws {
@@ -102,7 +105,7 @@ public enum Rotation {
     /// `<kind>.<n>` -> the directory of the n-th newest snapshot of that kind.
     public static func links(_ snapshots: [(tag: UInt64, label: SnapshotLabel)]) -> [String: String] {
         var links: [String: String] = [:]
-        let kinds = Set(snapshots.flatMap(\.label.kinds))
+        let kinds = Set(snapshots.flatMap(\.label.kinds)).subtracting([SnapshotKind.replication])
         for kind in kinds {
             let ofKind = snapshots.filter { $0.label.kinds.contains(kind) }.sorted { $0.tag > $1.tag }
             for (n, s) in ofKind.enumerated() { links["\(kind).\(n)"] = s.label.directory }

@@ -33,6 +33,9 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
     public var nextSnapshotTag: UInt64 = 0
     /// Status and the log warn when the snapshot store is at least this full.
     public var warnFillPercent = 90
+    /// Replication targets (canonical path of a replica's store or socket) -> the last snapshot
+    /// each received, held as the base of its next stream (`zumastor replicate`).
+    public var replicated: [String: UInt64] = [:]
 
     public init(name: String, origin: String, store: String) {
         self.name = name
@@ -58,6 +61,7 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
         schedule = try c.decodeIfPresent([ScheduleEntry].self, forKey: .schedule) ?? []
         nextSnapshotTag = try c.decodeIfPresent(UInt64.self, forKey: .nextSnapshotTag) ?? 0
         warnFillPercent = try c.decodeIfPresent(Int.self, forKey: .warnFillPercent) ?? 90
+        replicated = try c.decodeIfPresent([String: UInt64].self, forKey: .replicated) ?? [:]
     }
 
     /// How many snapshots of `kind` the schedule keeps (nil: the kind is not scheduled).

@@ -50,6 +50,9 @@ extension VolumeManager {
             var seen = Set<String>()
             for e in schedule {
                 try SnapshotKind.validate(e.kind)
+                guard e.kind != SnapshotKind.replication else {
+                    throw ZumastorError.invalid("'\(SnapshotKind.replication)' is the kind of the snapshots zumastor replicate takes; choose another name")
+                }
                 guard e.keep >= 1 else { throw ZumastorError.invalid("keep at least 1 '\(e.kind)' snapshot (got \(e.keep))") }
                 guard seen.insert(e.kind).inserted else { throw ZumastorError.invalid("'\(e.kind)' is given twice") }
             }

@@ -37,7 +37,7 @@ extension VolumeManager {
 
     /// Where snapshot `s` is mounted when the volume's master runs (nil: it is not mounted).
     public func mountDirectory(_ c: VolumeConfig, _ s: VolumeSnapshot) -> String? {
-        guard c.master, c.snapmount, let label = s.label, !s.info.squashed else { return nil }
+        guard c.master, c.snapmount, let label = s.label, !s.info.squashed, !label.kinds.contains(SnapshotKind.replication) else { return nil }
         return snapshotDirectory(c) + "/" + label.directory
     }
 
@@ -70,27 +70,14 @@ extension VolumeManager {
                 }
             }
             let client = try runningServer(name)
-            let existing = try snapshots(client)
-            let label = SnapshotLabel(directory: SnapshotLabel.directory(at: Int(time(nil)), avoiding: Set(existing.compactMap { $0.label?.directory })),
-                                      kinds: kinds)
-            guard label.name.utf8.count <= 63 else {
-                throw ZumastorError.invalid("the kinds \(kinds.joined(separator: ",")) do not fit in a snapshot name (63 bytes)")
-            }
-            // Ids advance by two and never go back, even past snapshots deleted since.
-            var tag = c.nextSnapshotTag
-            if let highest = existing.map(\.tag).max(), tag <= highest { tag = (highest + 2) & ~1 }
-            c.nextSnapshotTag = tag + 2
-            try c.save(paths.configFile(name))
-            let info = try Mounts.whileFrozen(c.master ? mountPoint(c) : nil, expedite: c.expediteFreeze) {
-                try client.createSnapshot(tag: tag, name: label.name, priority: 0)
-            }
-            var outcome = SnapshotOutcome(snapshot: VolumeSnapshot(info: info, label: label))
+            let taken = try take(&c, client, kinds: kinds)
+            var outcome = SnapshotOutcome(snapshot: taken)
             if c.master && c.snapmount {
                 do {
                     try mountSnapshot(c, client, outcome.snapshot)
                     outcome.mountDirectory = mountDirectory(c, outcome.snapshot)
                 } catch {
-                    outcome.problems.append("snapshot \(tag) is not mounted: \(error)")
+                    outcome.problems.append("snapshot \(taken.tag) is not mounted: \(error)")
                 }
             }
             let (dropped, problems) = rotate(c, client)
@@ -103,7 +90,7 @@ extension VolumeManager {
             do { try updateLinks(c, client) } catch { outcome.problems.append("cannot update the links in \(snapshotDirectory(c)): \(error)") }
             if c.export { outcome.problems += reexport() }
             let log = masterLog(name)
-            log?.info("took \(kinds.isEmpty ? "manual" : kinds.joined(separator: "+")) snapshot \(tag)\(outcome.mountDirectory.map { " at \($0)" } ?? "")\(outcome.dropped.isEmpty ? "" : "; rotation dropped \(outcome.dropped.map(String.init).joined(separator: ", "))")")
+            log?.info("took \(kinds.isEmpty ? "manual" : kinds.joined(separator: "+")) snapshot \(taken.tag)\(outcome.mountDirectory.map { " at \($0)" } ?? "")\(outcome.dropped.isEmpty ? "" : "; rotation dropped \(outcome.dropped.map(String.init).joined(separator: ", "))")")
             for p in outcome.problems { log?.warning("\(p)") }
             if let status = try? client.status(), status.percentUsed >= c.warnFillPercent {
                 let warning = "the snapshot store is \(status.percentUsed)% full (warning level \(c.warnFillPercent)%); when it fills, unused snapshots are deleted oldest first and mounted ones squashed"
@@ -112,6 +99,26 @@ extension VolumeManager {
             }
             return outcome
         }
+    }
+
+    /// Labels, freezes, creates and thaws: the snapshot of `kinds` (the volume lock held).
+    /// Throws, with nothing changed but the next id, when the snapshot could not be taken.
+    func take(_ c: inout VolumeConfig, _ client: ControlClient, kinds: [String]) throws -> VolumeSnapshot {
+        let existing = try snapshots(client)
+        let label = SnapshotLabel(directory: SnapshotLabel.directory(at: Int(time(nil)), avoiding: Set(existing.compactMap { $0.label?.directory })),
+                                  kinds: kinds)
+        guard label.name.utf8.count <= 63 else {
+            throw ZumastorError.invalid("the kinds \(kinds.joined(separator: ",")) do not fit in a snapshot name (63 bytes)")
+        }
+        // Ids advance by two and never go back, even past snapshots deleted since.
+        var tag = c.nextSnapshotTag
+        if let highest = existing.map(\.tag).max(), tag <= highest { tag = (highest + 2) & ~1 }
+        c.nextSnapshotTag = tag + 2
+        try c.save(paths.configFile(c.name))
+        let info = try Mounts.whileFrozen(c.master ? mountPoint(c) : nil, expedite: c.expediteFreeze) {
+            try client.createSnapshot(tag: tag, name: label.name, priority: 0)
+        }
+        return VolumeSnapshot(info: info, label: label)
     }
 
     /// Deletes snapshot `tag` (manual or not): unmounted, detached, deleted; the links follow.

@@ -72,6 +72,7 @@ struct Status: ParsableCommand {
             line("schedule", c.schedule.isEmpty ? "none (manual snapshots only)" : c.schedule.map { "\($0.kind) \($0.keep)" }.joined(separator: ", ")
                  + (s.agentPID.map { " (agent pid \($0))" } ?? (s.server == nil ? "" : " (agent not running)")))
             if c.snapmount { line("snapshots in", m.snapshotDirectory(c)) }
+            for (target, tag) in c.replicated.sorted(by: { $0.key < $1.key }) { line("replicated to", "\(target) (snapshot \(tag))") }
         } else {
             line("role", "none (zumastor define master \(c.name) mounts it)")
         }
@@ -155,6 +156,7 @@ struct Status: ParsableCommand {
             o["links"] = Dictionary(uniqueKeysWithValues: links(m, c))
             if let pid = s.agentPID { o["agentPID"] = Int(pid) }
         }
+        o["replicated"] = c.replicated.mapValues { Int($0) }
         if let server = s.server { o["serverPID"] = Int(server.processID) }
         o["devices"] = s.devices.map { ["name": $0.name, "loopDevice": $0.loopDevice, "writable": $0.writable, "snapshot": $0.tag.map { $0 as Any } ?? NSNull()] as [String: Any] }
         if let st = s.store {

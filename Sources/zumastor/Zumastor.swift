@@ -3,6 +3,7 @@
 
 import ArgumentParser
 import Foundation
+import Replication
 import SnapStore
 import VolumeManager
 import VolumeServer
@@ -11,14 +12,14 @@ import VolumeServer
 struct Zumastor: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zumastor",
-        abstract: "Snapshotted volumes on plain Linux disks: define, start, stop, snapshot, status, revert, resize.",
+        abstract: "Snapshotted volumes on plain Linux disks: define, start, stop, snapshot, replicate, status, revert, resize.",
         discussion: """
             State lives under /var/lib/zumastor, /var/run/zumastor and /var/log/zumastor; \
             ZUMASTOR_ROOT=/dir puts it all under /dir.
             """,
         version: "0.1.0",
         subcommands: [Define.self, Forget.self, Start.self, Stop.self, Snapshot.self, Delete.self, Status.self, Revert.self, Resize.self,
-                      Remount.self, Agent.self])
+                      Remount.self, Replicate.self, Agent.self])
 
     static func main() {
         do {
@@ -29,6 +30,8 @@ struct Zumastor: ParsableCommand {
         } catch let error as VolumeError {
             fail(error)
         } catch let error as StoreError {
+            fail(error)
+        } catch let error as DeltaError {
             fail(error)
         } catch {
             exit(withError: error)
