@@ -9,8 +9,8 @@ directories (1, 10 or 100) of 1 MB each, as 1,000 files of 1 KiB ("small") or on
   a) the first, to an empty replica;
   b) after `touch` of one file;
   c) after rewriting one file in every directory.
-Ours: `zumastor snapshot` (freeze, snapshot) + `ddsnap delta create SOCKET [prev] cur |
-ddsnap delta apply REPLICA` into a replica store on files. Peers: `rsync -a` and
+Ours: `zumastor replicate VOL REPLICA` (one process: freeze, snapshot, the delta from the
+last snapshot the replica holds, applied to a replica store on files). Peers: `rsync -a` and
 `rsync -a --checksum` from the mounted origin to directories on a second ext4 filesystem
 (loop device on a file). Both filesystems are made without lazy initialisation. Caches stay
 warm for every tool; rsync does not fsync what it writes, a replica apply does. After each case the replica's
@@ -95,11 +95,8 @@ class Case:
         return run([f"{self.bin}/zumastor"] + args, env=self.env)
 
     def ours(self):
-        tag = self.z(["snapshot", self.name]).stdout.strip()
-        frm = [self.previous] if self.previous is not None else []
-        sh(f"'{self.bin}/ddsnap' delta create '{self.socket}' {' '.join(frm)} {tag} --quiet | "
-           f"'{self.bin}/ddsnap' delta apply '{self.base}/rep.store' --origin '{self.base}/rep.origin' --quiet")
-        self.previous = tag
+        out = self.z(["replicate", self.name, f"{self.base}/rep.store", "--origin", f"{self.base}/rep.origin", "--quiet"]).stdout
+        self.previous = int(out.split()[2])
 
     def rsync(self, checksum):
         target = f"{self.peer}/{'checksum' if checksum else 'plain'}/"

@@ -2,8 +2,11 @@
 // contents are served by Swift callbacks. Requests up to 1 MiB, direct I/O (no page cache,
 // so a loop device with direct I/O sees exactly what the store holds), several threads.
 #define FUSE_USE_VERSION 314
+#define _GNU_SOURCE
 #include <fuse3/fuse_lowlevel.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +197,18 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
     fuse_reply_err(req, f->callbacks.fsync(f->ctx, ino));
 }
 
+// Punch-hole and zero-range with the size kept (what a loop device sends for discard and
+// write-zeroes): the range reads as zeros afterwards. Anything else (preallocation, growing
+// the file, collapsing or inserting ranges) is not for block files.
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
+    (void)fi;
+    struct zuma_fuse *f = self_of(req);
+    int zeroing = mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) || mode == (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE);
+    if (!zeroing) { fuse_reply_err(req, EOPNOTSUPP); return; }
+    if (offset < 0 || length <= 0) { fuse_reply_err(req, EINVAL); return; }
+    fuse_reply_err(req, f->callbacks.zero(f->ctx, ino, (uint64_t)offset, (uint64_t)length));
+}
+
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     (void)ino; (void)fi;
     fuse_reply_err(req, 0);
@@ -212,6 +227,7 @@ static const struct fuse_lowlevel_ops operations = {
     .read = op_read,
     .write = op_write,
     .fsync = op_fsync,
+    .fallocate = op_fallocate,
     .flush = op_flush,
 };
 

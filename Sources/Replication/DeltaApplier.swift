@@ -55,6 +55,7 @@ public final class DeltaApplier {
     public func apply(events produce: ((DeltaEvent) throws -> Void) throws -> Void) throws -> ApplyOutcome {
         do {
             try produce(handle)
+            try writePending()
             // The whole input is read and checked: only now does the target snapshot appear.
             if let h = header, trailer != nil, !alreadyApplied {
                 // Creating the snapshot syncs the origin and commits: the flush comes with it.
@@ -158,28 +159,49 @@ public final class DeltaApplier {
         }
     }
 
+    // Writes are gathered (copied) up to `batchBytes` and given to the replica together: one
+    // commit covers the copy-outs of a whole batch instead of one per record.
+    static let batchBytes = 8 << 20
+    private var pendingData: [UInt8] = []
+    /// Offset in the origin, offset in `pendingData` (nil: zeros), length.
+    private var pendingExtents: [(offset: UInt64, at: Int?, count: Int)] = []
+    private var pendingBytes = 0
+
     private func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws {
         changed = true
-        var done = 0
-        _ = try replica.write(snapshot: nil, offset: offset, flush: false) { buffer in
-            let n = min(buffer.count, data.count - done)
-            if n > 0 { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: data[done..<(done + n)])) }
-            done += n
-            return n
-        }
+        pendingExtents.append((offset, pendingData.count, data.count))
+        pendingData.append(contentsOf: data)
+        pendingBytes += data.count
+        if pendingBytes >= Self.batchBytes { try writePending() }
     }
 
     private static let zeros = [UInt8](repeating: 0, count: 1 << 20)
 
     private func writeZeros(at offset: UInt64, length: UInt64) throws {
         changed = true
-        var left = length
-        _ = try replica.write(snapshot: nil, offset: offset, flush: false) { buffer in
-            let n = Int(min(UInt64(min(buffer.count, Self.zeros.count)), left))
-            Self.zeros.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            left -= UInt64(n)
-            return n
+        var done: UInt64 = 0
+        while done < length {
+            let n = Int(min(UInt64(Self.zeros.count), length - done))
+            pendingExtents.append((offset + done, nil, n))
+            pendingBytes += n
+            done += UInt64(n)
         }
+        if pendingBytes >= Self.batchBytes { try writePending() }
+    }
+
+    private func writePending() throws {
+        guard !pendingExtents.isEmpty else { return }
+        try pendingData.withUnsafeBytes { data in
+            try Self.zeros.withUnsafeBytes { zeros in
+                try replica.write(originExtents: pendingExtents.map { e in
+                    (e.offset, e.at.map { UnsafeRawBufferPointer(rebasing: data[$0..<($0 + e.count)]) }
+                        ?? UnsafeRawBufferPointer(rebasing: zeros[0..<e.count]))
+                })
+            }
+        }
+        pendingExtents.removeAll(keepingCapacity: true)
+        pendingData.removeAll(keepingCapacity: true)
+        pendingBytes = 0
     }
 
     /// Whether the replica's origin already reads as zeros there (then a zero record costs a read).

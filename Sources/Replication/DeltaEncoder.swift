@@ -53,10 +53,20 @@ public final class DeltaEncoder {
             count = volumeChunks
         }
         var baseChecks: [BaseCheck] = []
-        for c in checks {
-            var hasher = SHA256()
-            try source.read(snapshot: baseInfo!.tag, offset: c * cs, length: min(cs, baseInfo!.originSizeBytes - c * cs)) { hasher.update(bufferPointer: $0) }
-            baseChecks.append(BaseCheck(chunk: c, digest: Array(hasher.finalize())))
+        // Consecutive chunks are read together (one request to a server per run).
+        var i = 0
+        while i < checks.count, let baseInfo {
+            var n = 1
+            while i + n < checks.count && checks[i + n] == checks[i] + UInt64(n) { n += 1 }
+            let offset = checks[i] * cs
+            var run: [UInt8] = []
+            try source.read(snapshot: baseInfo.tag, offset: offset, length: min(cs * UInt64(n), baseInfo.originSizeBytes - offset)) { run.append(contentsOf: $0) }
+            for k in 0..<n {
+                let from = k * Int(cs)
+                guard from < run.count else { throw DeltaError.truncated("the base's chunk \(checks[i + k]) could not be read whole") }
+                baseChecks.append(BaseCheck(chunk: checks[i + k], digest: Array(SHA256.hash(data: run[from..<min(from + Int(cs), run.count)]))))
+            }
+            i += n
         }
         var features: UInt32 = baseInfo == nil ? 0 : DeltaFormat.featureBase
         if case .lzma = compression { features |= DeltaFormat.featureLZMA }
@@ -83,7 +93,7 @@ public final class DeltaEncoder {
     public func encode(header: DeltaHeader, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> DeltaTrailer {
         try withoutActuallyEscaping(sink) { sink in
             var writer = StreamWriter(sink: sink, compression: compression)
-            try encode(header: header) { try writer.take($0) }
+            _ = try encode(header: header) { try writer.take($0) }
             return writer.totals
         }
     }

@@ -36,11 +36,31 @@ public protocol BlockDevice: AnyObject {
     /// The byte ranges within `range` that may hold data; the rest reads as zeros. A device
     /// that cannot tell answers the whole range.
     func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>]
+    /// Makes bytes [offset, offset + length) read as zeros (a hole where the device can, else
+    /// written zeros); durable after `sync()` like a write.
+    func writeZeros(at offset: UInt64, length: UInt64) throws
 }
 
 extension BlockDevice {
     public func refreshSize() throws {}
     public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] { range.isEmpty ? [] : [range] }
+
+    public func writeZeros(at offset: UInt64, length: UInt64) throws {
+        try writeZeroBytes(at: offset, length: length)
+    }
+
+    /// Zeros written in pieces of at most 1 MiB.
+    public func writeZeroBytes(at offset: UInt64, length: UInt64) throws {
+        let zeros = [UInt8](repeating: 0, count: Int(min(length, 1 << 20)))
+        var done: UInt64 = 0
+        try zeros.withUnsafeBytes { z in
+            while done < length {
+                let n = Int(min(UInt64(z.count), length - done))
+                try write(UnsafeRawBufferPointer(rebasing: z[0..<n]), at: offset + done)
+                done += UInt64(n)
+            }
+        }
+    }
 }
 
 extension BlockDevice {

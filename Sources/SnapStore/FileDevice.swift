@@ -96,6 +96,13 @@ public final class FileDevice: BlockDevice {
         }
     }
 
+    /// A hole (PUNCH_HOLE, else ZERO_RANGE; BLKZEROOUT on a block device), else written zeros.
+    public func writeZeros(at offset: UInt64, length: UInt64) throws {
+        guard length > 0 else { return }
+        if zuma_punch_zeros(fd, offset, length) == 0 { return }
+        try writeZeroBytes(at: offset, length: length)
+    }
+
     /// A regular file answers with its allocated extents (SEEK_DATA / SEEK_HOLE).
     public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] {
         guard identity.kind == .regularFile, !range.isEmpty else { return range.isEmpty ? [] : [range] }

@@ -184,22 +184,36 @@ extension Store {
     public func write(originBatch extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
         try checkUsable()
         for e in extents { try checkRange(e.offset, e.data.count, size: superblock.originSizeBytes, what: "origin") }
-        if epochNewestLive != 0 {
-            var needed: [UInt64] = []
-            for e in extents where !e.data.isEmpty {
-                let first = e.offset / chunkSize
-                let last = (e.offset + UInt64(e.data.count) - 1) / chunkSize
-                for c in first...last where c < snapshotChunksMax && !protected.contains(c) { needed.append(c) }
-            }
-            if !needed.isEmpty {
-                needed.sort()
-                var unique: [UInt64] = []
-                unique.reserveCapacity(needed.count)
-                for c in needed where unique.last != c { unique.append(c) }
-                try protectChunks(unique)
-            }
-        }
+        try protect(extents.map { ($0.offset, UInt64($0.data.count)) })
         for e in extents where !e.data.isEmpty { try originDevice.write(e.data, at: e.offset) }
+    }
+
+    /// Makes bytes [offset, offset + length) of the origin read as zeros: copied out first
+    /// where a snapshot still needs them, then a hole in the origin where its device can make
+    /// one (discard, write-zeroes). Durable after `flush()`, like a write.
+    public func writeZeros(originOffset offset: UInt64, length: UInt64) throws {
+        try checkUsable()
+        try checkRange(offset, Int(min(length, UInt64(Int.max))), size: superblock.originSizeBytes, what: "origin")
+        guard length > 0 else { return }
+        try protect([(offset, length)])
+        try originDevice.writeZeros(at: offset, length: length)
+    }
+
+    /// One commit covering every copy-out the origin ranges need before they are overwritten.
+    private func protect(_ ranges: [(offset: UInt64, length: UInt64)]) throws {
+        guard epochNewestLive != 0 else { return }
+        var needed: [UInt64] = []
+        for r in ranges where r.length > 0 {
+            let first = r.offset / chunkSize
+            let last = (r.offset + r.length - 1) / chunkSize
+            for c in first...last where c < snapshotChunksMax && !protected.contains(c) { needed.append(c) }
+        }
+        guard !needed.isEmpty else { return }
+        needed.sort()
+        var unique: [UInt64] = []
+        unique.reserveCapacity(needed.count)
+        for c in needed where unique.last != c { unique.append(c) }
+        try protectChunks(unique)
     }
 
     public func write(snapshot tag: UInt64? = nil, offset: UInt64, _ bytes: [UInt8]) throws {

@@ -51,7 +51,8 @@ final class BlockFiles: @unchecked Sendable {
             write: { ctx, ino, buffer, size, offset in
                 BlockFiles.of(ctx).write(ino, UnsafeRawBufferPointer(start: buffer, count: size), offset)
             },
-            fsync: { ctx, _ in BlockFiles.of(ctx).fsync() })
+            fsync: { ctx, _ in BlockFiles.of(ctx).fsync() },
+            zero: { ctx, ino, offset, length in BlockFiles.of(ctx).zero(ino, offset, length) })
         var message = [CChar](repeating: 0, count: 256)
         let ctx = Unmanaged.passUnretained(self).toOpaque()
         guard let f = zuma_fuse_mount(directory, "zumastor:\(volume)", &callbacks, ctx, &message, message.count) else {
@@ -225,6 +226,18 @@ final class BlockFiles: @unchecked Sendable {
             return 0
         } catch {
             logger.error("write of \(data.count) bytes at \(offset) of \(describe(ino)) failed: \(error)")
+            return errnoCode(error)
+        }
+    }
+
+    /// Discard and write-zeroes of a loop device on the block file (fallocate punch-hole or
+    /// zero-range): the range reads as zeros, a hole in the origin where it can be.
+    private func zero(_ ino: UInt64, _ offset: UInt64, _ length: UInt64) -> Int32 {
+        do {
+            try host.writeZeros(snapshot: tag(of: ino), offset: offset, length: length)
+            return 0
+        } catch {
+            logger.error("zeroing \(length) bytes at \(offset) of \(describe(ino)) failed: \(error)")
             return errnoCode(error)
         }
     }

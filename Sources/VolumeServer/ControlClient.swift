@@ -66,7 +66,7 @@ public final class ControlClient: VolumeAccess {
     public func read(snapshot: UInt64?, offset: UInt64, length: UInt64?,
                      to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         try send(.message(ControlCoding.encode(ControlRequest.read(snapshot: snapshot, offset: offset, length: length))))
-        let result = try receiveReply { piece in try piece.withUnsafeBytes { try sink($0) } }
+        let result = try receiveReply { piece in try sink(piece) }
         guard case .none = result else { throw unexpected("read") }
     }
 
@@ -87,6 +87,18 @@ public final class ControlClient: VolumeAccess {
         try? send(.end)
         guard case let .count(written) = try receiveReply() else { throw unexpected("write") }
         return written
+    }
+
+    public func write(originExtents extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
+        for e in extents where !e.data.isEmpty {
+            var done = 0
+            _ = try write(snapshot: nil, offset: e.offset, flush: false) { buffer in
+                let n = min(buffer.count, e.data.count - done)
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: e.data[done..<(done + n)]))
+                done += n
+                return n
+            }
+        }
     }
 
     public func changedChunks(from: StoreSide, to: StoreSide, startingAt start: UInt64, limit: UInt64?,
@@ -178,22 +190,31 @@ public final class ControlClient: VolumeAccess {
         try UnixSocket.writeAll(fd, frame.encoded(), peer: socketPath)
     }
 
-    /// Reads frames until the reply message; data frames go to `data`.
-    private func receiveReply(data: ([UInt8]) throws -> Void = { _ in
+    /// Frame payloads are read here, reused from frame to frame (a data frame is up to 1 MiB:
+    /// a fresh buffer each time would cost page faults on every one).
+    private var payload: [UInt8] = []
+
+    /// Reads frames until the reply message; data frames go to `data`, valid during the call.
+    private func receiveReply(data: (UnsafeRawBufferPointer) throws -> Void = { _ in
         throw VolumeError.protocolViolation("unexpected data frame")
     }) throws -> ControlResult {
         while true {
             let header = try UnixSocket.readExactly(fd, ControlFrame.headerBytes, peer: socketPath)
             let (kind, count) = try ControlFrame.payloadLength(header: header)
-            let payload = try UnixSocket.readExactly(fd, count, peer: socketPath)
-            switch try ControlFrame.make(kind: kind, payload: payload) {
+            if payload.count < count { payload = [UInt8](repeating: 0, count: max(count, payload.count * 2)) }
+            try payload.withUnsafeMutableBytes { try UnixSocket.readExactly(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<count]), peer: socketPath) }
+            if kind == ControlFrame.dataKind {
+                try payload.withUnsafeBytes { try data(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                continue
+            }
+            switch try ControlFrame.make(kind: kind, payload: Array(payload[0..<count])) {
             case let .message(bytes):
                 switch try ControlCoding.decode(ControlReply.self, from: bytes) {
                 case let .ok(result): return result
                 case let .failed(failure): throw failure.error
                 }
             case let .data(bytes):
-                try data(bytes)
+                try bytes.withUnsafeBytes { try data($0) }
             case .end:
                 throw VolumeError.protocolViolation("unexpected end frame")
             }
@@ -245,9 +266,16 @@ enum UnixSocket {
 
     static func readExactly(_ fd: Int32, _ count: Int, peer: String) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
+        try bytes.withUnsafeMutableBytes { try readExactly(fd, into: $0, peer: peer) }
+        return bytes
+    }
+
+    static func readExactly(_ fd: Int32, into bytes: UnsafeMutableRawBufferPointer, peer: String) throws {
+        let count = bytes.count
+        guard count > 0 else { return }
         var done = 0
         while done < count {
-            let n = bytes.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress! + done, count - done) }
+            let n = Foundation.read(fd, bytes.baseAddress! + done, count - done)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw VolumeError.unreachable("the server on \(peer) went away: \(describeErrno(errno))")
@@ -255,6 +283,5 @@ enum UnixSocket {
             if n == 0 { throw VolumeError.unreachable("the server on \(peer) closed the connection") }
             done += n
         }
-        return bytes
     }
 }

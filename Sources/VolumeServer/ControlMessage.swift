@@ -153,10 +153,12 @@ public enum ControlFrame: Equatable, Sendable {
         return (header[5], length - 2)
     }
 
+    static let dataKind: UInt8 = 2
+
     static func make(kind: UInt8, payload: [UInt8]) throws -> ControlFrame {
         switch kind {
         case 1: return .message(payload)
-        case 2: return .data(payload)
+        case dataKind: return .data(payload)
         default:
             guard payload.isEmpty else { throw VolumeError.protocolViolation("an end frame carries no payload") }
             return .end

@@ -143,6 +143,28 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
         return position - offset
     }
 
+    /// Makes a range of the origin or a writable snapshot read as zeros (the block files'
+    /// discard and write-zeroes): a hole in a file origin where no snapshot needs the old data.
+    public func writeZeros(snapshot: UInt64?, offset: UInt64, length: UInt64) throws {
+        guard let snapshot else {
+            try withStore { try $0.writeZeros(originOffset: offset, length: length) }
+            return
+        }
+        let zeros = [UInt8](repeating: 0, count: Int(min(length, UInt64(streamPieceBytes))))
+        var done: UInt64 = 0
+        try zeros.withUnsafeBytes { z in
+            while done < length {
+                let n = Int(min(UInt64(z.count), length - done))
+                try write(snapshot: snapshot, offset: offset + done, UnsafeRawBufferPointer(rebasing: z[0..<n]))
+                done += UInt64(n)
+            }
+        }
+    }
+
+    public func write(originExtents extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
+        try withStore { try $0.write(originBatch: extents) }
+    }
+
     public func changedChunks(from: StoreSide, to: StoreSide, startingAt start: UInt64, limit: UInt64?,
                               _ body: (UInt64) throws -> Void) throws {
         var left = limit ?? UInt64.max
@@ -240,7 +262,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     /// How many times the origin or a snapshot is open (block files, NBD exports).
     public func openCount(snapshot: UInt64?) -> Int {
-        (try? withStore { s in snapshot.map { tag in s.snapshots.first { $0.tag == tag }?.openCount ?? 0 } ?? originOpens }) ?? 0
+        withStore { s in snapshot.map { tag in s.snapshots.first { $0.tag == tag }?.openCount ?? 0 } ?? originOpens }
     }
 
     public func close(snapshot: UInt64?) {

@@ -29,6 +29,9 @@ struct zuma_fuse_callbacks {
     int (*read)(void *ctx, uint64_t ino, void *buffer, size_t size, uint64_t offset);
     int (*write)(void *ctx, uint64_t ino, const void *buffer, size_t size, uint64_t offset);
     int (*fsync)(void *ctx, uint64_t ino);
+    /// Makes [offset, offset + length) read as zeros (fallocate punch-hole or zero-range with
+    /// the size kept: a loop device's discard and write-zeroes).
+    int (*zero)(void *ctx, uint64_t ino, uint64_t offset, uint64_t length);
 };
 
 struct zuma_fuse;

@@ -52,4 +52,8 @@ int zuma_thaw(const char *mount_point);
 /// on a block device, FALLOC_FL_ZERO_RANGE (else PUNCH_HOLE) on a file. 0, or -1 with errno.
 int zuma_zero_range(int fd, uint64_t offset, uint64_t length);
 
+/// The same, freeing the space where it can: BLKZEROOUT on a block device, PUNCH_HOLE (else
+/// ZERO_RANGE) on a file, so the range becomes a hole that SEEK_DATA skips.
+int zuma_punch_zeros(int fd, uint64_t offset, uint64_t length);
+
 #endif
