@@ -45,6 +45,26 @@ import SnapStoreTestKit
         #expect(try r.check().isClean)
     }
 
+    @Test func zeroingTheOriginKeepsSnapshots() throws {
+        let f = Fixture()
+        let s = try f.initialize()
+        let a = pattern(3, 64 * 4096)
+        try s.write(offset: 0, a)
+        try s.createSnapshot(tag: 1)
+        // Partial chunks at both ends, whole chunks between: all copied out first.
+        try s.writeZeros(originOffset: 3000, length: 20000)
+        var expected = a
+        expected.replaceSubrange(3000..<23000, with: [UInt8](repeating: 0, count: 20000))
+        expectSame(try s.read(offset: 0, length: a.count)[...], expected[...], "origin after zeroing")
+        expectSame(try s.read(snapshot: 1, offset: 0, length: a.count)[...], a[...], "snapshot after zeroing")
+        try s.flush()
+        let r = try f.reopenedFromDurable()
+        expectSame(try r.read(snapshot: 1, offset: 0, length: a.count)[...], a[...], "snapshot after a crash")
+        expectSame(try r.read(offset: 0, length: a.count)[...], expected[...], "origin after a crash")
+        #expect(try r.check().isClean)
+        #expect(throws: StoreError.self) { try s.writeZeros(originOffset: 64 * 4096 - 10, length: 20) }
+    }
+
     @Test func errors() throws {
         let f = Fixture()
         let s = try f.initialize()
