@@ -204,24 +204,22 @@ int zuma_freeze(const char *mount_point) { return fs_ioctl(mount_point, FIFREEZE
 
 int zuma_thaw(const char *mount_point) { return fs_ioctl(mount_point, FITHAW); }
 
-int zuma_punch_zeros(int fd, uint64_t offset, uint64_t length) {
+// BLKZEROOUT on a block device; on a file, one fallocate mode, then the other.
+static int zero_range(int fd, uint64_t offset, uint64_t length, int first, int second) {
     struct stat st;
     if (fstat(fd, &st) != 0) return -1;
     if (S_ISBLK(st.st_mode)) {
         uint64_t range[2] = { offset, length };
         return ioctl(fd, BLKZEROOUT, range);
     }
-    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0) return 0;
-    return fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+    if (fallocate(fd, first | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0) return 0;
+    return fallocate(fd, second | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+}
+
+int zuma_punch_zeros(int fd, uint64_t offset, uint64_t length) {
+    return zero_range(fd, offset, length, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE);
 }
 
 int zuma_zero_range(int fd, uint64_t offset, uint64_t length) {
-    struct stat st;
-    if (fstat(fd, &st) != 0) return -1;
-    if (S_ISBLK(st.st_mode)) {
-        uint64_t range[2] = { offset, length };
-        return ioctl(fd, BLKZEROOUT, range);
-    }
-    if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0) return 0;
-    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+    return zero_range(fd, offset, length, FALLOC_FL_ZERO_RANGE, FALLOC_FL_PUNCH_HOLE);
 }

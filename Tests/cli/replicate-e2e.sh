@@ -22,12 +22,7 @@ SERVERS=()
 r_cleanup() {
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null; done
     for pid in "${SERVERS[@]}"; do kill -TERM "$pid" 2>/dev/null; for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; done
-    # The schedule agents and servers of our volumes, by the pids their status reports.
-    for v in "${VOLS[@]}"; do
-        for pid in $("$Z" status "$v" --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("agentPID", ""), d.get("serverPID", ""))' 2>/dev/null); do
-            kill -TERM "$pid" 2>/dev/null && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        done
-    done
+    stop_volume_processes "$Z" "${VOLS[@]}"
     release_devices_under "$WORK"
     remove_device_names "${VOLS[@]}"
     cleanup
