@@ -6,7 +6,8 @@
 # snapshot read by NBD clients, status through the control socket, and a clean stop; last,
 # the seed guide's story with `zumastor` (10.3 and 10.7): a volume on loopback devices, a
 # master mounted for you, hourly snapshots mounted at their time with hourly.N links, df
-# showing the origin change while the snapshots do not, and `zumastor status`.
+# showing the origin change while the snapshots do not, `zumastor replicate` to a replica
+# store on files (a full copy, then a delta), and `zumastor status`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -116,6 +117,17 @@ zstep snapshot "$ZVOL" hourly
 echo; echo "# df | grep $ZVOL"; df | grep "$ZVOL"
 echo; echo "# cat $SP/hourly.0/foo.txt; ls $SP/hourly.1"
 cat "$SP/hourly.0/foo.txt"; ls "$SP/hourly.1"
+echo; echo "# a replica on this machine: ddsnap initialize replica.store replica.origin"
+truncate -s 512M replica.origin; truncate -s 256M replica.store
+"$D" initialize -y "$dir/replica.store" "$dir/replica.origin" >/dev/null
+zstep replicate "$ZVOL" "$dir/replica.store" --quiet
+echo; echo "# echo 'Replicated as a delta' > $MP/bar.txt"
+echo 'Replicated as a delta' > "$MP/bar.txt"
+zstep replicate "$ZVOL" "$dir/replica.store" --quiet
+RTAG=$("$D" list "$dir/replica.store" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["tag"])')
+echo; echo "# the replica's snapshot $RTAG, byte for byte against the volume's:"
+cmp <("$D" read "$ZUMASTOR_ROOT/var/run/zumastor/servers/$ZVOL" --snapshot "$RTAG") <("$D" read "$dir/replica.store" --snapshot "$RTAG") \
+    && echo "identical"
 zstep status
 zstep forget volume "$ZVOL"
 ZVOL=""
