@@ -27,15 +27,12 @@ public struct ReplicationOutcome: Sendable {
 extension VolumeManager {
     /// A local replica: the control socket of its server, or its store (and origin) opened here.
     public static func openReplica(_ path: String, origin: String? = nil) throws -> any VolumeAccess {
-        var st = stat()
-        if stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK {
-            guard origin == nil else { throw ZumastorError.invalid("--origin is for a replica's store, not its server's socket \(path)") }
-            return try ControlClient(socketPath: path)
-        }
         do {
-            return try VolumeHost(storePath: path, originPath: origin)
+            return try openVolume(path, origin: origin)
         } catch StoreError.inUse {
             throw ZumastorError.failed("the replica \(path) is in use (a server runs it: give its control socket instead)")
+        } catch VolumeError.invalidArgument {
+            throw ZumastorError.invalid("--origin is for a replica's store, not its server's socket \(path)")
         }
     }
 
@@ -45,8 +42,11 @@ extension VolumeManager {
         try withVolumeLock(name) {
             var c = try config(name)
             let client = try runningServer(name)
-            let base = try sharedBase(source: client, replica: replica, target: target)
-            let taken = try take(&c, client, kinds: [SnapshotKind.replication])
+            // One listing serves the base, the new label and id, and the clean-up (the volume
+            // lock keeps zumastor from changing the snapshots meanwhile).
+            let existing = try snapshots(client)
+            let base = try sharedBase(source: client, existing: existing, replica: replica, target: target)
+            let taken = try take(&c, client, kinds: [SnapshotKind.replication], existing: existing)
             let log = masterLog(name)
             let applied: ApplyOutcome
             do {
@@ -70,7 +70,7 @@ extension VolumeManager {
                 outcome.problems.append("cannot record that \(target) holds snapshot \(taken.tag): \(error)")
             }
             let held = Set(c.replicated.values)
-            for s in (try? snapshots(client)) ?? [] where s.kinds == [SnapshotKind.replication] && !held.contains(s.tag) && s.tag != taken.tag {
+            for s in existing where s.kinds == [SnapshotKind.replication] && !held.contains(s.tag) {
                 do {
                     _ = try client.deleteSnapshot(tag: s.tag)
                     outcome.dropped.append(s.tag)
@@ -86,14 +86,14 @@ extension VolumeManager {
 
     /// The newest snapshot both hold, the same on both sides (nil: the replica is empty and
     /// takes a full copy).
-    func sharedBase(source: ControlClient, replica: any VolumeAccess, target: String) throws -> UInt64? {
+    func sharedBase(source: ControlClient, existing: [VolumeSnapshot], replica: any VolumeAccess, target: String) throws -> UInt64? {
         let held = try replica.snapshots()
         guard !held.isEmpty else { return nil }
         let (mine, theirs) = (try source.status().volumeUUID, try replica.status().volumeUUID)
         guard mine == theirs else {
             throw ZumastorError.invalid("\(target) is a replica of volume \(theirs), not of this one (\(mine))")
         }
-        let ours = Dictionary(try source.snapshots().map { ($0.tag, $0) }, uniquingKeysWith: { a, _ in a })
+        let ours = Dictionary(existing.map { ($0.tag, $0.info) }, uniquingKeysWith: { a, _ in a })
         for r in held.sorted(by: { $0.tag > $1.tag }) where !r.squashed {
             if let s = ours[r.tag], !s.squashed, SnapshotIdentity(s).matches(r) { return r.tag }
         }

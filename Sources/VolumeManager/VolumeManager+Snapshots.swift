@@ -103,8 +103,8 @@ extension VolumeManager {
 
     /// Labels, freezes, creates and thaws: the snapshot of `kinds` (the volume lock held).
     /// Throws, with nothing changed but the next id, when the snapshot could not be taken.
-    func take(_ c: inout VolumeConfig, _ client: ControlClient, kinds: [String]) throws -> VolumeSnapshot {
-        let existing = try snapshots(client)
+    func take(_ c: inout VolumeConfig, _ client: ControlClient, kinds: [String], existing known: [VolumeSnapshot]? = nil) throws -> VolumeSnapshot {
+        let existing = try known ?? snapshots(client)
         let label = SnapshotLabel(directory: SnapshotLabel.directory(at: Int(time(nil)), avoiding: Set(existing.compactMap { $0.label?.directory })),
                                   kinds: kinds)
         guard label.name.utf8.count <= 63 else {

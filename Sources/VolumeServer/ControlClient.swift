@@ -213,9 +213,7 @@ public final class ControlClient: VolumeAccess {
                 case let .ok(result): return result
                 case let .failed(failure): throw failure.error
                 }
-            case let .data(bytes):
-                try bytes.withUnsafeBytes { try data($0) }
-            case .end:
+            case .data, .end: // data frames are handled above
                 throw VolumeError.protocolViolation("unexpected end frame")
             }
         }

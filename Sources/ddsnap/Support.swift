@@ -23,25 +23,16 @@ struct StoreOptionsGroup: ParsableArguments {
     /// Reaches the volume: through its server when STORE is a socket, else by opening the
     /// store and its origin, each under an exclusive lock.
     func open() throws -> any VolumeAccess {
-        if isSocket(store) {
-            guard origin == nil, cacheSize == nil else {
-                throw ValidationError("--origin and --cache-size apply when opening a store directly, not through a server's socket")
-            }
-            return try ControlClient(socketPath: store)
-        }
         do {
-            return try VolumeHost(storePath: store, originPath: origin, cacheSizeBytes: cacheSize.map { Int($0) }) { event in
+            return try openVolume(store, origin: origin, cacheSizeBytes: cacheSize.map { Int($0) }) { event in
                 printError("ddsnap: \(event)")
             }
         } catch StoreError.inUse(let path) {
             throw VolumeError.inUse(describeLockHolder(path))
+        } catch VolumeError.invalidArgument(let text) {
+            throw ValidationError(text)
         }
     }
-}
-
-func isSocket(_ path: String) -> Bool {
-    var st = stat()
-    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
 }
 
 /// "STORE is in use by `ddsnap server ...` (pid N)": who holds the lock, from /proc/locks.
