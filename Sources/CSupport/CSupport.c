@@ -223,3 +223,24 @@ int zuma_punch_zeros(int fd, uint64_t offset, uint64_t length) {
 int zuma_zero_range(int fd, uint64_t offset, uint64_t length) {
     return zero_range(fd, offset, length, FALLOC_FL_ZERO_RANGE, FALLOC_FL_PUNCH_HOLE);
 }
+
+int zuma_copy_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length) {
+    loff_t from = (loff_t)in_offset, to = (loff_t)out_offset;
+    while (length > 0) {
+        ssize_t n = copy_file_range(in, &from, out, &to, (size_t)length, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = EINVAL;  /* the source ended early */
+            return -1;
+        }
+        length -= (uint64_t)n;
+    }
+    return 0;
+}
+
+int zuma_start_writeback(int fd, uint64_t offset, uint64_t length) {
+    return sync_file_range(fd, (off64_t)offset, (off64_t)length, SYNC_FILE_RANGE_WRITE);
+}

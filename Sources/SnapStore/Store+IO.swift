@@ -180,12 +180,17 @@ extension Store {
 
     /// Group commit: the origin writes of several requests, with one commit covering every
     /// copy-out any of them needs, then the origin writes in order. Ranges are checked first,
-    /// so a bad extent fails the batch before anything is written.
-    public func write(originBatch extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
+    /// so a bad extent fails the batch before anything is written. With `writeBehind` (a bulk
+    /// writer that flushes at its end, like a delta apply), the origin starts writing the
+    /// extents back at once, so that the final flush has little left to wait for.
+    public func write(originBatch extents: [(offset: UInt64, data: UnsafeRawBufferPointer)], writeBehind: Bool = false) throws {
         try checkUsable()
         for e in extents { try checkRange(e.offset, e.data.count, size: superblock.originSizeBytes, what: "origin") }
         try protect(extents.map { ($0.offset, UInt64($0.data.count)) })
         for e in extents where !e.data.isEmpty { try originDevice.write(e.data, at: e.offset) }
+        if writeBehind {
+            for e in extents where !e.data.isEmpty { originDevice.startWriteback(at: e.offset, length: UInt64(e.data.count)) }
+        }
     }
 
     /// Makes bytes [offset, offset + length) of the origin read as zeros: copied out first
@@ -292,10 +297,18 @@ extension Store {
             let bytes = count * chunkSizeBytes
             if copyBuffer.count < bytes { copyBuffer = [UInt8](repeating: 0, count: bytes) }
             let valid = Int(min(UInt64(bytes), superblock.originSizeBytes - first))
-            try copyBuffer.withUnsafeMutableBytes { b in
-                try originDevice.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<valid]), at: first)
-                for i in valid..<bytes { b[i] = 0 }
-                try storeDevice.write(UnsafeRawBufferPointer(rebasing: b[0..<bytes]), at: addresses[0] * chunkSize)
+            if try originDevice.dataExtents(in: first..<(first + UInt64(valid))).isEmpty {
+                // A hole of a file origin (never written, or discarded): the copy reads as
+                // zeros without reading or writing any data.
+                try storeDevice.writeZeros(at: addresses[0] * chunkSize, length: UInt64(bytes))
+            } else if valid == bytes, try originDevice.copy(UInt64(bytes), at: first, to: storeDevice, at: addresses[0] * chunkSize) {
+                // Copied in the kernel (or shared, on a filesystem with reflinks).
+            } else {
+                try copyBuffer.withUnsafeMutableBytes { b in
+                    try originDevice.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<valid]), at: first)
+                    for i in valid..<bytes { b[i] = 0 }
+                    try storeDevice.write(UnsafeRawBufferPointer(rebasing: b[0..<bytes]), at: addresses[0] * chunkSize)
+                }
             }
             for i in 0..<count {
                 let c = chunks[start + i]

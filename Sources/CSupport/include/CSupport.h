@@ -56,4 +56,14 @@ int zuma_zero_range(int fd, uint64_t offset, uint64_t length);
 /// ZERO_RANGE) on a file, so the range becomes a hole that SEEK_DATA skips.
 int zuma_punch_zeros(int fd, uint64_t offset, uint64_t length);
 
+/// Copies `length` bytes from `in` at `in_offset` to `out` at `out_offset` inside the kernel
+/// (copy_file_range: no copy through user memory; a shared extent where the filesystem
+/// can). Returns 0, or -1 with errno (EXDEV, EINVAL, EOPNOTSUPP... when it cannot: copy by
+/// hand instead) after copying nothing or part.
+/// Starts writing back the dirty pages of [offset, offset + length) without waiting
+/// (sync_file_range SYNC_FILE_RANGE_WRITE): a later fdatasync then has less to wait for.
+int zuma_start_writeback(int fd, uint64_t offset, uint64_t length);
+
+int zuma_copy_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length);
+
 #endif
