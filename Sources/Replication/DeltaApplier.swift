@@ -55,7 +55,8 @@ public final class DeltaApplier {
     public func apply(events produce: ((DeltaEvent) throws -> Void) throws -> Void) throws -> ApplyOutcome {
         do {
             try produce(handle)
-            try writePending()
+            try submitFilling()
+            try writer.drain()
             // The whole input is read and checked: only now does the target snapshot appear.
             if let h = header, trailer != nil, !alreadyApplied {
                 // Creating the snapshot syncs the origin and commits: the flush comes with it.
@@ -63,6 +64,8 @@ public final class DeltaApplier {
                                                      createdNanoseconds: h.target.createdNanoseconds)
             }
         } catch {
+            // Nothing may touch the replica while the writer still does.
+            writer.settle()
             if changed, created == nil, let base = header?.base {
                 _ = try? replica.revert(to: base.tag)
             }
@@ -85,14 +88,7 @@ public final class DeltaApplier {
             if let data {
                 try write(data, at: offset)
             } else {
-                // Only where the replica's origin may hold data: read it, and zero it if needed.
-                let cs = UInt64(h.chunkSizeBytes)
-                let end = offset + r.dataBytes
-                for range in try replica.dataRanges(snapshot: nil, chunks: r.firstChunk..<(r.firstChunk + UInt64(r.chunkCount))) {
-                    let from = range.lowerBound * cs, to = min(range.upperBound * cs, end)
-                    guard from < to else { continue }
-                    if try !originIsZero(offset: from, length: to - from) { try writeZeros(at: from, length: to - from) }
-                }
+                try zero(chunks: r.firstChunk..<(r.firstChunk + UInt64(r.chunkCount)), offset: offset, end: offset + r.dataBytes)
             }
             progress?.advance(chunks: UInt64(r.chunkCount), bytes: r.dataBytes)
         case let .trailer(t):
@@ -159,49 +155,75 @@ public final class DeltaApplier {
         }
     }
 
-    // Writes are gathered (copied) up to `batchBytes` and given to the replica together: one
-    // commit covers the copy-outs of a whole batch instead of one per record.
+    // Writes are gathered (copied) up to `batchBytes` and given to the replica together, on
+    // the writer's thread while the next batch fills: one commit covers the copy-outs of a
+    // whole batch, and reading the input overlaps writing and syncing the replica.
     static let batchBytes = 8 << 20
-    private var pendingData: [UInt8] = []
-    /// Offset in the origin, offset in `pendingData` (nil: zeros), length.
-    private var pendingExtents: [(offset: UInt64, at: Int?, count: Int)] = []
-    private var pendingBytes = 0
+    private var filling = ApplyBatch()
+    /// The batch in flight (or done with), reused once the writer is done with it.
+    private var spare = ApplyBatch()
+    private let writer = BatchWriter()
 
     private func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws {
         changed = true
-        pendingExtents.append((offset, pendingData.count, data.count))
-        pendingData.append(contentsOf: data)
-        pendingBytes += data.count
-        if pendingBytes >= Self.batchBytes { try writePending() }
+        filling.extents.append((offset, filling.data.count, data.count))
+        filling.data.append(data)
+        filling.bytes += data.count
+        if filling.bytes >= Self.batchBytes { try submitFilling() }
+    }
+
+    /// A zero record: resolved against the replica on the writer's thread (only where its
+    /// origin may hold data, and does not read as zeros, are zeros written).
+    private func zero(chunks: Range<UInt64>, offset: UInt64, end: UInt64) throws {
+        changed = true
+        filling.zeroRecords.append((chunks, offset, end))
+        filling.bytes += Int(end - offset)
+        if filling.bytes >= Self.batchBytes { try submitFilling() }
+    }
+
+    private func submitFilling() throws {
+        guard !filling.isEmpty else { return }
+        try writer.drain()
+        let batch = filling
+        (filling, spare) = (spare, batch)
+        let job = WriterJob(applier: self, batch: batch)
+        try writer.submit { try job.run() }
+    }
+
+    private struct WriterJob: @unchecked Sendable {
+        let applier: DeltaApplier
+        let batch: ApplyBatch
+        func run() throws {
+            try applier.writeBatch(batch)
+            batch.clear()
+        }
     }
 
     private static let zeros = [UInt8](repeating: 0, count: 1 << 20)
 
-    private func writeZeros(at offset: UInt64, length: UInt64) throws {
-        changed = true
-        var done: UInt64 = 0
-        while done < length {
-            let n = Int(min(UInt64(Self.zeros.count), length - done))
-            pendingExtents.append((offset + done, nil, n))
-            pendingBytes += n
-            done += UInt64(n)
-        }
-        if pendingBytes >= Self.batchBytes { try writePending() }
-    }
-
-    private func writePending() throws {
-        guard !pendingExtents.isEmpty else { return }
-        try pendingData.withUnsafeBytes { data in
-            try Self.zeros.withUnsafeBytes { zeros in
-                try replica.write(originExtents: pendingExtents.map { e in
-                    (e.offset, e.at.map { UnsafeRawBufferPointer(rebasing: data[$0..<($0 + e.count)]) }
-                        ?? UnsafeRawBufferPointer(rebasing: zeros[0..<e.count]))
-                })
+    /// On the writer's thread: the batch's zero records, then its data, in one call.
+    private func writeBatch(_ batch: ApplyBatch) throws {
+        let cs = UInt64(header!.chunkSizeBytes)
+        var zeroExtents: [(offset: UInt64, count: Int)] = []
+        for z in batch.zeroRecords {
+            for range in try replica.dataRanges(snapshot: nil, chunks: z.chunks) {
+                let from = max(range.lowerBound * cs, z.offset), to = min(range.upperBound * cs, z.end)
+                guard from < to, try !originIsZero(offset: from, length: to - from) else { continue }
+                var at = from
+                while at < to {
+                    let n = Int(min(UInt64(Self.zeros.count), to - at))
+                    zeroExtents.append((at, n))
+                    at += UInt64(n)
+                }
             }
         }
-        pendingExtents.removeAll(keepingCapacity: true)
-        pendingData.removeAll(keepingCapacity: true)
-        pendingBytes = 0
+        guard !batch.extents.isEmpty || !zeroExtents.isEmpty else { return }
+        let data = batch.data.bytes
+        try Self.zeros.withUnsafeBytes { zeros in
+            try replica.write(originExtents:
+                batch.extents.map { ($0.offset, UnsafeRawBufferPointer(rebasing: data[$0.at..<($0.at + $0.count)])) }
+                + zeroExtents.map { ($0.offset, UnsafeRawBufferPointer(rebasing: zeros[0..<$0.count])) })
+        }
     }
 
     /// Whether the replica's origin already reads as zeros there (then a zero record costs a read).
@@ -211,5 +233,25 @@ public final class DeltaApplier {
             if zero && !isZero(piece) { zero = false }
         }
         return zero
+    }
+}
+
+/// Writes gathered for the replica: data copied in, and zero records to resolve against it.
+final class ApplyBatch {
+    let data = BulkBuffer(capacity: DeltaApplier.batchBytes + DeltaFormat.recordDataMax)
+    /// Offset in the origin, offset in `data`, length.
+    var extents: [(offset: UInt64, at: Int, count: Int)] = []
+    /// The record's chunks and its byte range in the origin.
+    var zeroRecords: [(chunks: Range<UInt64>, offset: UInt64, end: UInt64)] = []
+    /// Bytes the batch covers (data and zero records).
+    var bytes = 0
+
+    var isEmpty: Bool { extents.isEmpty && zeroRecords.isEmpty }
+
+    func clear() {
+        data.count = 0
+        extents.removeAll(keepingCapacity: true)
+        zeroRecords.removeAll(keepingCapacity: true)
+        bytes = 0
     }
 }

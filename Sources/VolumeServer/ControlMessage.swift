@@ -129,13 +129,19 @@ public enum ControlFrame: Equatable, Sendable {
     /// The frame's bytes on the wire.
     public func encoded() -> [UInt8] {
         let p = payload
+        var out = ControlFrame.header(kind: kind, payloadCount: p.count)
+        out.append(contentsOf: p)
+        return out
+    }
+
+    /// The six header bytes of a frame: length (payload + 2, little-endian), version, kind.
+    static func header(kind: UInt8, payloadCount: Int) -> [UInt8] {
         var out = [UInt8]()
-        out.reserveCapacity(ControlFrame.headerBytes + p.count)
-        let length = UInt32(p.count + 2)
+        out.reserveCapacity(ControlFrame.headerBytes + payloadCount)
+        let length = UInt32(payloadCount + 2)
         for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: length >> (8 * UInt32(i)))) }
         out.append(ControlFrame.version)
         out.append(kind)
-        out.append(contentsOf: p)
         return out
     }
 

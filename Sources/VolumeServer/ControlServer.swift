@@ -195,9 +195,13 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             return .none
         case let .usage(tag): return .usage(try host.usage(tag: tag))
         case let .read(snapshot, offset, length):
-            try host.read(snapshot: snapshot, offset: offset, length: length) { piece in
-                try send(.data(Array(piece)))
+            do {
+                try host.read(snapshot: snapshot, offset: offset, length: length) { try sendData($0) }
+            } catch {
+                try? confirmData()
+                throw error
             }
+            try confirmData()
             return .none
         case .flush:
             try host.flush()
@@ -285,6 +289,40 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         do {
             try channel.writeAndFlush(buffer).wait()
         } catch {
+            throw ConnectionGone.gone
+        }
+    }
+
+    /// Data frames handed to the event loop and not yet written: a read runs ahead of the
+    /// socket by at most `unconfirmedBytesMax` instead of waiting for every frame.
+    private var unconfirmed: [(write: EventLoopFuture<Void>, bytes: Int)] = []
+    private var unconfirmedBytes = 0
+    private static let unconfirmedBytesMax = 4 << 20
+
+    /// A data frame, copied once into the channel's buffer.
+    private func sendData(_ piece: UnsafeRawBufferPointer) throws {
+        guard let channel else { throw ConnectionGone.gone }
+        var buffer = channel.allocator.buffer(capacity: ControlFrame.headerBytes + piece.count)
+        buffer.writeBytes(ControlFrame.header(kind: ControlFrame.dataKind, payloadCount: piece.count))
+        buffer.writeBytes(piece)
+        unconfirmed.append((channel.writeAndFlush(buffer), piece.count))
+        unconfirmedBytes += piece.count
+        while unconfirmedBytes > Self.unconfirmedBytesMax { try confirmOldest() }
+    }
+
+    /// Waits until every data frame is written.
+    private func confirmData() throws {
+        while !unconfirmed.isEmpty { try confirmOldest() }
+    }
+
+    private func confirmOldest() throws {
+        let (write, bytes) = unconfirmed.removeFirst()
+        unconfirmedBytes -= bytes
+        do {
+            try write.wait()
+        } catch {
+            unconfirmed.removeAll()
+            unconfirmedBytes = 0
             throw ConnectionGone.gone
         }
     }

@@ -25,9 +25,10 @@ public protocol VolumeAccess: AnyObject {
     /// stream) at `offset`, then (with `flush`) flushes. Returns the number of bytes written.
     func write(snapshot: UInt64?, offset: UInt64, flush: Bool,
                from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64
-    /// Writes several extents of the origin, not flushed. A store opened here copies out what
-    /// all of them need with one commit; a server takes them one by one (its group commit
-    /// shares commits among concurrent writers).
+    /// Writes several extents of the origin, not flushed: a bulk write that flushes at its end
+    /// (a delta apply). A store opened here copies out what all of them need with one commit
+    /// and starts writing the extents back at once; a server takes them one by one (its group
+    /// commit shares commits among concurrent writers).
     func write(originExtents extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws
     /// Makes every write before it durable (origin sync, commit, store sync).
     func flush() throws

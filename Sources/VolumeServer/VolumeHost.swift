@@ -162,7 +162,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     }
 
     public func write(originExtents extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
-        try withStore { try $0.write(originBatch: extents) }
+        try withStore { try $0.write(originBatch: extents, writeBehind: true) }
     }
 
     public func changedChunks(from: StoreSide, to: StoreSide, startingAt start: UInt64, limit: UInt64?,
