@@ -159,6 +159,7 @@ public final class DeltaApplier {
     // the writer's thread while the next batch fills: one commit covers the copy-outs of a
     // whole batch, and reading the input overlaps writing and syncing the replica.
     static let batchBytes = 8 << 20
+    static let zeroRecordWeight = 16 << 10
     private var filling = ApplyBatch()
     /// The batch in flight (or done with), reused once the writer is done with it.
     private var spare = ApplyBatch()
@@ -177,7 +178,9 @@ public final class DeltaApplier {
     private func zero(chunks: Range<UInt64>, offset: UInt64, end: UInt64) throws {
         changed = true
         filling.zeroRecords.append((chunks, offset, end))
-        filling.bytes += Int(end - offset)
+        // Most zero records need nothing (the replica already reads zeros there): they count
+        // as a little, so that a full stream's many zero records do not make many batches.
+        filling.bytes += Self.zeroRecordWeight
         if filling.bytes >= Self.batchBytes { try submitFilling() }
     }
 
@@ -243,7 +246,7 @@ final class ApplyBatch {
     var extents: [(offset: UInt64, at: Int, count: Int)] = []
     /// The record's chunks and its byte range in the origin.
     var zeroRecords: [(chunks: Range<UInt64>, offset: UInt64, end: UInt64)] = []
-    /// Bytes the batch covers (data and zero records).
+    /// Data bytes, plus `zeroRecordWeight` per zero record.
     var bytes = 0
 
     var isEmpty: Bool { extents.isEmpty && zeroRecords.isEmpty }

@@ -4,6 +4,7 @@ import VolumeServer
 
 struct Attach: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "attach",
         abstract: "Attach a loop device to the origin or snapshot TAG and print its path.",
         discussion: "The device is also named /dev/mapper/VOL (the origin) or /dev/mapper/VOL(TAG). Snapshots attach read-only unless --writable.")
 
@@ -20,6 +21,7 @@ struct Attach: ParsableCommand {
 
 struct Detach: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "detach",
         abstract: "Detach the loop device of the origin or snapshot TAG.",
         discussion: "A device still mounted goes away when it is unmounted.")
 
@@ -33,7 +35,7 @@ struct Detach: ParsableCommand {
 }
 
 struct Devices: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the devices a server has attached.")
+    static let configuration = CommandConfiguration(commandName: "devices", abstract: "List the devices a server has attached.")
 
     @Argument(help: "The server's control socket.") var socket: String
     @Flag(help: "Print JSON.") var json = false

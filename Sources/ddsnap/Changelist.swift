@@ -3,6 +3,7 @@ import SnapStore
 
 struct Changelist: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "changelist",
         abstract: "Print the chunks that may differ between FROM and TO, one chunk number per line, in order.",
         discussion: "FROM and TO are snapshot tags or 'origin'. Metadata only: no data is read.")
 

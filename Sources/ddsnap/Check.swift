@@ -3,6 +3,7 @@ import SnapStore
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "check",
         abstract: "Verify every invariant of the store; exit 0 when clean, 1 when not.",
         discussion: "With --repair, frees leaked chunks (in use but referenced by nothing); nothing else is changed.")
 

@@ -2,7 +2,7 @@ import ArgumentParser
 import SnapStore
 
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Take snapshot TAG of the origin.")
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Take snapshot TAG of the origin.")
 
     @OptionGroup var store: StoreOptionsGroup
     @Argument(help: "The new snapshot's tag.", transform: parseTag) var tag: UInt64

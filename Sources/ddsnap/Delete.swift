@@ -2,7 +2,7 @@ import ArgumentParser
 import SnapStore
 
 struct Delete: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Delete snapshot TAG, freeing the chunks no other snapshot needs.")
+    static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete snapshot TAG, freeing the chunks no other snapshot needs.")
 
     @OptionGroup var store: StoreOptionsGroup
     @Argument(help: "The snapshot to delete.", transform: parseTag) var tag: UInt64

@@ -9,6 +9,7 @@ import VolumeServer
 
 struct Delta: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "delta",
         abstract: "Changed-chunk lists and delta streams between snapshots (replication on files and pipes).",
         subcommands: [DeltaChangelist.self, DeltaCreate.self, DeltaApply.self])
 }

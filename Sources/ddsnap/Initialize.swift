@@ -4,6 +4,7 @@ import SnapStore
 
 struct Initialize: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "initialize",
         abstract: "Make SNAPSTORE an empty snapshot store for ORIGIN.",
         discussion: "The origin's data stays in place: an existing filesystem can be adopted.")
 

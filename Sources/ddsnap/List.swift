@@ -2,7 +2,7 @@ import ArgumentParser
 import SnapStore
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List snapshots, oldest first.")
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List snapshots, oldest first.")
 
     @OptionGroup var store: StoreOptionsGroup
     @Flag(help: "Print JSON.") var json = false

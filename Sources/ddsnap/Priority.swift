@@ -3,6 +3,7 @@ import SnapStore
 
 struct Priority: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "priority",
         abstract: "Set snapshot TAG's priority (-128...127); lower priorities are given up first, 127 never.")
 
     @OptionGroup var store: StoreOptionsGroup

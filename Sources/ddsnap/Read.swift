@@ -2,7 +2,7 @@ import ArgumentParser
 import SnapStore
 
 struct Read: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Copy bytes of the origin or of a snapshot to standard output.")
+    static let configuration = CommandConfiguration(commandName: "read", abstract: "Copy bytes of the origin or of a snapshot to standard output.")
 
     @OptionGroup var store: StoreOptionsGroup
     @Option(help: "Read this snapshot instead of the origin.", transform: parseTag) var snapshot: UInt64?

@@ -3,6 +3,7 @@ import SnapStore
 
 struct Resize: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "resize",
         abstract: "Grow or shrink the origin and/or the snapshot store.",
         discussion: """
             Shrinking the origin keeps every snapshot's contents (what they need is copied out first); \

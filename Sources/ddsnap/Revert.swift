@@ -3,6 +3,7 @@ import SnapStore
 
 struct Revert: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "revert",
         abstract: "Make the origin equal to snapshot TAG again; every snapshot keeps its contents.",
         discussion: "Unmount the origin first: its filesystem would not expect its blocks to change underneath it.")
 

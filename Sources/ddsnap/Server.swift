@@ -6,6 +6,7 @@ import VolumeServer
 
 struct Server: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "server",
         abstract: "Serve a volume: control socket, block files with loop devices, NBD.",
         discussion: """
             One server per volume owns the store and its origin. Other ddsnap commands reach it by \

@@ -3,6 +3,7 @@ import SnapStore
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "Show the store's usage; with --size, what each snapshot holds; with --state, test one snapshot.",
         discussion: "--state TAG exits 0 when the snapshot is normal, 1 when it does not exist, 2 when it was squashed.")
 

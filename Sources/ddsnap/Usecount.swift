@@ -3,6 +3,7 @@ import SnapStore
 
 struct Usecount: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "usecount",
         abstract: "Add DELTA (may be negative) to snapshot TAG's persistent use count and print the new count.",
         discussion: "A snapshot in use is squashed rather than deleted when the store fills.")
 

@@ -4,6 +4,7 @@ import SnapStore
 
 struct Write: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "write",
         abstract: "Copy standard input into the origin or a snapshot (making it writable), then flush.")
 
     @OptionGroup var store: StoreOptionsGroup

@@ -3,6 +3,7 @@ import VolumeManager
 
 struct Define: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "define",
         abstract: "Define a volume, make one a master, or set its snapshot schedule.",
         subcommands: [DefineVolume.self, DefineMaster.self, DefineSchedule.self])
 }
@@ -122,6 +123,7 @@ struct DefineSchedule: ParsableCommand {
 
 struct Forget: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "forget",
         abstract: "Forget a volume.", subcommands: [ForgetVolume.self])
 }
 

@@ -5,6 +5,7 @@ import VolumeManager
 
 struct Replicate: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "replicate",
         abstract: "Take a snapshot of VOL and replicate it to the local replica TARGET (only the chunks changed since the last snapshot both hold).",
         discussion: """
             TARGET is a replica's snapshot store (file or block device; --origin names its origin \

@@ -4,6 +4,7 @@ import VolumeManager
 
 struct Snapshot: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "snapshot",
         abstract: "Take a snapshot of VOL now (of KIND for the rotation; none: manual, kept until deleted) and print its id.",
         discussion: """
             The origin's filesystem is frozen while the snapshot is taken. On a master the snapshot \
@@ -32,6 +33,7 @@ struct VolumeSnapshotArguments: ParsableArguments {
 
 struct Delete: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "delete",
         abstract: "Delete snapshot SNAP of VOL (unmounted first); a manual snapshot stays until this.")
 
     @OptionGroup var target: VolumeSnapshotArguments
@@ -44,6 +46,7 @@ struct Delete: ParsableCommand {
 
 struct Revert: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "revert",
         abstract: "Make the origin of VOL equal to snapshot SNAP (stop the master first).")
 
     @OptionGroup var target: VolumeSnapshotArguments
@@ -56,6 +59,7 @@ struct Revert: ParsableCommand {
 
 struct Resize: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "resize",
         abstract: "Resize the origin (master stopped; grow the device first) and/or the snapshot store of VOL.")
 
     @Argument(help: "The volume's name.") var volume: String
@@ -74,6 +78,7 @@ struct Resize: ParsableCommand {
 
 struct Remount: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "remount",
         abstract: "Move the origin mount point of VOL to DIR and/or change its mount options ('-' keeps either).")
 
     @Argument(help: "The volume's name.") var volume: String
@@ -90,6 +95,7 @@ struct Remount: ParsableCommand {
 /// The schedule agent of a running master (started by `zumastor start`).
 struct Agent: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "agent",
         abstract: "Run the snapshot schedule of master VOL (started by zumastor start).", shouldDisplay: false)
 
     @Argument(help: "The volume's name.") var volume: String

@@ -33,6 +33,7 @@ struct Target: ParsableArguments {
 
 struct Start: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "start",
         abstract: "Start every defined volume (the service), one volume, or one master's mounts and schedule.")
 
     @OptionGroup var target: Target
@@ -44,6 +45,7 @@ struct Start: ParsableCommand {
 
 struct Stop: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "stop",
         abstract: "Stop every defined volume (the service), one volume, or one master's mounts and schedule.")
 
     @OptionGroup var target: Target

@@ -6,6 +6,7 @@ import VolumeServer
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "Show the defined volumes, one volume, or one snapshot of it.")
 
     @Argument(help: "A volume (default: all).") var volume: String?
