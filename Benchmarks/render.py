@@ -224,15 +224,21 @@ def replication_tables(repl, w):
     w("initialisation and mounted `noatime` (reads would otherwise change inodes). Caches warm for every tool; rsync does not fsync what it writes, while an")
     w("apply commits (fsync) before the replica's snapshot exists. Every case ends with the")
     w("replica's snapshot compared byte for byte with the source's, and rsync's copy with `diff -r`.")
-    w("Commands: `Benchmarks/replication_peer.py` (run by `Benchmarks/run.sh`).")
+    runs = len(repl["cases"][0]["first"].get("samples", {}).get("ours", [0])) if repl["cases"] else 1
+    w(f"Commands: `Benchmarks/replication_peer.py` (run by `Benchmarks/run.sh`). Each case ran {runs} time(s) on")
+    w("fresh volumes: medians, with the fastest and slowest run in brackets; ratios are of medians.")
     w("")
     w("| volume | dirs | files | step | ours | rsync -a | ratio | rsync --checksum | ratio |")
     w("|---|---|---|---|---|---|---|---|---|")
+
+    def cell(r, tool):
+        xs = r.get("samples", {}).get(tool)
+        return f'{r[tool]:.3f}' + (f' ({min(xs):.3f}–{max(xs):.3f})' if xs and len(xs) > 1 else "")
     for c in repl["cases"]:
         for step in ("first", "touch", "rewrite"):
             r = c[step]
-            w(f'| {c["volume"] >> 20} MiB | {c["dirs"]} | {c["files"]:,} {c["layout"]} | {step} | {r["ours"]:.3f} | '
-              f'{r["rsync"]:.3f} | {r["rsync"] / r["ours"]:.2f}x | {r["rsync_checksum"]:.3f} | {r["rsync_checksum"] / r["ours"]:.2f}x |')
+            w(f'| {c["volume"] >> 20} MiB | {c["dirs"]} | {c["files"]:,} {c["layout"]} | {step} | {cell(r, "ours")} | '
+              f'{cell(r, "rsync")} | {r["rsync"] / r["ours"]:.2f}x | {cell(r, "rsync_checksum")} | {r["rsync_checksum"] / r["ours"]:.2f}x |')
     for s in repl.get("skipped", []):
         w(f'| {s["volume"] >> 20} MiB | {s["dirs"]} | {s["layout"]} | skipped: {s["why"]} | | | | | |')
     w("")

@@ -19,13 +19,18 @@ snapshot is compared byte for byte with the source's (outside the timing).
 The big case (--files N, at least 1,000,000 in the report): N files of 4 KiB in directories of
 1,000, then N/1000 files rewritten between replications.
 
+Each replatbench case runs --repeat times (3 by default), each on fresh volumes; the report
+gives each step's median with its minimum and maximum (one run of a step is a single
+replication, and this machine's timings vary by tens of percent from run to run).
+
 Usage: replication_peer.py --dir DIR --bin BUILD_DIR --output FILE [--sizes 100M,1G]
-       [--dirs 1,10,100] [--files N]"""
+       [--dirs 1,10,100] [--files N] [--repeat N]"""
 import argparse
 import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -165,6 +170,15 @@ def replatbench(args, volume, dirs, layout, index):
         case.close()
 
 
+def summarize(runs):
+    """Per step and tool: the median, with every sample kept (the medians stand as the figures)."""
+    out = {k: v for k, v in runs[0].items() if k not in ("first", "touch", "rewrite")}
+    for step in ("first", "touch", "rewrite"):
+        out[step] = {tool: statistics.median(r[step][tool] for r in runs) for tool in runs[0][step]}
+        out[step]["samples"] = {tool: [r[step][tool] for r in runs] for tool in runs[0][step]}
+    return out
+
+
 def million(args):
     n = args.files
     rng = random.Random(7)
@@ -204,6 +218,7 @@ def main():
     p.add_argument("--sizes", default="100M,1G")
     p.add_argument("--dirs", default="1,10,100")
     p.add_argument("--files", type=int, default=0, help="the big case: this many 4 KiB files (0: skip)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each replatbench case (fresh volumes each)")
     args = p.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     results = {"cases": [], "skipped": []}
@@ -218,8 +233,11 @@ def main():
                     results["skipped"].append({"volume": volume, "dirs": dirs, "layout": layout,
                                                "why": f"{need // MiB} MiB of blocks do not fit a {volume // MiB} MiB volume"})
                     continue
-                index += 1
-                r = replatbench(args, volume, dirs, layout, index)
+                runs = []
+                for _ in range(max(1, args.repeat)):
+                    index += 1
+                    runs.append(replatbench(args, volume, dirs, layout, index))
+                r = summarize(runs)
                 print(f"{volume_text} {dirs} dirs {layout}: " + ", ".join(
                     f"{k} ours {r[k]['ours']:.3f}s rsync {r[k]['rsync']:.3f}s ({r[k]['rsync'] / r[k]['ours']:.1f}x)"
                     for k in ("first", "touch", "rewrite")), flush=True)

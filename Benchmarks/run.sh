@@ -32,7 +32,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 replication() {
     python3 Benchmarks/replication_peer.py --dir "$dir/replication" --bin "$PWD/.build/static/release" --files "$many_files" \
-        --output "$out/replication.json"
+        --repeat $repeats --output "$out/replication.json"
 }
 if [ $replication_only -eq 1 ]; then
     [ -f docs/benchmarks.json ] || { echo "run.sh: --replication-only needs docs/benchmarks.json from a full run" >&2; exit 1; }
