@@ -12,22 +12,27 @@ import Musl
 final class BulkBuffer {
     let capacity: Int
     private let base: UnsafeMutableRawPointer
+    /// 0: heap memory (the mapping failed).
     private let mappedBytes: Int
     /// Bytes in use, from the start.
     var count = 0
 
     init(capacity: Int) {
         let huge = 2 << 20
-        mappedBytes = (capacity + huge - 1) / huge * huge
-        guard let p = mmap(nil, mappedBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
-            fatalError("cannot map \(mappedBytes) bytes for a delta batch")
+        let bytes = (capacity + huge - 1) / huge * huge
+        if let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
+            _ = madvise(p, bytes, 14)  // MADV_HUGEPAGE; a hint, refused on kernels without THP
+            (base, mappedBytes) = (p, bytes)
+        } else {
+            // No mapping to be had: ordinary heap memory does the same job, a little slower.
+            (base, mappedBytes) = (UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096), 0)
         }
-        _ = madvise(p, mappedBytes, 14)  // MADV_HUGEPAGE; a hint, refused on kernels without THP
-        base = p
         self.capacity = capacity
     }
 
-    deinit { munmap(base, mappedBytes) }
+    deinit {
+        if mappedBytes > 0 { munmap(base, mappedBytes) } else { base.deallocate() }
+    }
 
     /// The bytes in use.
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
