@@ -5,8 +5,11 @@
 public enum Format {
     public static let version: UInt16 = 1
     public static let magic: [UInt8] = Array("ZUMASNAP".utf8)
-    /// Incompatible feature bits this build understands (none yet).
-    public static let incompatFeaturesKnown: UInt32 = 0
+    /// Incompatible feature bit: this superblock lists verified runs (docs/FORMAT.md
+    /// "Verified commits"); it is the commit only if every run reads back with its checksum.
+    public static let incompatVerifiedCommit: UInt32 = 1
+    /// Incompatible feature bits this build understands.
+    public static let incompatFeaturesKnown: UInt32 = incompatVerifiedCommit
     public static let chunkSizeMin = 4096
     public static let chunkSizeMax = 1 << 20
     /// Superblock slots live at chunk 0 and chunk 1; each slot uses the first 4 KiB.

@@ -83,12 +83,14 @@ final class Pager<Device: BlockDevice> {
         space.free(n.address)
     }
 
-    /// Writes every dirty node (sorted by address) with `sequence`; the caller syncs.
-    func writeDirty(sequence: UInt64) throws {
+    /// Writes every dirty node (sorted by address) with `sequence`, showing each block's
+    /// bytes to `written`; the caller syncs.
+    func writeDirty(sequence: UInt64, written: (UInt64, UnsafeRawBufferPointer) -> Void) throws {
         for address in dirty.keys.sorted() {
             let n = dirty[address]!
             buffer.withUnsafeMutableBytes { n.encode(into: $0, sequence: sequence) }
             try device.write(buffer, at: address * UInt64(blockSize))
+            buffer.withUnsafeBytes { written(address, $0) }
         }
     }
 

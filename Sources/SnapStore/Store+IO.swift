@@ -310,6 +310,7 @@ extension Store {
                     try storeDevice.write(UnsafeRawBufferPointer(rebasing: b[0..<bytes]), at: addresses[0] * chunkSize)
                 }
             }
+            transactionDataRuns.append(addresses[0]..<(addresses[0] + UInt64(count)))
             for i in 0..<count {
                 let c = chunks[start + i]
                 try exceptionsByChunk.upsert(Key(c, label), addresses[i])
@@ -326,7 +327,10 @@ extension Store {
             let n = range.count
             let piece = UnsafeRawBufferPointer(rebasing: data[range])
             if let at = try privateChunks.find(Key(r.epoch, chunk)) {
-                // Already private: nobody else reads it, so it is rewritten in place.
+                // Already private: nobody else reads it, so it is rewritten in place. The
+                // newest durable commit must not list it (open would refuse that commit),
+                // so such a chunk first gets a two-flush commit on top.
+                if inLastVerifiedRuns(at) { try commit(singleFlush: false) }
                 try storeDevice.write(piece, at: at * chunkSize + UInt64(inner))
                 storeDataUnsynced = true
             } else {
@@ -348,6 +352,7 @@ extension Store {
                     }
                     let at = try space.allocate()
                     try storeDevice.write(merged, at: at * chunkSize)
+                    transactionDataRuns.append(at..<(at + 1))
                     try privateChunks.upsert(Key(r.epoch, chunk), at)
                 }
             }

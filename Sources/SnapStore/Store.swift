@@ -79,6 +79,11 @@ public final class Store<Device: BlockDevice> {
     var fillWarned = false
     /// Scratch buffer for copy-outs (grows to a batch).
     var copyBuffer: [UInt8] = []
+    /// Store chunks written with data in this transaction (copy-outs, new private chunks):
+    /// a single-flush commit lists and checksums them.
+    var transactionDataRuns: [Range<UInt64>] = []
+    /// Scratch buffer for reading data runs back at commit.
+    var verifyBuffer: [UInt8] = []
 
     public var chunkSizeBytes: Int { Int(superblock.chunkSizeBytes) }
     var chunkSize: UInt64 { UInt64(superblock.chunkSizeBytes) }
@@ -196,7 +201,23 @@ public final class Store<Device: BlockDevice> {
                 size *= 2
             }
         }
-        if let best = [first, second].compactMap({ $0 }).max(by: { $0.sequence < $1.sequence }) { return best }
+        // The newest slot wins if its commit is complete: a single-flush commit interrupted
+        // by a crash fails its verified runs, and the other slot is the previous commit.
+        for sb in [first, second].compactMap({ $0 }).sorted(by: { $0.sequence > $1.sequence }) {
+            do {
+                try verifyRuns(of: sb, on: store)
+                return sb
+            } catch let e as StoreError {
+                reasons.append("\(e)")
+            }
+        }
+        let candidates = [first, second].compactMap { $0 }
+        if candidates.contains(where: { $0.sequence > 1 }) {
+            throw StoreError.corrupt("no complete commit in \(store.path): \(reasons.joined(separator: "; "))")
+        }
+        if !candidates.isEmpty {
+            throw StoreError.notAStore(path: store.path, reason: "its initialization did not complete")
+        }
         if let versionError { throw versionError }
         throw StoreError.notAStore(path: store.path, reason: reasons.first ?? "device too small")
     }
@@ -308,28 +329,47 @@ public final class Store<Device: BlockDevice> {
     ///   1. give every dirty bitmap/index block a fresh address (copy on write);
     ///   2. write dirty nodes, bitmap blocks and index blocks, all to addresses the last
     ///      commit does not use (data chunks of copy-outs were already written there too);
-    ///   3. sync the store: everything the new root will point at is durable;
+    ///   3. a small commit (at most `verifiedCommitBytesMax` in at most as many runs as the
+    ///      superblock has room for) lists every chunk it wrote with a checksum per run in
+    ///      the superblock; a larger one syncs the store here instead, so everything the new
+    ///      root points at is durable;
     ///   4. write the superblock, sequence + 1, into the slot the last commit did not use;
     ///   5. sync the store: this is the commit point. A crash before it recovers the previous
-    ///      commit (its slot and every block it references are untouched); after it, this one.
+    ///      commit: its slot and every block it references are untouched, and a listed
+    ///      commit whose runs do not all read back with their checksums is refused at open;
     ///   6. only now may chunks freed in this transaction be reused.
     public func commit() throws {
+        try commit(singleFlush: true)
+    }
+
+    /// `singleFlush: false` forces the two-flush order (and a superblock write even when
+    /// nothing changed), so that the newest durable superblock lists no runs.
+    func commit(singleFlush: Bool) throws {
         try checkUsable()
-        guard superblockDirty || !pager.dirty.isEmpty || !space.dirtyBlocks.isEmpty else { return }
+        guard superblockDirty || !pager.dirty.isEmpty || !space.dirtyBlocks.isEmpty || !singleFlush else { return }
         do {
             try space.shadowForCommit()                                     // 1
             let sequence = superblock.sequence + 1
-            try pager.writeDirty(sequence: sequence)                        // 2
+            var runs = VerifiedRunList(chunkSize: chunkSize,
+                                       capacity: Superblock.runCapacity(indexCount: space.indexAddresses.count),
+                                       bytesMax: Store.verifiedCommitBytesMax, enabled: singleFlush)
+            if !runs.fits(chunks: UInt64(pager.dirty.count + space.dirtyBlocks.count + space.dirtyIndex.count)) { runs.abandon() }
+            try pager.writeDirty(sequence: sequence) { runs.add($0, $1) }   // 2
             var block = [UInt8](repeating: 0, count: chunkSizeBytes)
             for i in space.dirtyBlocks.sorted() {
                 block.withUnsafeMutableBytes { space.encodeBlock(i, into: $0, sequence: sequence) }
                 try storeDevice.write(block, at: space.blockAddresses[i] * chunkSize)
+                block.withUnsafeBytes { runs.add(space.blockAddresses[i], $0) }
             }
             for j in space.dirtyIndex.sorted() {
                 block.withUnsafeMutableBytes { space.encodeIndex(j, into: $0, sequence: sequence) }
                 try storeDevice.write(block, at: space.indexAddresses[j] * chunkSize)
+                block.withUnsafeBytes { runs.add(space.indexAddresses[j], $0) }
             }
-            try storeDevice.sync()                                          // 3
+            try addDataRuns(to: &runs)                                      // 3
+            if runs.abandoned || runs.runs.isEmpty {
+                try storeDevice.sync()
+            }
             storeDataUnsynced = false
             var sb = superblock
             sb.sequence = sequence
@@ -339,6 +379,7 @@ public final class Store<Device: BlockDevice> {
             sb.storeChunkCount = space.chunkCount
             sb.bitmapBlockCount = UInt32(space.blockCount)
             sb.indexAddresses = space.indexAddresses
+            sb.verifiedRuns = runs.abandoned ? [] : runs.runs
             let slot = Format.superblockSlots[Int(sequence % 2)]
             try storeDevice.write(sb.encode(), at: slot * chunkSize)         // 4
             try storeDevice.sync()                                          // 5
@@ -346,6 +387,7 @@ public final class Store<Device: BlockDevice> {
             pager.committedSequence = sequence
             pager.committed()                                               // 6
             space.committed()
+            transactionDataRuns.removeAll(keepingCapacity: true)
             superblockDirty = false
         } catch let e as StoreError {
             poisoned = e
@@ -365,9 +407,13 @@ public final class Store<Device: BlockDevice> {
         }
     }
 
-    /// Flushes and releases the store (the lock goes with the devices).
+    /// Flushes and releases the store (the lock goes with the devices). A store closed
+    /// cleanly ends with a superblock that lists no runs: damage found later in the last
+    /// commit's blocks is then reported as damage, never taken for an interrupted commit.
     public func close() throws {
-        if poisoned == nil { try flush() }
+        guard poisoned == nil else { return }
+        try flush()
+        if !superblock.verifiedRuns.isEmpty { try commit(singleFlush: false) }
     }
 
     func checkUsable() throws {

@@ -15,6 +15,19 @@ public struct TreeRoot: Equatable, Sendable {
     }
 }
 
+/// A run of store chunks written by a single-flush commit, with the CRC32C (seed 0) of its
+/// bytes: open accepts the superblock only if every run reads back with its checksum.
+public struct VerifiedRun: Equatable, Sendable {
+    public var address: UInt64
+    public var count: UInt32
+    public var crc: UInt32
+    public init(address: UInt64, count: UInt32, crc: UInt32) {
+        self.address = address
+        self.count = count
+        self.crc = crc
+    }
+}
+
 public struct Superblock: Equatable, Sendable {
     public var sequence: UInt64 = 0
     public var chunkSizeBytes: UInt32
@@ -34,6 +47,9 @@ public struct Superblock: Equatable, Sendable {
     public var bitmapBlockCount: UInt32 = 0
     public var warnFillPercent: UInt32 = 90
     public var indexAddresses: [UInt64] = []
+    /// Empty: the commit was durable before this superblock was written (two flushes).
+    /// Otherwise every block of the commit, listed for open to verify (one flush).
+    public var verifiedRuns: [VerifiedRun] = []
 
     public init(chunkSizeBytes: UInt32, storeChunkCount: UInt64, originSizeBytes: UInt64, volumeUUID: [UInt8],
                 createdNanoseconds: UInt64, originIdentity: DeviceIdentity, originPath: String) {
@@ -50,10 +66,17 @@ public struct Superblock: Equatable, Sendable {
     static let pathOffset = 256
     static let indexOffset = pathOffset + Format.originPathMax
     public static let indexAddressesMax = (Format.superblockBytes - indexOffset) / 8
+    static let runBytes = 16
+
+    /// How many verified runs fit after `indexCount` bitmap index addresses.
+    public static func runCapacity(indexCount: Int) -> Int {
+        max(0, (Format.superblockBytes - indexOffset - indexCount * 8) / runBytes)
+    }
 
     public func encode() -> [UInt8] {
         precondition(volumeUUID.count == 16)
         precondition(indexAddresses.count <= Superblock.indexAddressesMax)
+        precondition(verifiedRuns.count <= Superblock.runCapacity(indexCount: indexAddresses.count))
         let path = Array(originPath.utf8)
         precondition(path.count <= Format.originPathMax)
         var bytes = [UInt8](repeating: 0, count: Format.superblockBytes)
@@ -64,7 +87,9 @@ public struct Superblock: Equatable, Sendable {
             b.putU64(Format.superblockSlots[Int(sequence % 2)], 16)
             b.putU64(sequence, 24)
             b.putU32(chunkSizeBytes, 32)
-            b.putU32(featuresIncompat, 36)
+            let incompat = verifiedRuns.isEmpty ? featuresIncompat & ~Format.incompatVerifiedCommit
+                                                : featuresIncompat | Format.incompatVerifiedCommit
+            b.putU32(incompat, 36)
             b.putU32(featuresRoCompat, 40)
             b.putU32(featuresCompat, 44)
             b.putU64(storeChunkCount, 48)
@@ -87,8 +112,15 @@ public struct Superblock: Equatable, Sendable {
             b.putU32(bitmapBlockCount, 232)
             b.putU32(UInt32(indexAddresses.count), 236)
             b.putU32(warnFillPercent, 240)
+            b.putU32(UInt32(verifiedRuns.count), 244)
             for (i, c) in path.enumerated() { b.putU8(c, Superblock.pathOffset + i) }
             for (i, a) in indexAddresses.enumerated() { b.putU64(a, Superblock.indexOffset + i * 8) }
+            let runsAt = Superblock.indexOffset + indexAddresses.count * 8
+            for (i, r) in verifiedRuns.enumerated() {
+                b.putU64(r.address, runsAt + i * Superblock.runBytes)
+                b.putU32(r.count, runsAt + i * Superblock.runBytes + 8)
+                b.putU32(r.crc, runsAt + i * Superblock.runBytes + 12)
+            }
             BlockHeader.seal(b, type: .superblock)
         }
         return bytes
@@ -109,11 +141,17 @@ public struct Superblock: Equatable, Sendable {
             guard incompat & ~Format.incompatFeaturesKnown == 0 else { throw StoreError.unsupportedFeatures(incompat) }
             let pathLength = Int(b.u32(228))
             let indexCount = Int(b.u32(236))
-            guard pathLength <= Format.originPathMax, indexCount <= indexAddressesMax else {
-                throw StoreError.corrupt("superblock slot \(slot): path or index length out of range")
+            let runCount = Int(b.u32(244))
+            guard pathLength <= Format.originPathMax, indexCount <= indexAddressesMax,
+                  runCount <= runCapacity(indexCount: indexCount) else {
+                throw StoreError.corrupt("superblock slot \(slot): path, index or run count out of range")
             }
-            guard b.isZero(244..<256), b.isZero((pathOffset + pathLength)..<indexOffset),
-                  b.isZero((indexOffset + indexCount * 8)..<Format.superblockBytes) else {
+            guard (runCount > 0) == (incompat & Format.incompatVerifiedCommit != 0) else {
+                throw StoreError.corrupt("superblock slot \(slot): \(runCount) verified runs disagree with the verified-commit feature bit")
+            }
+            let runsAt = indexOffset + indexCount * 8
+            guard b.isZero(248..<256), b.isZero((pathOffset + pathLength)..<indexOffset),
+                  b.isZero((runsAt + runCount * runBytes)..<Format.superblockBytes) else {
                 throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero")
             }
             var trees: [TreeRoot] = []
@@ -131,7 +169,7 @@ public struct Superblock: Equatable, Sendable {
                 originIdentity: DeviceIdentity(kind: kind, device: b.u64(208), inode: b.u64(216)),
                 originPath: String(decoding: b[pathOffset..<(pathOffset + pathLength)], as: UTF8.self))
             sb.sequence = b.u64(24)
-            sb.featuresIncompat = incompat
+            sb.featuresIncompat = incompat & ~Format.incompatVerifiedCommit
             sb.featuresRoCompat = b.u32(40)
             sb.featuresCompat = b.u32(44)
             sb.epochLast = b.u64(80)
@@ -141,6 +179,10 @@ public struct Superblock: Equatable, Sendable {
             sb.bitmapBlockCount = b.u32(232)
             sb.warnFillPercent = b.u32(240)
             sb.indexAddresses = (0..<indexCount).map { b.u64(indexOffset + $0 * 8) }
+            sb.verifiedRuns = (0..<runCount).map {
+                let at = runsAt + $0 * runBytes
+                return VerifiedRun(address: b.u64(at), count: b.u32(at + 8), crc: b.u32(at + 12))
+            }
             let cs = Int(sb.chunkSizeBytes)
             guard cs >= Format.chunkSizeMin, cs <= Format.chunkSizeMax, cs & (cs - 1) == 0 else {
                 throw StoreError.corrupt("superblock slot \(slot): chunk size \(cs) is not a power of two in 4 KiB...1 MiB")

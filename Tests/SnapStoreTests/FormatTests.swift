@@ -58,6 +58,27 @@ import Glibc
         bad[300] ^= 1
         #expect(throws: StoreError.self) { try Superblock.decode(bad, slot: 1) }
         #expect(throws: StoreError.self) { try Superblock.decode(b, slot: 0) }
+
+        // A single-flush commit: the runs follow the index addresses, and the
+        // verified-commit incompatible feature bit says so.
+        sb.verifiedRuns = [VerifiedRun(address: 0x1234, count: 3, crc: 0xDEAD_BEEF), VerifiedRun(address: 40, count: 1, crc: 7)]
+        let v = sb.encode()
+        func vu32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(v[at + $1]) << (8 * $1) } }
+        func vu64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(v[at + $1]) << (8 * $1) } }
+        #expect(vu32(36) == 1)                          // incompatible features: verified commit
+        #expect(vu32(244) == 2)                         // run count
+        #expect(vu64(1280) == 5)                        // index address, unchanged
+        #expect(vu64(1288) == 0x1234 && vu32(1296) == 3 && vu32(1300) == 0xDEAD_BEEF)
+        #expect(vu64(1304) == 40 && vu32(1312) == 1 && vu32(1316) == 7)
+        #expect(v[1320...].allSatisfy { $0 == 0 })
+        #expect(try Superblock.decode(v, slot: 1) == sb)
+        #expect(Superblock.runCapacity(indexCount: 1) == 175)
+        // Runs without the feature bit (or the bit without runs) are refused.
+        var noBit = v
+        noBit[36] = 0
+        let sum = crc32c(Array(noBit[4...]), seed: UInt32(0x5342) &* 0x9E37_79B9)
+        for i in 0..<4 { noBit[i] = UInt8(truncatingIfNeeded: sum >> (8 * i)) }
+        #expect(throws: StoreError.self) { try Superblock.decode(noBit, slot: 1) }
     }
 
     // MARK: Golden images
@@ -85,7 +106,7 @@ import Glibc
         try s.createSnapshot(tag: 3)
         try s.write(offset: 0, pattern(104, 4096))
         try s.deleteSnapshot(tag: 3)
-        try s.flush()
+        try s.close()
         return (store, origin)
     }
 

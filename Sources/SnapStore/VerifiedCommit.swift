@@ -1,0 +1,137 @@
+// Single-flush commits. A small commit lists every chunk it wrote (metadata blocks and the
+// data chunks of its copy-outs), with a checksum per run, in the superblock itself; the
+// blocks and the superblock are then written together and made durable by one flush. Open
+// accepts such a superblock only if every run reads back with its checksum, and otherwise
+// uses the other slot (the previous commit, durable before this one began). Large commits
+// keep the two-flush order (blocks, flush, superblock, flush), so open never reads more
+// than `verifiedCommitBytesMax` to decide. docs/FORMAT.md "Verified commits".
+
+/// Collects the runs of one commit. Blocks are added in increasing address order within
+/// each group; a block that continues the last run extends it (the CRC chains).
+struct VerifiedRunList {
+    let chunkSize: UInt64
+    let capacity: Int
+    let bytesMax: UInt64
+    private(set) var runs: [VerifiedRun] = []
+    private(set) var bytes: UInt64 = 0
+    /// Too many runs or bytes: this commit takes the two-flush path.
+    private(set) var abandoned: Bool
+
+    init(chunkSize: UInt64, capacity: Int, bytesMax: UInt64, enabled: Bool) {
+        self.chunkSize = chunkSize
+        self.capacity = capacity
+        self.bytesMax = bytesMax
+        abandoned = !enabled || capacity == 0
+    }
+
+    /// Would `chunks` more chunks still fit the byte budget?
+    func fits(chunks: UInt64) -> Bool { !abandoned && bytes + chunks * chunkSize <= bytesMax }
+
+    mutating func abandon() {
+        abandoned = true
+        runs.removeAll()
+    }
+
+    /// Adds bytes written at chunk `address` (a whole number of chunks).
+    mutating func add(_ address: UInt64, _ data: UnsafeRawBufferPointer) {
+        guard !abandoned else { return }
+        let chunks = UInt64(data.count) / chunkSize
+        guard fits(chunks: chunks) else { return abandon() }
+        bytes += UInt64(data.count)
+        if let last = runs.last, last.address + UInt64(last.count) == address, last.count < UInt32.max / 2 {
+            runs[runs.count - 1].count += UInt32(chunks)
+            runs[runs.count - 1].crc = crc32c(data, seed: last.crc)
+            return
+        }
+        guard runs.count < capacity else { return abandon() }
+        runs.append(VerifiedRun(address: address, count: UInt32(chunks), crc: crc32c(data)))
+    }
+}
+
+extension Store {
+    /// Bytes a single-flush commit may list (open reads them all back).
+    static var verifiedCommitBytesMax: UInt64 { 2 << 20 }
+
+    /// Adds the data chunks written in this transaction that are still allocated, reading
+    /// them back (after the metadata writes, so a chunk reused as metadata is listed as
+    /// what it now holds). Gives up on verification when they do not fit.
+    func addDataRuns(to list: inout VerifiedRunList) throws {
+        guard !list.abandoned, !transactionDataRuns.isEmpty else { return }
+        var pieces: [Range<UInt64>] = []
+        var total: UInt64 = 0
+        for run in transactionDataRuns.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            var c = run.lowerBound
+            while c < run.upperBound {
+                guard space.isAllocated(c) else { c += 1; continue }
+                var end = c + 1
+                while end < run.upperBound && space.isAllocated(end) { end += 1 }
+                if let last = pieces.last, last.upperBound > c {
+                    // Overlaps an earlier run (a chunk freed and allocated again): extend.
+                    if end > last.upperBound { pieces[pieces.count - 1] = last.lowerBound..<end }
+                } else {
+                    pieces.append(c..<end)
+                }
+                c = end
+            }
+        }
+        for p in pieces { total += UInt64(p.count) }
+        guard list.fits(chunks: total) else { return list.abandon() }
+        let step = max(1, Int((1 << 20) / chunkSize))
+        if verifyBuffer.count < step * chunkSizeBytes { verifyBuffer = [UInt8](repeating: 0, count: step * chunkSizeBytes) }
+        for p in pieces {
+            var c = p.lowerBound
+            while c < p.upperBound {
+                let n = Int(min(UInt64(step), p.upperBound - c))
+                try verifyBuffer.withUnsafeMutableBytes { b in
+                    let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<(n * chunkSizeBytes)])
+                    try storeDevice.read(into: piece, at: c * chunkSize)
+                    list.add(c, UnsafeRawBufferPointer(piece))
+                }
+                c += UInt64(n)
+            }
+        }
+    }
+
+    /// Is chunk `c` part of the newest durable commit's verified runs? Such a chunk must
+    /// not change until a later commit is durable, or open would refuse that commit.
+    func inLastVerifiedRuns(_ c: UInt64) -> Bool {
+        superblock.verifiedRuns.contains { c >= $0.address && c < $0.address + UInt64($0.count) }
+    }
+
+    /// Reads back every verified run of `sb`; throws the first mismatch.
+    static func verifyRuns(of sb: Superblock, on store: Device) throws {
+        guard !sb.verifiedRuns.isEmpty else { return }
+        let cs = UInt64(sb.chunkSizeBytes)
+        var total: UInt64 = 0
+        for r in sb.verifiedRuns {
+            guard r.count > 0, r.address >= UInt64(Format.superblockSlots.count),
+                  r.address + UInt64(r.count) <= sb.storeChunkCount,
+                  (r.address + UInt64(r.count)) * cs <= store.sizeBytes else {
+                throw StoreError.corrupt("commit \(sb.sequence): verified run \(r.address)+\(r.count) lies outside the store")
+            }
+            total += UInt64(r.count) * cs
+        }
+        guard total <= verifiedCommitBytesMax else {
+            throw StoreError.corrupt("commit \(sb.sequence): verified runs cover \(total) bytes, more than \(verifiedCommitBytesMax)")
+        }
+        let step = max(1, Int((1 << 20) / cs))
+        var buffer = [UInt8](repeating: 0, count: step * Int(cs))
+        for r in sb.verifiedRuns {
+            var crc: UInt32 = 0
+            var c = r.address
+            let end = r.address + UInt64(r.count)
+            while c < end {
+                let n = Int(min(UInt64(step), end - c))
+                try buffer.withUnsafeMutableBytes { b in
+                    let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<(n * Int(cs))])
+                    try store.read(into: piece, at: c * cs)
+                    crc = crc32c(UnsafeRawBufferPointer(piece), seed: crc)
+                }
+                c += UInt64(n)
+            }
+            guard crc == r.crc else {
+                throw StoreError.corrupt("commit \(sb.sequence) is incomplete: chunks \(r.address)+\(r.count) do not match their checksum")
+            }
+        }
+    }
+}
