@@ -160,6 +160,10 @@ public final class DeltaApplier {
     // whole batch, and reading the input overlaps writing and syncing the replica.
     static let batchBytes = 8 << 20
     static let zeroRecordWeight = 16 << 10
+    /// The first batch is small, so that the writer starts early; each next one is twice as
+    /// large, up to `batchBytes` (fewer commits for long streams).
+    static let firstBatchBytes = 1 << 20
+    private var batchLimit = DeltaApplier.firstBatchBytes
     private var filling = ApplyBatch()
     /// The batch in flight (or done with), reused once the writer is done with it.
     private var spare = ApplyBatch()
@@ -170,7 +174,7 @@ public final class DeltaApplier {
         filling.extents.append((offset, filling.data.count, data.count))
         filling.data.append(data)
         filling.bytes += data.count
-        if filling.bytes >= Self.batchBytes { try submitFilling() }
+        if filling.bytes >= batchLimit { try submitFilling() }
     }
 
     /// A zero record: resolved against the replica on the writer's thread (only where its
@@ -181,7 +185,7 @@ public final class DeltaApplier {
         // Most zero records need nothing (the replica already reads zeros there): they count
         // as a little, so that a full stream's many zero records do not make many batches.
         filling.bytes += Self.zeroRecordWeight
-        if filling.bytes >= Self.batchBytes { try submitFilling() }
+        if filling.bytes >= batchLimit { try submitFilling() }
     }
 
     private func submitFilling() throws {
@@ -191,6 +195,7 @@ public final class DeltaApplier {
         (filling, spare) = (spare, batch)
         let job = WriterJob(applier: self, batch: batch)
         try writer.submit { try job.run() }
+        batchLimit = min(batchLimit * 2, Self.batchBytes)
     }
 
     private struct WriterJob: @unchecked Sendable {

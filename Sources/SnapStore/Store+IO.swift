@@ -299,8 +299,12 @@ extension Store {
             let valid = Int(min(UInt64(bytes), superblock.originSizeBytes - first))
             if try originDevice.dataExtents(in: first..<(first + UInt64(valid))).isEmpty {
                 // A hole of a file origin (never written, or discarded): the copy reads as
-                // zeros without reading or writing any data.
-                try storeDevice.writeZeros(at: addresses[0] * chunkSize, length: UInt64(bytes))
+                // zeros without reading or writing any data (and without touching the store
+                // where its chunks are a hole already).
+                let at = addresses[0] * chunkSize
+                if try !storeDevice.dataExtents(in: at..<(at + UInt64(bytes))).isEmpty {
+                    try storeDevice.writeZeros(at: at, length: UInt64(bytes))
+                }
             } else if valid == bytes, try originDevice.copy(UInt64(bytes), at: first, to: storeDevice, at: addresses[0] * chunkSize) {
                 // Copied in the kernel (or shared, on a filesystem with reflinks).
             } else {
