@@ -233,6 +233,9 @@ extension Store {
                 try privateChunks.remove(key)
                 space.free(chunk)
             }
+            // A short batch was the last: the caller's commit covers it (a small delete is
+            // one commit, atomic like any other).
+            if batch.count < batchMax { break }
             try commit()
         }
         let (previous, next) = liveNeighbours(of: s)
@@ -262,6 +265,7 @@ extension Store {
             r.cursorChunk = cursor.lo
             try ensureReleaseSpace()
             try store(r)
+            if batch.count < batchMax { break }
             try commit()
         }
         if r.state == .deleting {
