@@ -53,6 +53,9 @@ def main():
     elif a.earlier:
         w(f"Sections 1 to 5 and the btrfs peer are from {a.earlier} (`Benchmarks/run.sh`); section 6")
         w("was measured again on the date above (`Benchmarks/run.sh --devices-only`).")
+    elif a.earlier_devices:
+        w(f"Section 6 is from {a.earlier_devices}; every other section was measured on the date above")
+        w("(`Benchmarks/run.sh --skip-devices`).")
     w(f"Reproduce with `{a.command}` (as root; `--quick` for a shorter run). Every ratio compares")
     w("two figures measured in the same run; absolute numbers on this shared VM are noisy.")
     w("Chunk size 16 KiB (curves 1, 2, 4) and 4 KiB (curve 3); metadata cache 32 MiB.")
@@ -340,17 +343,17 @@ def limits():
     """What limits the figures: qualitative, so it stays true from run to run."""
     return """## What limits the figures
 
-- **Copy-out, 1 MiB sequential.** Each copy-out makes the copy and the metadata durable,
-  then the superblock, before the origin may be overwritten: two flushes, the second a real
-  write. The reference's second `fdatasync` has nothing to flush, and it writes half the
-  bytes. A single-flush commit (a commit record that open verifies, including the copied
-  data) would remove one flush; the server's group commit shares one commit among the
-  copy-outs of concurrent writers (these figures are of one writer).
-  This disk's flush latency is noisy (p99 several ms), which shows most on this pattern.
-- **Copy-out, 4 KiB random** sits around the 0.45x line: per 4 KiB written, a 16 KiB chunk is
-  read and copied, and each commit rewrites the changed tree paths plus a bitmap block, an
-  index block and the superblock (about 100 KiB at 16 KiB blocks). Smaller metadata blocks
-  than chunks would cut that.
+- **Copy-outs and the reference's syncs.** A copy-out commit of up to 2 MiB is one flush:
+  the copy, the metadata and a superblock that lists them all with checksums are written
+  together, and open refuses such a superblock if any listed chunk does not read back (then
+  the previous commit stands). The reference is given as many `fdatasync`s as we make, so
+  fewer flushes of ours make the reference faster too and the ratio shows what is left: per
+  copy-out we write the data chunk, the changed tree paths of both exception trees, a bitmap
+  block, an index block and the superblock (about 100 KiB at 16 KiB blocks, in two places on
+  the disk) where the reference writes its 4 KiB or 1 MiB. Smaller metadata blocks than
+  chunks, or a log of small commits, would cut that; the server's group commit shares one
+  commit among the copy-outs of concurrent writers (these figures are of one writer). This
+  disk's flush latency is noisy (p99 several ms), which shows most on the 1 MiB pattern.
 - **Rewrite, 4 KiB random, at 10,000 snapshots and more** runs at about 0.7x while it holds
   about 0.9x below that. The rewrite path does no work that depends on the snapshot count (an
   in-memory set test, then `pwrite`), so the gap is not yet explained; it needs a controlled
@@ -375,22 +378,25 @@ def limits():
 - **Replication of a few files.** Ours pays about 20 ms that rsync does not: one process start
   (about 5 ms with the Swift runtime linked statically and every command named explicitly;
   ArgumentParser's completion check and option reflection are most of what is left), the
-  freeze (about 1 ms with expedited RCU grace periods; 45 ms without), the snapshot's commit
-  on the source, the replica's commits (one per 8 MiB of copy-outs, then the snapshot's) and
-  the deletion of the previous replication snapshot, all flushed to disk, where rsync's
-  writes stay in the page cache. With many files rsync's per-file work dominates and ours does
-  not grow with the file count. A first copy reads only what the origin file holds: mkfs's
-  zeroed inode tables and journal are holes (discard and write-zeroes reach the server as
-  fallocate), so they cost neither a read nor a write.
+  freeze (about 1 ms with expedited RCU grace periods; 45 ms without), the volume's
+  configuration saved twice (the next snapshot id before the snapshot, the replica's new base
+  after it), the snapshot's commit on the source, the replica's commits (copy-outs, then the
+  snapshot's) and the deletion of the previous replication snapshot, all flushed to disk,
+  where rsync's writes stay in the page cache. Small commits take one flush each (a snapshot
+  create, a small delete, up to 2 MiB of copy-outs). With many files rsync's per-file work
+  dominates and ours does not grow with the file count. A first copy reads only what the
+  origin file holds: mkfs's zeroed inode tables and journal are holes (discard and
+  write-zeroes reach the server as fallocate), so they cost neither a read nor a write.
 - **Megabytes of large files.** Each changed MiB is read through the server's socket (the
   server reads up to 4 MiB ahead), copied into a batch and written to the replica on a second
-  thread while the next batch fills; where the replica's origin held data there, its old
-  chunks are copied out first (`copy_file_range`, then a commit that syncs them) — a hole of
-  the replica's origin costs no copy at all. Everything is synced before the replica's
-  snapshot exists (the batches' writeback starts as they are written); rsync leaves a new
-  file in the page cache. On a small volume, where ext4 reuses the blocks it just freed, a
-  rewrite costs a real copy-out and the ratio sits near 1; on the 1 GiB volumes the rewritten
-  files land in fresh space.
+  thread while the next batch fills (the first batch is 1 MiB so the writer starts early, then
+  each doubles up to 8 MiB); where the replica's origin held data there, its old chunks are
+  copied out first (`copy_file_range`, then a commit that syncs them) — a hole of the
+  replica's origin costs no copy at all. Everything is synced before the replica's snapshot
+  exists (the batches' writeback starts as they are written); rsync leaves a new file in the
+  page cache. On a small volume, where ext4 reuses the blocks it just freed, a rewrite costs a
+  real copy-out; on the 1 GiB volumes the rewritten files land in fresh space. Single runs of
+  these 30–80 ms steps vary by up to 50% here, in both tools.
 """.rstrip("\n").split("\n")
 
 if __name__ == "__main__":

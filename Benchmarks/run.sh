@@ -2,11 +2,13 @@
 # Runs every benchmark and writes docs/BENCHMARKS.md: our curves with their plain-file
 # references, the btrfs peer, and the block devices of `ddsnap server` against a plain loop
 # device and nbdkit+nbdfuse, all measured in this one run. As root (loop devices, mounts,
-# page-cache drops). Usage: Benchmarks/run.sh [--quick | --devices-only | --replication-only]
+# page-cache drops). Usage: Benchmarks/run.sh [--quick | --devices-only | --replication-only | --skip-devices]
 #   --quick: snapshot counts up to 1,000, changelists up to 10,000, one fio repeat.
 #   --devices-only: measure only the block devices; the other sections keep the figures of
 #     the last full run (docs/benchmarks.json) and say so.
 #   --replication-only: the same for the replication comparison with rsync (section 7).
+#   --skip-devices: measure everything but the block devices (section 6 keeps the figures of
+#     the last run that measured them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
@@ -15,6 +17,8 @@ devices_only=0
 [ "${1:-}" = "--devices-only" ] && devices_only=1
 replication_only=0
 [ "${1:-}" = "--replication-only" ] && replication_only=1
+skip_devices=0
+[ "${1:-}" = "--skip-devices" ] && skip_devices=1
 need=()
 for p in btrfs-progs python3 fio nbdkit libnbd-bin fuse3 e2fsprogs rsync; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
@@ -58,12 +62,27 @@ if [ $devices_only -eq 1 ]; then
     echo "wrote docs/BENCHMARKS.md (devices measured now, the rest from docs/benchmarks.json)"
     exit 0
 fi
+if [ $skip_devices -eq 1 ]; then
+    [ -f docs/benchmarks.json ] || { echo "run.sh: --skip-devices needs docs/benchmarks.json from a full run" >&2; exit 1; }
+    python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); json.dump(d["devices"], open(f"{sys.argv[1]}/devices.json", "w")); print(d.get("earlier_devices", d.get("earlier", "an earlier run")), file=open(f"{sys.argv[1]}/earlier_devices.txt", "w"))' "$out"
+fi
 /usr/bin/time -v .build/static/release/zuma-bench --directory "$dir" --levels "$levels" --changelist-counts "$counts" \
     --drop-caches --output "$out/zuma.json" 2> "$out/time.txt" | tee "$out/zuma.log"
 python3 Benchmarks/btrfs_peer.py --dir "$dir/btrfs" --counts "$btrfs_counts" --output "$out/btrfs.json" 2>&1 | grep -v -e NOTE -e '^ *-' -e 'this does not' -e '^$' || true
-python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/static/release/ddsnap" --repeats $repeats \
-    --output "$out/devices.json"
+if [ $skip_devices -eq 0 ]; then
+    python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/static/release/ddsnap" --repeats $repeats \
+        --output "$out/devices.json"
+fi
 replication
+if [ $skip_devices -eq 1 ]; then
+    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
+        --replication "$out/replication.json" --earlier-devices "$(cat "$out/earlier_devices.txt")" \
+        --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
+    python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "earlier": "the run of " + datetime.date.today().isoformat(), "earlier_devices": open(sys.argv[5]).read().strip()}, open("docs/benchmarks.json", "w"), indent=1)' \
+        "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json" "$out/earlier_devices.txt"
+    echo "wrote docs/BENCHMARKS.md (block devices from docs/benchmarks.json, the rest measured now)"
+    exit 0
+fi
 python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
     --replication "$out/replication.json" --command "Benchmarks/run.sh${1:+ $1}" > docs/BENCHMARKS.md
 # The raw figures beside the report, to re-render or compare runs.
