@@ -76,19 +76,26 @@ extension Store {
         }
         for p in pieces { total += UInt64(p.count) }
         guard list.fits(chunks: total) else { return list.abandon() }
-        let step = max(1, Int((1 << 20) / chunkSize))
-        if verifyBuffer.count < step * chunkSizeBytes { verifyBuffer = [UInt8](repeating: 0, count: step * chunkSizeBytes) }
         for p in pieces {
-            var c = p.lowerBound
-            while c < p.upperBound {
-                let n = Int(min(UInt64(step), p.upperBound - c))
-                try verifyBuffer.withUnsafeMutableBytes { b in
-                    let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<(n * chunkSizeBytes)])
-                    try storeDevice.read(into: piece, at: c * chunkSize)
-                    list.add(c, UnsafeRawBufferPointer(piece))
-                }
-                c += UInt64(n)
+            try Store.readBack(p, chunkSize: chunkSize, from: storeDevice, buffer: &verifyBuffer) { list.add($0, $1) }
+        }
+    }
+
+    /// Reads chunks `range` of `store` in pieces of about 1 MiB, in order, showing each piece
+    /// and its first chunk to `body`.
+    static func readBack(_ range: Range<UInt64>, chunkSize: UInt64, from store: Device, buffer: inout [UInt8],
+                         _ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws {
+        let step = max(1, (1 << 20) / chunkSize)
+        if buffer.count < Int(step * chunkSize) { buffer = [UInt8](repeating: 0, count: Int(step * chunkSize)) }
+        var c = range.lowerBound
+        while c < range.upperBound {
+            let n = min(step, range.upperBound - c)
+            try buffer.withUnsafeMutableBytes { b in
+                let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<Int(n * chunkSize)])
+                try store.read(into: piece, at: c * chunkSize)
+                body(c, UnsafeRawBufferPointer(piece))
             }
+            c += n
         }
     }
 
@@ -114,20 +121,11 @@ extension Store {
         guard total <= verifiedCommitBytesMax else {
             throw StoreError.corrupt("commit \(sb.sequence): verified runs cover \(total) bytes, more than \(verifiedCommitBytesMax)")
         }
-        let step = max(1, Int((1 << 20) / cs))
-        var buffer = [UInt8](repeating: 0, count: step * Int(cs))
+        var buffer: [UInt8] = []
         for r in sb.verifiedRuns {
             var crc: UInt32 = 0
-            var c = r.address
-            let end = r.address + UInt64(r.count)
-            while c < end {
-                let n = Int(min(UInt64(step), end - c))
-                try buffer.withUnsafeMutableBytes { b in
-                    let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<(n * Int(cs))])
-                    try store.read(into: piece, at: c * cs)
-                    crc = crc32c(UnsafeRawBufferPointer(piece), seed: crc)
-                }
-                c += UInt64(n)
+            try readBack(r.address..<(r.address + UInt64(r.count)), chunkSize: cs, from: store, buffer: &buffer) {
+                crc = crc32c($1, seed: crc)
             }
             guard crc == r.crc else {
                 throw StoreError.corrupt("commit \(sb.sequence) is incomplete: chunks \(r.address)+\(r.count) do not match their checksum")
