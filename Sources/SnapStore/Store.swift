@@ -225,7 +225,12 @@ public final class Store<Device: BlockDevice> {
     /// Opens an existing store on `store` with `origin`, recovering the last commit and
     /// finishing any delete that a crash interrupted.
     public convenience init(store: Device, origin: Device, options: StoreOptions = StoreOptions()) throws {
-        let sb = try Store.readSuperblock(store)
+        try self.init(store: store, origin: origin, superblock: try Store.readSuperblock(store), options: options)
+    }
+
+    /// Opens with the superblock `readSuperblock(store)` returned (a caller that needed it
+    /// first, to find the origin, does not read and verify it twice).
+    public convenience init(store: Device, origin: Device, superblock sb: Superblock, options: StoreOptions = StoreOptions()) throws {
         let cs = UInt64(sb.chunkSizeBytes)
         guard sb.storeChunkCount * cs <= store.sizeBytes else {
             throw StoreError.corrupt("store device \(store.path) is \(formatCount(store.sizeBytes)) bytes, smaller than the \(formatCount(sb.storeChunkCount * cs)) bytes recorded (truncated?)")

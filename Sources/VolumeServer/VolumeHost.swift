@@ -51,7 +51,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
         if let cacheSizeBytes { options.cacheSizeBytes = cacheSizeBytes }
         options.onEvent = onEvent
         self.storePath = storePath
-        self.store = try Store(store: storeDevice, origin: originDevice, options: options)
+        self.store = try Store(store: storeDevice, origin: originDevice, superblock: sb, options: options)
     }
 
     /// Runs `body` with the store, under the lock.
