@@ -80,9 +80,26 @@ extension Store {
             }
         }
         if let tag {
+            // The chunks `locate` would read from the store, found by seeking the trees (a
+            // few seeks per chunk that has copies) instead of looking up every chunk.
             let epoch = try record(tag: tag).epoch
-            for c in chunks.lowerBound..<end where !marked[Int(c - chunks.lowerBound)] {
-                if case .store = try locate(epoch: epoch, chunk: c) { marked[Int(c - chunks.lowerBound)] = true }
+            if privateChunks.count > 0 {
+                try privateChunks.scan(from: Key(epoch, chunks.lowerBound)) { key, _, _ in
+                    guard key.hi == epoch, key.lo < end else { return false }
+                    marked[Int(key.lo - chunks.lowerBound)] = true
+                    return true
+                }
+            }
+            // Exceptions are keyed (chunk, epoch): a chunk reads from the store when it has one
+            // with an epoch at or after the snapshot's.
+            var next = Key(chunks.lowerBound, epoch)
+            while let hit = try exceptionsByChunk.ceiling(next), hit.key.hi < end {
+                if hit.key.lo >= epoch {
+                    marked[Int(hit.key.hi - chunks.lowerBound)] = true
+                    next = Key(hit.key.hi + 1, epoch)
+                } else {
+                    next = Key(hit.key.hi, epoch)
+                }
             }
         }
         var out: [Range<UInt64>] = []
