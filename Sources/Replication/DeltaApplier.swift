@@ -246,7 +246,7 @@ public final class DeltaApplier {
 
 /// Writes gathered for the replica: data copied in, and zero records to resolve against it.
 final class ApplyBatch {
-    let data = BulkBuffer(capacity: DeltaApplier.batchBytes + DeltaFormat.recordDataMax)
+    let data = BulkBuffer(capacity: DeltaApplier.batchBytes + DeltaFormat.recordDataMax, hugePages: true)
     /// Offset in the origin, offset in `data`, length.
     var extents: [(offset: UInt64, at: Int, count: Int)] = []
     /// The record's chunks and its byte range in the origin.

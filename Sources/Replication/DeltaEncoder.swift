@@ -155,7 +155,7 @@ public final class DeltaEncoder {
         return totals
     }
 
-    private var runBuffer: [UInt8] = []
+    private var runBuffer: BulkBuffer?
 
     /// Reads a run of consecutive chunks of the target and emits its zero and data records.
     private func emitRun(first: UInt64, count: UInt64, header: DeltaHeader,
@@ -163,25 +163,28 @@ public final class DeltaEncoder {
         let cs = Int(header.chunkSizeBytes)
         let offset = first * UInt64(cs)
         let length = Int(min(UInt64(cs) * count, header.volumeSizeBytes - offset))
-        if runBuffer.count < length { runBuffer = [UInt8](repeating: 0, count: length) }
+        if (runBuffer?.capacity ?? 0) < length { runBuffer = BulkBuffer(capacity: length) }
+        let buffer = runBuffer!.storage
         var filled = 0
         try source.read(snapshot: target, offset: offset, length: UInt64(length)) { piece in
-            runBuffer.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[filled..<(filled + piece.count)]).copyMemory(from: piece) }
+            guard piece.count <= length - filled else {
+                throw DeltaError.malformed("snapshot \(target) at \(offset): the source sent more than the \(length) bytes asked for")
+            }
+            UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + piece.count)]).copyMemory(from: piece)
             filled += piece.count
         }
         guard filled == length else { throw DeltaError.truncated("read \(filled) of \(length) bytes of snapshot \(target) at \(offset)") }
-        try runBuffer.withUnsafeBytes { all in
-            let n = Int(count)
-            func chunk(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: all[(i * cs)..<min((i + 1) * cs, length)]) }
-            let zero = (0..<n).map { isZero(chunk($0)) }
-            var groupStart = 0
-            for i in 1...n where i == n || zero[i] != zero[groupStart] {
-                let bytes = UnsafeRawBufferPointer(rebasing: all[(groupStart * cs)..<min(i * cs, length)])
-                let r = RecordHeader(kind: zero[groupStart] ? .zero : .raw, firstChunk: first + UInt64(groupStart), chunkCount: UInt32(i - groupStart),
-                                     storedBytes: zero[groupStart] ? 0 : UInt32(bytes.count), dataBytes: UInt64(bytes.count))
-                try emit(r, zero[groupStart] ? nil : bytes)
-                groupStart = i
-            }
+        let all = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
+        let n = Int(count)
+        func chunk(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: all[(i * cs)..<min((i + 1) * cs, length)]) }
+        let zero = (0..<n).map { isZero(chunk($0)) }
+        var groupStart = 0
+        for i in 1...n where i == n || zero[i] != zero[groupStart] {
+            let bytes = UnsafeRawBufferPointer(rebasing: all[(groupStart * cs)..<min(i * cs, length)])
+            let r = RecordHeader(kind: zero[groupStart] ? .zero : .raw, firstChunk: first + UInt64(groupStart), chunkCount: UInt32(i - groupStart),
+                                 storedBytes: zero[groupStart] ? 0 : UInt32(bytes.count), dataBytes: UInt64(bytes.count))
+            try emit(r, zero[groupStart] ? nil : bytes)
+            groupStart = i
         }
         progress?.advance(chunks: count, bytes: UInt64(length))
     }

@@ -83,7 +83,7 @@ public final class Store<Device: BlockDevice> {
     /// a single-flush commit lists and checksums them.
     var transactionDataRuns: [Range<UInt64>] = []
     /// Scratch buffer for reading data runs back at commit.
-    var verifyBuffer: [UInt8] = []
+    lazy var verifyBuffer = Store.readBackBuffer(chunkSize: chunkSize)
 
     public var chunkSizeBytes: Int { Int(superblock.chunkSizeBytes) }
     var chunkSize: UInt64 { UInt64(superblock.chunkSizeBytes) }

@@ -77,24 +77,26 @@ extension Store {
         for p in pieces { total += UInt64(p.count) }
         guard list.fits(chunks: total) else { return list.abandon() }
         for p in pieces {
-            try Store.readBack(p, chunkSize: chunkSize, from: storeDevice, buffer: &verifyBuffer) { list.add($0, $1) }
+            try Store.readBack(p, chunkSize: chunkSize, from: storeDevice, buffer: verifyBuffer) { list.add($0, $1) }
         }
+    }
+
+    /// A buffer for `readBack` (1 MiB, or one chunk if larger).
+    static func readBackBuffer(chunkSize: UInt64) -> BulkBuffer {
+        BulkBuffer(capacity: Int(max(1 << 20, chunkSize)))
     }
 
     /// Reads chunks `range` of `store` in pieces of about 1 MiB, in order, showing each piece
     /// and its first chunk to `body`.
-    static func readBack(_ range: Range<UInt64>, chunkSize: UInt64, from store: Device, buffer: inout [UInt8],
+    static func readBack(_ range: Range<UInt64>, chunkSize: UInt64, from store: Device, buffer: BulkBuffer,
                          _ body: (UInt64, UnsafeRawBufferPointer) -> Void) throws {
-        let step = max(1, (1 << 20) / chunkSize)
-        if buffer.count < Int(step * chunkSize) { buffer = [UInt8](repeating: 0, count: Int(step * chunkSize)) }
+        let step = max(1, UInt64(buffer.capacity) / chunkSize)
         var c = range.lowerBound
         while c < range.upperBound {
             let n = min(step, range.upperBound - c)
-            try buffer.withUnsafeMutableBytes { b in
-                let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<Int(n * chunkSize)])
-                try store.read(into: piece, at: c * chunkSize)
-                body(c, UnsafeRawBufferPointer(piece))
-            }
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer.storage[0..<Int(n * chunkSize)])
+            try store.read(into: piece, at: c * chunkSize)
+            body(c, UnsafeRawBufferPointer(piece))
             c += n
         }
     }
@@ -121,10 +123,10 @@ extension Store {
         guard total <= verifiedCommitBytesMax else {
             throw StoreError.corrupt("commit \(sb.sequence): verified runs cover \(total) bytes, more than \(verifiedCommitBytesMax)")
         }
-        var buffer: [UInt8] = []
+        let buffer = readBackBuffer(chunkSize: cs)
         for r in sb.verifiedRuns {
             var crc: UInt32 = 0
-            try readBack(r.address..<(r.address + UInt64(r.count)), chunkSize: cs, from: store, buffer: &buffer) {
+            try readBack(r.address..<(r.address + UInt64(r.count)), chunkSize: cs, from: store, buffer: buffer) {
                 crc = crc32c($1, seed: crc)
             }
             guard crc == r.crc else {

@@ -191,8 +191,10 @@ public final class ControlClient: VolumeAccess {
     }
 
     /// Frame payloads are read here, reused from frame to frame (a data frame is up to 1 MiB:
-    /// a fresh buffer each time would cost page faults on every one).
+    /// a fresh buffer each time would cost page faults on every one). Small until the first
+    /// large frame, then a huge-page buffer that takes the largest.
     private var payload: [UInt8] = []
+    private var largePayload: BulkBuffer?
 
     /// Reads frames until the reply message; data frames go to `data`, valid during the call.
     private func receiveReply(data: (UnsafeRawBufferPointer) throws -> Void = { _ in
@@ -201,11 +203,22 @@ public final class ControlClient: VolumeAccess {
         while true {
             let header = try UnixSocket.readExactly(fd, ControlFrame.headerBytes, peer: socketPath)
             let (kind, count) = try ControlFrame.payloadLength(header: header)
-            if payload.count < count { payload = [UInt8](repeating: 0, count: max(count, payload.count * 2)) }
-            try payload.withUnsafeMutableBytes { try UnixSocket.readExactly(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<count]), peer: socketPath) }
-            if kind == ControlFrame.dataKind {
-                try payload.withUnsafeBytes { try data(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-                continue
+            if count > 4096 {
+                if largePayload == nil { largePayload = BulkBuffer(capacity: ControlFrame.payloadBytesMax) }
+                let piece = UnsafeMutableRawBufferPointer(rebasing: largePayload!.storage[0..<count])
+                try UnixSocket.readExactly(fd, into: piece, peer: socketPath)
+                if kind == ControlFrame.dataKind {
+                    try data(UnsafeRawBufferPointer(piece))
+                    continue
+                }
+                payload = Array(UnsafeRawBufferPointer(piece))
+            } else {
+                if payload.count < count { payload = [UInt8](repeating: 0, count: 4096) }
+                try payload.withUnsafeMutableBytes { try UnixSocket.readExactly(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<count]), peer: socketPath) }
+                if kind == ControlFrame.dataKind {
+                    try payload.withUnsafeBytes { try data(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                    continue
+                }
             }
             switch try ControlFrame.make(kind: kind, payload: Array(payload[0..<count])) {
             case let .message(bytes):
