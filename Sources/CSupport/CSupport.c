@@ -38,9 +38,53 @@ static uint32_t crc_soft(uint32_t crc, const uint8_t *p, size_t n) {
     return crc;
 }
 
+// CRC arithmetic modulo the (reflected) Castagnoli polynomial, for joining the CRCs of
+// adjacent pieces: crc(A || B) = crc(A) * x^(8 |B|) + crc(B), all mod P. Bit 31 is x^0.
+#define CRC32C_POLY 0x82F63B78u
+
+static uint32_t mult_mod_p(uint32_t a, uint32_t b) {
+    uint32_t m = 1u << 31, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0) break;
+        }
+        m >>= 1;
+        b = (b & 1) ? (b >> 1) ^ CRC32C_POLY : b >> 1;
+    }
+    return p;
+}
+
+/// x^(2^k) mod P for k = 0..31.
+static uint32_t x2n_table[32];
+static int x2n_ready;
+
+static void build_x2n(void) {
+    uint32_t p = 1u << 30;  // x^1
+    x2n_table[0] = p;
+    for (int n = 1; n < 32; n++) x2n_table[n] = p = mult_mod_p(p, p);
+    x2n_ready = 1;
+}
+
+/// x^(n * 2^k) mod P.
+static uint32_t x2n_mod_p(uint64_t n, unsigned k) {
+    if (!x2n_ready) build_x2n();
+    uint32_t p = 1u << 31;  // x^0
+    while (n) {
+        if (n & 1) p = mult_mod_p(x2n_table[k & 31], p);
+        n >>= 1;
+        k++;
+    }
+    return p;
+}
+
+uint32_t zuma_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b) {
+    return mult_mod_p(x2n_mod_p(length_b, 3), crc_a) ^ crc_b;
+}
+
 #if defined(__x86_64__)
 __attribute__((target("sse4.2")))
-static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t n) {
+static uint32_t crc_hw_one(uint32_t crc, const uint8_t *p, size_t n) {
     uint64_t c = crc;
     while (n >= 8) {
         uint64_t w;
@@ -51,6 +95,32 @@ static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t n) {
     uint32_t c32 = (uint32_t)c;
     while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
     return c32;
+}
+
+/// Large buffers in three interleaved streams (the crc32 instruction has a latency of three
+/// cycles and a throughput of one), joined with `zuma_crc32c_combine`. Works on the inverted
+/// state like `crc_hw_one`.
+__attribute__((target("sse4.2")))
+static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t n) {
+    if (n < 3 * 4096) return crc_hw_one(crc, p, n);
+    size_t part = (n / 3) & ~(size_t)7;
+    const uint8_t *q = p + part, *r = p + 2 * part;
+    uint64_t a = crc, b = 0xFFFFFFFFu, c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < part; i += 8) {
+        uint64_t wa, wb, wc;
+        __builtin_memcpy(&wa, p + i, 8);
+        __builtin_memcpy(&wb, q + i, 8);
+        __builtin_memcpy(&wc, r + i, 8);
+        a = __builtin_ia32_crc32di(a, wa);
+        b = __builtin_ia32_crc32di(b, wb);
+        c = __builtin_ia32_crc32di(c, wc);
+    }
+    // Finish the third stream with the tail, then join the three as plain CRCs.
+    size_t tail = n - 3 * part;
+    uint32_t c32 = crc_hw_one((uint32_t)c, r + part, tail);
+    uint32_t joined = zuma_crc32c_combine(~(uint32_t)a, ~(uint32_t)b, part);
+    joined = zuma_crc32c_combine(joined, ~c32, part + tail);
+    return ~joined;
 }
 #endif
 

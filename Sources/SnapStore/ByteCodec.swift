@@ -30,3 +30,9 @@ public func crc32c(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 
 public func crc32c(_ bytes: [UInt8], seed: UInt32 = 0) -> UInt32 {
     bytes.withUnsafeBytes { crc32c($0, seed: seed) }
 }
+
+/// CRC32C of A followed by B, from `a` = crc32c(A) and `b` = crc32c(B) (B started from 0)
+/// and B's length: `crc32c(B, seed: a)` without reading B again.
+public func crc32cCombine(_ a: UInt32, _ b: UInt32, lengthB: UInt64) -> UInt32 {
+    zuma_crc32c_combine(a, b, lengthB)
+}

@@ -314,6 +314,7 @@ extension Store {
             let bytes = count * chunkSizeBytes
             if copyBuffer.count < bytes { copyBuffer = [UInt8](repeating: 0, count: bytes) }
             let valid = Int(min(UInt64(bytes), superblock.originSizeBytes - first))
+            var crc: UInt32?
             if try originDevice.dataExtents(in: first..<(first + UInt64(valid))).isEmpty {
                 // A hole of a file origin (never written, or discarded): the copy reads as
                 // zeros without reading or writing any data (and without touching the store
@@ -328,10 +329,12 @@ extension Store {
                 try copyBuffer.withUnsafeMutableBytes { b in
                     try originDevice.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<valid]), at: first)
                     for i in valid..<bytes { b[i] = 0 }
-                    try storeDevice.write(UnsafeRawBufferPointer(rebasing: b[0..<bytes]), at: addresses[0] * chunkSize)
+                    let written = UnsafeRawBufferPointer(rebasing: b[0..<bytes])
+                    try storeDevice.write(written, at: addresses[0] * chunkSize)
+                    crc = crc32c(written)
                 }
             }
-            transactionDataRuns.append(addresses[0]..<(addresses[0] + UInt64(count)))
+            transactionDataRuns.append(TransactionDataRun(chunks: addresses[0]..<(addresses[0] + UInt64(count)), crc: crc))
             for i in 0..<count {
                 let c = chunks[start + i]
                 try exceptionsByChunk.upsert(Key(c, label), addresses[i])
@@ -352,6 +355,7 @@ extension Store {
                 // newest durable commit must not list it (open would refuse that commit),
                 // so such a chunk first gets a two-flush commit on top.
                 if inLastVerifiedRuns(at) { try commit(singleFlush: false) }
+                forgetDataCRC(at)
                 try storeDevice.write(piece, at: at * chunkSize + UInt64(inner))
                 storeDataUnsynced = true
             } else {
@@ -373,7 +377,7 @@ extension Store {
                     }
                     let at = try space.allocate()
                     try storeDevice.write(merged, at: at * chunkSize)
-                    transactionDataRuns.append(at..<(at + 1))
+                    transactionDataRuns.append(TransactionDataRun(chunks: at..<(at + 1), crc: crc32c(merged)))
                     try privateChunks.upsert(Key(r.epoch, chunk), at)
                 }
             }

@@ -81,7 +81,7 @@ public final class Store<Device: BlockDevice> {
     var copyBuffer: [UInt8] = []
     /// Store chunks written with data in this transaction (copy-outs, new private chunks):
     /// a single-flush commit lists and checksums them.
-    var transactionDataRuns: [Range<UInt64>] = []
+    var transactionDataRuns: [TransactionDataRun] = []
     /// Scratch buffer for reading data runs back at commit.
     lazy var verifyBuffer = Store.readBackBuffer(chunkSize: chunkSize)
 

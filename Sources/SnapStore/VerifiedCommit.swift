@@ -35,49 +35,83 @@ struct VerifiedRunList {
     /// Adds bytes written at chunk `address` (a whole number of chunks).
     mutating func add(_ address: UInt64, _ data: UnsafeRawBufferPointer) {
         guard !abandoned else { return }
-        let chunks = UInt64(data.count) / chunkSize
+        add(address, chunks: UInt64(data.count) / chunkSize, crc: crc32c(data))
+    }
+
+    /// Adds `chunks` chunks at `address` whose bytes have CRC32C `crc` (seed 0). A run that
+    /// continues the last one extends it (the CRCs are joined).
+    mutating func add(_ address: UInt64, chunks: UInt64, crc: UInt32) {
+        guard !abandoned else { return }
         guard fits(chunks: chunks) else { return abandon() }
-        bytes += UInt64(data.count)
+        bytes += chunks * chunkSize
         if let last = runs.last, last.address + UInt64(last.count) == address, last.count < UInt32.max / 2 {
             runs[runs.count - 1].count += UInt32(chunks)
-            runs[runs.count - 1].crc = crc32c(data, seed: last.crc)
+            runs[runs.count - 1].crc = crc32cCombine(last.crc, crc, lengthB: chunks * chunkSize)
             return
         }
         guard runs.count < capacity else { return abandon() }
-        runs.append(VerifiedRun(address: address, count: UInt32(chunks), crc: crc32c(data)))
+        runs.append(VerifiedRun(address: address, count: UInt32(chunks), crc: crc))
     }
+
+    /// Does any run listed so far cover a chunk of `range`?
+    func covers(any range: Range<UInt64>) -> Bool {
+        runs.contains { $0.address < range.upperBound && range.lowerBound < $0.address + UInt64($0.count) }
+    }
+}
+
+/// Store chunks a transaction wrote with data (a copy-out, a new private chunk), with the
+/// CRC32C of what it wrote when the bytes passed through memory (nil: copied in the kernel
+/// or zeroed; read back at commit).
+struct TransactionDataRun {
+    var chunks: Range<UInt64>
+    var crc: UInt32?
 }
 
 extension Store {
     /// Bytes a single-flush commit may list (open reads them all back).
     static var verifiedCommitBytesMax: UInt64 { 2 << 20 }
 
-    /// Adds the data chunks written in this transaction that are still allocated, reading
-    /// them back (after the metadata writes, so a chunk reused as metadata is listed as
-    /// what it now holds). Gives up on verification when they do not fit.
+    /// Adds the data chunks written in this transaction that are still allocated. A run whose
+    /// CRC was taken as it was written is listed with it; the others are read back (after the
+    /// metadata writes, so a chunk reused as metadata is listed as what it now holds), and so
+    /// is a run that lost a chunk, overlaps another (written twice) or shares a chunk with
+    /// this commit's metadata. Gives up on verification when they do not fit.
     func addDataRuns(to list: inout VerifiedRunList) throws {
         guard !list.abandoned, !transactionDataRuns.isEmpty else { return }
-        var pieces: [Range<UInt64>] = []
+        var pieces: [TransactionDataRun] = []
         var total: UInt64 = 0
-        for run in transactionDataRuns.sorted(by: { $0.lowerBound < $1.lowerBound }) {
-            var c = run.lowerBound
-            while c < run.upperBound {
+        for run in transactionDataRuns.sorted(by: { $0.chunks.lowerBound < $1.chunks.lowerBound }) {
+            var c = run.chunks.lowerBound
+            while c < run.chunks.upperBound {
                 guard space.isAllocated(c) else { c += 1; continue }
                 var end = c + 1
-                while end < run.upperBound && space.isAllocated(end) { end += 1 }
-                if let last = pieces.last, last.upperBound > c {
+                while end < run.chunks.upperBound && space.isAllocated(end) { end += 1 }
+                let whole = c == run.chunks.lowerBound && end == run.chunks.upperBound
+                if let last = pieces.last, last.chunks.upperBound > c {
                     // Overlaps an earlier run (a chunk freed and allocated again): extend.
-                    if end > last.upperBound { pieces[pieces.count - 1] = last.lowerBound..<end }
+                    pieces[pieces.count - 1] = TransactionDataRun(chunks: last.chunks.lowerBound..<max(end, last.chunks.upperBound), crc: nil)
                 } else {
-                    pieces.append(c..<end)
+                    pieces.append(TransactionDataRun(chunks: c..<end, crc: whole ? run.crc : nil))
                 }
                 c = end
             }
         }
-        for p in pieces { total += UInt64(p.count) }
+        for p in pieces { total += UInt64(p.chunks.count) }
         guard list.fits(chunks: total) else { return list.abandon() }
         for p in pieces {
-            try Store.readBack(p, chunkSize: chunkSize, from: storeDevice, buffer: verifyBuffer) { list.add($0, $1) }
+            if let crc = p.crc, !list.covers(any: p.chunks) {
+                list.add(p.chunks.lowerBound, chunks: UInt64(p.chunks.count), crc: crc)
+            } else {
+                try Store.readBack(p.chunks, chunkSize: chunkSize, from: storeDevice, buffer: verifyBuffer) { list.add($0, $1) }
+            }
+        }
+    }
+
+    /// Forgets the CRC of any data run of this transaction that covers chunk `c` (rewritten
+    /// in place): it is read back at commit.
+    func forgetDataCRC(_ c: UInt64) {
+        for i in transactionDataRuns.indices where transactionDataRuns[i].chunks.contains(c) {
+            transactionDataRuns[i].crc = nil
         }
     }
 

@@ -7,6 +7,10 @@
 /// CRC32C (Castagnoli) continuing from `crc` (pass 0 to start). Uses SSE4.2 when present.
 uint32_t zuma_crc32c(uint32_t crc, const void *data, size_t length);
 
+/// The CRC32C of A followed by B, from the CRC32C of each (each started from 0) and the
+/// length of B in bytes.
+uint32_t zuma_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b);
+
 /// Size in bytes of the block device open on `fd`, or -1 with errno set.
 int64_t zuma_block_device_size(int fd);
 
@@ -56,14 +60,14 @@ int zuma_zero_range(int fd, uint64_t offset, uint64_t length);
 /// ZERO_RANGE) on a file, so the range becomes a hole that SEEK_DATA skips.
 int zuma_punch_zeros(int fd, uint64_t offset, uint64_t length);
 
-/// Copies `length` bytes from `in` at `in_offset` to `out` at `out_offset` inside the kernel
-/// (copy_file_range: no copy through user memory; a shared extent where the filesystem
-/// can). Returns 0, or -1 with errno (EXDEV, EINVAL, EOPNOTSUPP... when it cannot: copy by
-/// hand instead) after copying nothing or part.
 /// Starts writing back the dirty pages of [offset, offset + length) without waiting
 /// (sync_file_range SYNC_FILE_RANGE_WRITE): a later fdatasync then has less to wait for.
 int zuma_start_writeback(int fd, uint64_t offset, uint64_t length);
 
+/// Copies `length` bytes from `in` at `in_offset` to `out` at `out_offset` inside the kernel
+/// (copy_file_range: no copy through user memory; a shared extent where the filesystem
+/// can). Returns 0, or -1 with errno (EXDEV, EINVAL, EOPNOTSUPP... when it cannot: copy by
+/// hand instead) after copying nothing or part.
 int zuma_copy_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length);
 
 #endif
