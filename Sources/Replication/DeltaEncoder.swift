@@ -33,11 +33,13 @@ public final class DeltaEncoder {
         (self.source, self.base, self.target, self.compression) = (source, base, target, compression)
     }
 
-    /// The stream's header (counting the chunks to send, reading the base checks).
-    public func makeHeader() throws -> DeltaHeader {
-        let status = try source.status()
-        let targetInfo = try usable(target)
-        let baseInfo = try base.map(usable)
+    /// The stream's header (counting the chunks to send, reading the base checks). A caller
+    /// that has the source's status or snapshot records at hand passes them, saving a request
+    /// to a server for each.
+    public func makeHeader(status known: StoreStatus? = nil, snapshots: [SnapshotInfo] = []) throws -> DeltaHeader {
+        let status = try known ?? source.status()
+        let targetInfo = try usable(target, among: snapshots)
+        let baseInfo = try base.map { try usable($0, among: snapshots) }
         let cs = UInt64(status.chunkSizeBytes)
         let volumeChunks = (targetInfo.originSizeBytes + cs - 1) / cs
         var count: UInt64 = 0
@@ -76,8 +78,8 @@ public final class DeltaEncoder {
                            base: baseInfo.map(SnapshotIdentity.init), target: SnapshotIdentity(targetInfo), baseChecks: baseChecks)
     }
 
-    private func usable(_ tag: UInt64) throws -> SnapshotInfo {
-        guard let info = try source.snapshot(tag: tag) else { throw StoreError.snapshotMissing(tag) }
+    private func usable(_ tag: UInt64, among known: [SnapshotInfo]) throws -> SnapshotInfo {
+        guard let info = try known.first(where: { $0.tag == tag }) ?? source.snapshot(tag: tag) else { throw StoreError.snapshotMissing(tag) }
         guard !info.squashed else { throw StoreError.snapshotSquashed(tag) }
         return info
     }

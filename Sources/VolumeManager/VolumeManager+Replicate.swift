@@ -45,14 +45,14 @@ extension VolumeManager {
             // One listing serves the base, the new label and id, and the clean-up (the volume
             // lock keeps zumastor from changing the snapshots meanwhile).
             let existing = try snapshots(client)
-            let base = try sharedBase(source: client, existing: existing, replica: replica, target: target)
+            let (base, status) = try sharedBase(source: client, existing: existing, replica: replica, target: target)
             let taken = try take(&c, client, kinds: [SnapshotKind.replication], existing: existing)
             let log = masterLog(name)
             let applied: ApplyOutcome
             do {
                 let encoder = DeltaEncoder(source: client, base: base, target: taken.tag)
                 encoder.progress = progress
-                let header = try encoder.makeHeader()
+                let header = try encoder.makeHeader(status: status, snapshots: existing.map(\.info) + [taken.info])
                 applied = try DeltaApplier(replica: replica).apply { handle in
                     try encoder.encode(header: header, events: handle)
                 }
@@ -85,17 +85,18 @@ extension VolumeManager {
     }
 
     /// The newest snapshot both hold, the same on both sides (nil: the replica is empty and
-    /// takes a full copy).
-    func sharedBase(source: ControlClient, existing: [VolumeSnapshot], replica: any VolumeAccess, target: String) throws -> UInt64? {
+    /// takes a full copy), and the source's status when it was asked for.
+    func sharedBase(source: ControlClient, existing: [VolumeSnapshot], replica: any VolumeAccess, target: String) throws -> (UInt64?, StoreStatus?) {
         let held = try replica.snapshots()
-        guard !held.isEmpty else { return nil }
-        let (mine, theirs) = (try source.status().volumeUUID, try replica.status().volumeUUID)
+        guard !held.isEmpty else { return (nil, nil) }
+        let status = try source.status()
+        let (mine, theirs) = (status.volumeUUID, try replica.status().volumeUUID)
         guard mine == theirs else {
             throw ZumastorError.invalid("\(target) is a replica of volume \(theirs), not of this one (\(mine))")
         }
         let ours = Dictionary(existing.map { ($0.tag, $0.info) }, uniquingKeysWith: { a, _ in a })
         for r in held.sorted(by: { $0.tag > $1.tag }) where !r.squashed {
-            if let s = ours[r.tag], !s.squashed, SnapshotIdentity(s).matches(r) { return r.tag }
+            if let s = ours[r.tag], !s.squashed, SnapshotIdentity(s).matches(r) { return (r.tag, status) }
         }
         throw ZumastorError.failed("\(target) shares no snapshot with this volume any more (its newest is \(held.map(\.tag).max()!)); it cannot take a delta: start a new replica")
     }
