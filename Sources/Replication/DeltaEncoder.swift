@@ -167,15 +167,7 @@ public final class DeltaEncoder {
         let length = Int(min(UInt64(cs) * count, header.volumeSizeBytes - offset))
         if (runBuffer?.capacity ?? 0) < length { runBuffer = BulkBuffer(capacity: length) }
         let buffer = runBuffer!.storage
-        var filled = 0
-        try source.read(snapshot: target, offset: offset, length: UInt64(length)) { piece in
-            guard piece.count <= length - filled else {
-                throw DeltaError.malformed("snapshot \(target) at \(offset): the source sent more than the \(length) bytes asked for")
-            }
-            UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + piece.count)]).copyMemory(from: piece)
-            filled += piece.count
-        }
-        guard filled == length else { throw DeltaError.truncated("read \(filled) of \(length) bytes of snapshot \(target) at \(offset)") }
+        try source.read(snapshot: target, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
         let all = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
         let n = Int(count)
         func chunk(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: all[(i * cs)..<min((i + 1) * cs, length)]) }

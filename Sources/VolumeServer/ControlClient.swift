@@ -70,6 +70,22 @@ public final class ControlClient: VolumeAccess {
         guard case .none = result else { throw unexpected("read") }
     }
 
+    public func read(snapshot: UInt64?, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        try send(.message(ControlCoding.encode(ControlRequest.read(snapshot: snapshot, offset: offset, length: UInt64(buffer.count)))))
+        var filled = 0
+        let result = try receiveReply(into: { count in
+            guard count <= buffer.count - filled else {
+                throw VolumeError.protocolViolation("the server sent more than the \(buffer.count) bytes asked for")
+            }
+            defer { filled += count }
+            return UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + count)])
+        })
+        guard case .none = result else { throw unexpected("read") }
+        guard filled == buffer.count else {
+            throw VolumeError.protocolViolation("the server sent \(filled) of the \(buffer.count) bytes asked for")
+        }
+    }
+
     public func write(snapshot: UInt64?, offset: UInt64, flush: Bool,
                       from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64 {
         try send(.message(ControlCoding.encode(ControlRequest.write(snapshot: snapshot, offset: offset, flush: flush))))
@@ -196,13 +212,18 @@ public final class ControlClient: VolumeAccess {
     private var payload: [UInt8] = []
     private var largePayload: BulkBuffer?
 
-    /// Reads frames until the reply message; data frames go to `data`, valid during the call.
+    /// Reads frames until the reply message; data frames go to `data`, valid during the call,
+    /// or with `into`, straight into the buffer it gives for a frame's payload length.
     private func receiveReply(data: (UnsafeRawBufferPointer) throws -> Void = { _ in
         throw VolumeError.protocolViolation("unexpected data frame")
-    }) throws -> ControlResult {
+    }, into destination: ((Int) throws -> UnsafeMutableRawBufferPointer)? = nil) throws -> ControlResult {
         while true {
             let header = try UnixSocket.readExactly(fd, ControlFrame.headerBytes, peer: socketPath)
             let (kind, count) = try ControlFrame.payloadLength(header: header)
+            if kind == ControlFrame.dataKind, let destination {
+                try UnixSocket.readExactly(fd, into: try destination(count), peer: socketPath)
+                continue
+            }
             if count > 4096 {
                 if largePayload == nil { largePayload = BulkBuffer(capacity: ControlFrame.payloadBytesMax) }
                 let piece = UnsafeMutableRawBufferPointer(rebasing: largePayload!.storage[0..<count])

@@ -21,6 +21,9 @@ public protocol VolumeAccess: AnyObject {
     /// end) to `sink`, in pieces of at most 1 MiB.
     func read(snapshot: UInt64?, offset: UInt64, length: UInt64?,
               to sink: (UnsafeRawBufferPointer) throws -> Void) throws
+    /// Reads bytes [offset, offset + buffer.count) of the origin or a snapshot into `buffer`,
+    /// all of them or an error (no copy through a buffer of the server connection).
+    func read(snapshot: UInt64?, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
     /// Writes what `source` fills (it returns how many bytes it put in the buffer; 0 ends the
     /// stream) at `offset`, then (with `flush`) flushes. Returns the number of bytes written.
     func write(snapshot: UInt64?, offset: UInt64, flush: Bool,

@@ -58,6 +58,55 @@ import Testing
         }
     }
 
+    /// A read into the caller's buffer takes the data frames straight into it, and a reply
+    /// with more or fewer bytes than asked for is refused (a server speaking nonsense).
+    @Test(arguments: [([4096, 4096], nil), ([4096, 4097], "more than the 8192 bytes"), ([4096], "4096 of the 8192 bytes")])
+    func readIntoTakesExactlyWhatWasAsked(pieces: [Int], refusal: String?) throws {
+        let dir = NSTemporaryDirectory() + "zuma-client-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/socket"
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { close(listener) }
+        var address = try UnixSocket.address(path)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0 && listen(listener, 1) == 0)
+        // The server: answers hello, then the read with `pieces` data frames and its reply.
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            defer { done.signal() }
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            func request() throws {
+                let header = try UnixSocket.readExactly(fd, ControlFrame.headerBytes, peer: "client")
+                _ = try UnixSocket.readExactly(fd, try ControlFrame.payloadLength(header: header).count, peer: "client")
+            }
+            func reply(_ r: ControlReply) throws { try UnixSocket.writeAll(fd, ControlFrame.message(ControlCoding.encode(r)).encoded(), peer: "client") }
+            let info = ServerInfo(volume: "v", storePath: "s", originPath: "o", processID: 1, blockFileDirectory: "b", nbdSocket: nil, nbdListen: nil)
+            try? request()
+            try? reply(.ok(.server(info)))
+            try? request()
+            for (i, n) in pieces.enumerated() {
+                try? UnixSocket.writeAll(fd, ControlFrame.data([UInt8](repeating: UInt8(i + 1), count: n)).encoded(), peer: "client")
+            }
+            try? reply(.ok(.none))
+        }
+        let client = try ControlClient(socketPath: path)
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        do {
+            try buffer.withUnsafeMutableBytes { try client.read(snapshot: nil, offset: 0, into: $0) }
+            #expect(refusal == nil, "took a reply of \(pieces) bytes for 8192")
+            #expect(buffer == [UInt8](repeating: 1, count: 4096) + [UInt8](repeating: 2, count: 4096))
+        } catch let e as VolumeError {
+            #expect(refusal != nil && "\(e)".contains(refusal!), "\(e)")
+        }
+        done.wait()
+    }
+
     @Test func errorsCrossTheSocketUnchanged() throws {
         for e: Error in [StoreError.snapshotMissing(4), StoreError.noSpace, VolumeError.inUse("busy")] {
             let bytes = ControlCoding.encode(ControlReply.failed(ControlFailure(e)))
