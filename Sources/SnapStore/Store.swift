@@ -33,9 +33,14 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
     case snapshotDeletedForSpace(tag: UInt64, priority: Int8)
     case snapshotSquashed(tag: UInt64, priority: Int8)
     case fillWarning(percentUsed: Int, threshold: Int)
+    /// Open found the newest commit incomplete (a crash during its single flush, or damage
+    /// to a chunk it lists) and opened the one before it.
+    case incompleteCommitSkipped(sequence: UInt64, openedSequence: UInt64, reason: String)
 
     public var description: String {
         switch self {
+        case let .incompleteCommitSkipped(sequence, opened, reason):
+            return "opened commit \(opened): the newer commit \(sequence) did not complete (\(reason)); writes not flushed before it stopped are lost, as after any crash"
         case let .snapshotDeletedForSpace(tag, prio):
             return "store full: deleted unused snapshot \(tag) (priority \(prio)) to make room"
         case let .snapshotSquashed(tag, prio):
@@ -171,7 +176,9 @@ public final class Store<Device: BlockDevice> {
     /// Reads both superblock slots and returns the valid one with the highest sequence.
     /// Slot 0 is at byte 0; slot 1 is at byte `chunkSize`, which we learn from slot 0, or
     /// (when slot 0 is torn) by trying every legal chunk size.
-    public static func readSuperblock(_ store: Device) throws -> Superblock {
+    /// The newest complete commit's superblock; `onEvent` hears when a newer, incomplete one
+    /// was skipped.
+    public static func readSuperblock(_ store: Device, onEvent: (StoreEvent) -> Void = { _ in }) throws -> Superblock {
         var reasons: [String] = []
         var versionError: StoreError?
         func attempt(slot: UInt64, offset: UInt64) throws -> Superblock? {
@@ -203,12 +210,17 @@ public final class Store<Device: BlockDevice> {
         }
         // The newest slot wins if its commit is complete: a single-flush commit interrupted
         // by a crash fails its verified runs, and the other slot is the previous commit.
+        var skipped: (sequence: UInt64, reason: String)?
         for sb in [first, second].compactMap({ $0 }).sorted(by: { $0.sequence > $1.sequence }) {
             do {
                 try verifyRuns(of: sb, on: store)
+                if let skipped {
+                    onEvent(.incompleteCommitSkipped(sequence: skipped.sequence, openedSequence: sb.sequence, reason: skipped.reason))
+                }
                 return sb
             } catch let e as StoreError {
                 reasons.append("\(e)")
+                skipped = skipped ?? (sb.sequence, "\(e)")
             }
         }
         let candidates = [first, second].compactMap { $0 }
@@ -225,7 +237,7 @@ public final class Store<Device: BlockDevice> {
     /// Opens an existing store on `store` with `origin`, recovering the last commit and
     /// finishing any delete that a crash interrupted.
     public convenience init(store: Device, origin: Device, options: StoreOptions = StoreOptions()) throws {
-        try self.init(store: store, origin: origin, superblock: try Store.readSuperblock(store), options: options)
+        try self.init(store: store, origin: origin, superblock: try Store.readSuperblock(store, onEvent: options.onEvent), options: options)
     }
 
     /// Opens with the superblock `readSuperblock(store)` returned (a caller that needed it

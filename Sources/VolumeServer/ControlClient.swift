@@ -207,8 +207,8 @@ public final class ControlClient: VolumeAccess {
     }
 
     /// Frame payloads are read here, reused from frame to frame (a data frame is up to 1 MiB:
-    /// a fresh buffer each time would cost page faults on every one). Small until the first
-    /// large frame, then a huge-page buffer that takes the largest.
+    /// a fresh buffer each time would cost page faults on every one): messages in a small
+    /// array, larger frames in a mapped buffer whose pages are touched only as they are used.
     private var payload: [UInt8] = []
     private var largePayload: BulkBuffer?
 

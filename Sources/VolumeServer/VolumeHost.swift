@@ -44,7 +44,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     public init(storePath: String, originPath: String? = nil, cacheSizeBytes: Int? = nil,
                 onEvent: @escaping @Sendable (StoreEvent) -> Void = { _ in }) throws {
         let storeDevice = try FileDevice(path: storePath)
-        let sb = try Store.readSuperblock(storeDevice)
+        let sb = try Store.readSuperblock(storeDevice, onEvent: onEvent)
         let originDevice = try FileDevice(path: originPath ?? sb.originPath)
         var options = StoreOptions()
         options.checkOriginIdentity = originPath == nil

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import SnapStore
 import SnapStoreTestKit
@@ -50,4 +51,13 @@ func expectSame(_ got: ArraySlice<UInt8>, _ expected: ArraySlice<UInt8>, _ what:
     Issue.record("\(what()): \(got.count) bytes vs \(expected.count) expected, first difference at byte \(diff.map(String.init) ?? "end")",
                  sourceLocation: sourceLocation)
     return false
+}
+
+/// A fresh directory under the temporary directory for a test on real files, removed after
+/// `body` however it ends.
+func withScratchDirectory(_ name: String, _ body: (String) throws -> Void) throws {
+    let dir = NSTemporaryDirectory() + "zuma-\(name)-\(getpid())-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try body(dir)
 }

@@ -57,14 +57,29 @@ import SnapStoreTestKit
         for run in sb.verifiedRuns {
             var bad = image
             bad[Int(run.address) * 4096 + 100] ^= 0x40
+            let events = EventLog()
+            var options = f.options
+            options.onEvent = { events.events.append($0) }
             let reopened = try Store(store: SimulatedDevice(path: "store", image: bad, identity: 1),
                                      origin: SimulatedDevice(path: "origin", image: f.origin.durable, identity: 2),
-                                     options: f.options)
+                                     options: options)
             #expect(reopened.status.sequence == before.sequence, "run at \(run.address)")
             #expect(try reopened.check().isClean)
+            // The administrator hears that the last commit was skipped.
+            guard case let .incompleteCommitSkipped(skipped, opened, reason)? = events.events.first else {
+                Issue.record("no event for the skipped commit: \(events.events)")
+                continue
+            }
+            #expect(skipped == sb.sequence && opened == before.sequence && reason.contains("checksum"))
         }
-        // Undamaged, the commit stands and the snapshot reads its copy.
-        let reopened = try f.reopenedFromDurable()
+        // Undamaged, the commit stands, the snapshot reads its copy, and nothing is reported.
+        let events = EventLog()
+        var options = f.options
+        options.onEvent = { events.events.append($0) }
+        let reopened = try Store(store: SimulatedDevice(path: "store", image: image, identity: 1),
+                                 origin: SimulatedDevice(path: "origin", image: f.origin.durable, identity: 2),
+                                 options: options)
+        #expect(events.events.isEmpty)
         #expect(reopened.status.sequence == sb.sequence)
         #expect(try reopened.read(snapshot: 1, offset: 3 * 4096, length: 4096) == Array(pattern(1, 64 * 4096)[(3 * 4096)..<(4 * 4096)]))
     }
