@@ -74,7 +74,9 @@ def main():
     w("Reference: the same pattern of `pwrite`s plus the same number of `fdatasync`s on a plain")
     w("file. *Rewrite*: chunks already protected against the newest snapshot. *Copy-out*: the")
     w("first write to each chunk after a snapshot (read + two writes: 0.5x is the physical bound).")
-    w("Snapshots: the live count during the measurement.")
+    w("Snapshots: the live count during the measurement. Each pattern covers a region of 4,096")
+    w("chunks (64 MiB): 16,384 random 4 KiB writes (the rewrite), 512 4 KiB writes to distinct")
+    w("chunks (the copy-out), or the region in 1 MiB writes, then one flush.")
     w("")
     table("write", None, ["pattern", "snapshots", "ours", "reference", "ratio", "syncs", "write latency median / p99 (ms)", "peak RSS (MiB)"],
           lambda r: [r["name"], f'{r["snapshots"]:,}', fmt(r["value"], "MB/s"), fmt(r["reference"], "MB/s"),
@@ -356,10 +358,14 @@ def limits():
   chunks, or a log of small commits, would cut that; the server's group commit shares one
   commit among the copy-outs of concurrent writers (these figures are of one writer). This
   disk's flush latency is noisy (p99 several ms), which shows most on the 1 MiB pattern.
-- **Rewrite, 4 KiB random, at 10,000 snapshots and more** runs at about 0.7x while it holds
-  about 0.9x below that. The rewrite path does no work that depends on the snapshot count (an
-  in-memory set test, then `pwrite`), so the gap is not yet explained; it needs a controlled
-  experiment (same process, same page-cache state, snapshot count as the only variable).
+- **Rewrite, 4 KiB random, after copy-outs.** The rewrite path does no work that depends on
+  the snapshot count (an in-memory set test, then `pwrite`); the lower ratios at some counts
+  come from the origin's page cache. The region was copied out just before (with a snapshot
+  alive), and a copy-out reads the origin: after the page cache was dropped, that read comes
+  through readahead into large folios, and ext4 then walks every block of a large folio on
+  each 4 KiB write (`ext4_block_write_begin` and `block_commit_write` were 63% of a profile
+  of such writes). The reference never reads its file, so its pages are small. Run alone, or
+  without the page-cache drop, the same case holds 0.95x or more at 10,000 snapshots.
 - **Memory at many snapshots.** The snapshot table (about 150 bytes per snapshot with its tag
   index, doubled while the array grows) is held in memory: about 20 MB at 100,000 snapshots
   beyond the node cache. Serving it from the snapshots tree needs an on-disk tag index (a
