@@ -53,16 +53,21 @@ import SnapStoreTestKit
         let sb = try superblock(image)
         #expect(sb.sequence > before.sequence)
         #expect(sb.verifiedRuns.count >= 2)
+        /// Opens the store image with the durable origin, recording the events of the open.
+        func open(_ storeImage: [UInt8]) throws -> (Store<SimulatedDevice>, EventLog) {
+            let events = EventLog()
+            var options = f.options
+            options.onEvent = { events.events.append($0) }
+            let s = try Store(store: SimulatedDevice(path: "store", image: storeImage, identity: 1),
+                              origin: SimulatedDevice(path: "origin", image: f.origin.durable, identity: 2),
+                              options: options)
+            return (s, events)
+        }
         // Every listed run matters: damage in any of them refuses the commit.
         for run in sb.verifiedRuns {
             var bad = image
             bad[Int(run.address) * 4096 + 100] ^= 0x40
-            let events = EventLog()
-            var options = f.options
-            options.onEvent = { events.events.append($0) }
-            let reopened = try Store(store: SimulatedDevice(path: "store", image: bad, identity: 1),
-                                     origin: SimulatedDevice(path: "origin", image: f.origin.durable, identity: 2),
-                                     options: options)
+            let (reopened, events) = try open(bad)
             #expect(reopened.status.sequence == before.sequence, "run at \(run.address)")
             #expect(try reopened.check().isClean)
             // The administrator hears that the last commit was skipped.
@@ -73,12 +78,7 @@ import SnapStoreTestKit
             #expect(skipped == sb.sequence && opened == before.sequence && reason.contains("checksum"))
         }
         // Undamaged, the commit stands, the snapshot reads its copy, and nothing is reported.
-        let events = EventLog()
-        var options = f.options
-        options.onEvent = { events.events.append($0) }
-        let reopened = try Store(store: SimulatedDevice(path: "store", image: image, identity: 1),
-                                 origin: SimulatedDevice(path: "origin", image: f.origin.durable, identity: 2),
-                                 options: options)
+        let (reopened, events) = try open(image)
         #expect(events.events.isEmpty)
         #expect(reopened.status.sequence == sb.sequence)
         #expect(try reopened.read(snapshot: 1, offset: 3 * 4096, length: 4096) == Array(pattern(1, 64 * 4096)[(3 * 4096)..<(4 * 4096)]))
