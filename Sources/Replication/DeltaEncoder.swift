@@ -61,11 +61,10 @@ public final class DeltaEncoder {
             var n = 1
             while i + n < checks.count && checks[i + n] == checks[i] + UInt64(n) { n += 1 }
             let offset = checks[i] * cs
-            var run: [UInt8] = []
-            try source.read(snapshot: baseInfo.tag, offset: offset, length: min(cs * UInt64(n), baseInfo.originSizeBytes - offset)) { run.append(contentsOf: $0) }
+            var run = [UInt8](repeating: 0, count: Int(min(cs * UInt64(n), baseInfo.originSizeBytes - offset)))
+            try run.withUnsafeMutableBytes { try source.read(snapshot: baseInfo.tag, offset: offset, into: $0) }
             for k in 0..<n {
                 let from = k * Int(cs)
-                guard from < run.count else { throw DeltaError.truncated("the base's chunk \(checks[i + k]) could not be read whole") }
                 baseChecks.append(BaseCheck(chunk: checks[i + k], digest: Array(SHA256.hash(data: run[from..<min(from + Int(cs), run.count)]))))
             }
             i += n

@@ -207,10 +207,9 @@ public final class ControlClient: VolumeAccess {
     }
 
     /// Frame payloads are read here, reused from frame to frame (a data frame is up to 1 MiB:
-    /// a fresh buffer each time would cost page faults on every one): messages in a small
-    /// array, larger frames in a mapped buffer whose pages are touched only as they are used.
-    private var payload: [UInt8] = []
-    private var largePayload: BulkBuffer?
+    /// a fresh buffer each time would cost page faults on every one); mapped, so a client
+    /// that only exchanges small messages touches one page of it.
+    private lazy var payload = BulkBuffer(capacity: ControlFrame.payloadBytesMax)
 
     /// Reads frames until the reply message; data frames go to `data`, valid during the call,
     /// or with `into`, straight into the buffer it gives for a frame's payload length.
@@ -224,24 +223,13 @@ public final class ControlClient: VolumeAccess {
                 try UnixSocket.readExactly(fd, into: try destination(count), peer: socketPath)
                 continue
             }
-            if count > 4096 {
-                if largePayload == nil { largePayload = BulkBuffer(capacity: ControlFrame.payloadBytesMax) }
-                let piece = UnsafeMutableRawBufferPointer(rebasing: largePayload!.storage[0..<count])
-                try UnixSocket.readExactly(fd, into: piece, peer: socketPath)
-                if kind == ControlFrame.dataKind {
-                    try data(UnsafeRawBufferPointer(piece))
-                    continue
-                }
-                payload = Array(UnsafeRawBufferPointer(piece))
-            } else {
-                if payload.count < count { payload = [UInt8](repeating: 0, count: 4096) }
-                try payload.withUnsafeMutableBytes { try UnixSocket.readExactly(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<count]), peer: socketPath) }
-                if kind == ControlFrame.dataKind {
-                    try payload.withUnsafeBytes { try data(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-                    continue
-                }
+            let piece = UnsafeMutableRawBufferPointer(rebasing: payload.storage[0..<count])
+            try UnixSocket.readExactly(fd, into: piece, peer: socketPath)
+            if kind == ControlFrame.dataKind {
+                try data(UnsafeRawBufferPointer(piece))
+                continue
             }
-            switch try ControlFrame.make(kind: kind, payload: Array(payload[0..<count])) {
+            switch try ControlFrame.make(kind: kind, payload: Array(UnsafeRawBufferPointer(piece))) {
             case let .message(bytes):
                 switch try ControlCoding.decode(ControlReply.self, from: bytes) {
                 case let .ok(result): return result
