@@ -8,8 +8,11 @@ public enum Format {
     /// Incompatible feature bit: this superblock lists verified runs (docs/FORMAT.md
     /// "Verified commits"); it is the commit only if every run reads back with its checksum.
     public static let incompatVerifiedCommit: UInt32 = 1
+    /// Incompatible feature bit: this superblock carries a copy-out log (docs/FORMAT.md
+    /// "Copy-out log"): exceptions and allocations its trees and bitmap do not show yet.
+    public static let incompatCopyOutLog: UInt32 = 2
     /// Incompatible feature bits this build understands.
-    public static let incompatFeaturesKnown: UInt32 = incompatVerifiedCommit
+    public static let incompatFeaturesKnown: UInt32 = incompatVerifiedCommit | incompatCopyOutLog
     public static let chunkSizeMin = 4096
     public static let chunkSizeMax = 1 << 20
     /// Superblock slots live at chunk 0 and chunk 1; each slot uses the first 4 KiB.

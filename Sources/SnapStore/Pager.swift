@@ -69,7 +69,7 @@ final class Pager<Device: BlockDevice> {
         if dirty[n.address] != nil { return n }
         let fresh = try space.allocate()
         nodes[n.address] = nil
-        space.free(n.address)
+        space.free(n.address, bookkeeping: true)
         n.address = fresh
         nodes[fresh] = n
         dirty[fresh] = n

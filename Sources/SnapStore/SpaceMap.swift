@@ -14,6 +14,10 @@ final class SpaceMap {
     private(set) var pinned: Set<UInt64> = []
     private(set) var allocatedThisTransaction: Set<UInt64> = []
     private var cursor: UInt64 = 0
+    /// Allocations, and frees that are changes of their own, so far: the commit tells from
+    /// them whether anything but logged copy-outs changed the map.
+    private(set) var allocations = 0
+    private(set) var changeFrees = 0
 
     /// Current on-disk address of each bitmap block (0: not yet written).
     var blockAddresses: [UInt64]
@@ -102,6 +106,7 @@ final class SpaceMap {
                 free &= free - 1
                 if pinned.contains(chunk) { continue }
                 markAllocated(chunk)
+                allocations += 1
                 allocatedThisTransaction.insert(chunk)
                 cursor = chunk + 1
                 return chunk
@@ -111,8 +116,11 @@ final class SpaceMap {
         preconditionFailure("space map: \(reusable) reusable chunks but none found")
     }
 
-    func free(_ chunk: UInt64) {
+    /// Frees `chunk`. `bookkeeping`: part of another change, not a change of its own (a
+    /// node's old address when it is shadowed, an allocation given back at once).
+    func free(_ chunk: UInt64, bookkeeping: Bool = false) {
         precondition(chunk < chunkCount && isAllocated(chunk), "free of unallocated chunk \(chunk)")
+        if !bookkeeping { changeFrees += 1 }
         precondition(!Format.superblockSlots.contains(chunk))
         words[Int(chunk >> 6)] &= ~(1 << (chunk & 63))
         freeCount += 1
@@ -120,7 +128,14 @@ final class SpaceMap {
         if allocatedThisTransaction.remove(chunk) == nil { pinned.insert(chunk) }
     }
 
-    /// After a durable commit: pinned chunks become reusable.
+    /// After a durable copy-out log commit: what this transaction allocated so far is
+    /// referenced by a durable superblock now, so a later free must pin it too. Nothing else
+    /// changes: the bitmap on disk is still the last checkpoint's, whose chunks stay pinned.
+    func logCommitted() {
+        allocatedThisTransaction.removeAll(keepingCapacity: true)
+    }
+
+    /// After a durable checkpoint commit: pinned chunks become reusable.
     func committed() {
         pinned.removeAll(keepingCapacity: true)
         allocatedThisTransaction.removeAll(keepingCapacity: true)
@@ -182,6 +197,7 @@ final class SpaceMap {
     /// Grows or shrinks the map to `newCount` chunks. Shrinking requires every chunk at or
     /// past `newCount` to be free and unpinned (the caller checks and reports).
     func resize(to newCount: UInt64) {
+        changeFrees += 1
         let oldBlocks = blockCount
         let blocks = SpaceMap.blockCount(chunks: newCount, blockSize: blockSize)
         if newCount < chunkCount {

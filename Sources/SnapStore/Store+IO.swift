@@ -287,7 +287,7 @@ extension Store {
                     copied = true
                 }
             }
-            if copied { try commit() }
+            if copied { try commit(singleFlush: true, mayLog: true) }
         }
     }
 
@@ -303,7 +303,7 @@ extension Store {
             while end < chunks.count, chunks[end] == chunks[end - 1] + 1, end - start < Store.copyOutBatchChunks {
                 let next = try space.allocate()
                 if next != addresses[addresses.count - 1] + 1 {
-                    space.free(next)  // allocated in this transaction: reusable at once
+                    space.free(next, bookkeeping: true)  // allocated in this transaction: reusable at once
                     break
                 }
                 addresses.append(next)
@@ -341,6 +341,7 @@ extension Store {
                 try exceptionsByEpoch.upsert(Key(label, c), addresses[i])
                 protected.insert(c)
             }
+            noteLogged(CopyOutLogEntry(chunk: chunks[start], epoch: label, address: addresses[0], count: UInt32(count)))
             start = end
         }
     }

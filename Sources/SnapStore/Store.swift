@@ -89,6 +89,15 @@ public final class Store<Device: BlockDevice> {
     var transactionDataRuns: [TransactionDataRun] = []
     /// Scratch buffer for reading data runs back at commit.
     lazy var verifyBuffer = Store.readBackBuffer(chunkSize: chunkSize)
+    /// Copy-outs since the last commit, for a copy-out log commit (CopyOutLog.swift), and
+    /// the tree mutations they stand for.
+    var pendingLog: [CopyOutLogEntry] = []
+    var pendingLogMutations = 0
+    /// Change counters at the last commit.
+    var countersAtCommit = ChangeCounters()
+    /// The newest durable superblock carries a copy-out log: memory holds dirty nodes and
+    /// bitmap blocks that only the log records, until the next checkpoint.
+    var loggedState = false
 
     public var chunkSizeBytes: Int { Int(superblock.chunkSizeBytes) }
     var chunkSize: UInt64 { UInt64(superblock.chunkSizeBytes) }
@@ -257,6 +266,7 @@ public final class Store<Device: BlockDevice> {
         let space = try Store.loadSpaceMap(store, sb)
         self.init(store: store, origin: origin, superblock: sb, space: space, options: options)
         try loadTable()
+        try replayCopyOutLog()
         try resumePendingReleases()
     }
 
@@ -355,16 +365,20 @@ public final class Store<Device: BlockDevice> {
     ///      commit: its slot and every block it references are untouched, and a listed
     ///      commit whose runs do not all read back with their checksums is refused at open;
     ///   6. only now may chunks freed in this transaction be reused.
+    /// This is a checkpoint: afterwards the superblock carries no copy-out log.
     public func commit() throws {
         try commit(singleFlush: true)
     }
 
     /// `singleFlush: false` forces the two-flush order (and a superblock write even when
-    /// nothing changed), so that the newest durable superblock lists no runs.
-    func commit(singleFlush: Bool) throws {
+    /// nothing changed), so that the newest durable superblock lists no runs. `mayLog`: when
+    /// copy-outs are all that changed, a copy-out log commit (CopyOutLog.swift) may stand in
+    /// for the checkpoint; otherwise a pending log is always checkpointed.
+    func commit(singleFlush: Bool, mayLog: Bool = false) throws {
         try checkUsable()
-        guard superblockDirty || !pager.dirty.isEmpty || !space.dirtyBlocks.isEmpty || !singleFlush else { return }
+        guard changedSinceCommit || !singleFlush || (!mayLog && !superblock.copyOutLog.isEmpty) else { return }
         do {
+            if mayLog && singleFlush, try commitLog() { return noteFillLevel() }
             try space.shadowForCommit()                                     // 1
             let sequence = superblock.sequence + 1
             var runs = VerifiedRunList(chunkSize: chunkSize,
@@ -397,6 +411,7 @@ public final class Store<Device: BlockDevice> {
             sb.bitmapBlockCount = UInt32(space.blockCount)
             sb.indexAddresses = space.indexAddresses
             sb.verifiedRuns = runs.abandoned ? [] : runs.runs
+            sb.copyOutLog = []
             let slot = Format.superblockSlots[Int(sequence % 2)]
             try storeDevice.write(sb.encode(), at: slot * chunkSize)         // 4
             try storeDevice.sync()                                          // 5
@@ -406,6 +421,7 @@ public final class Store<Device: BlockDevice> {
             space.committed()
             transactionDataRuns.removeAll(keepingCapacity: true)
             superblockDirty = false
+            markLogged()
         } catch let e as StoreError {
             poisoned = e
             throw e
@@ -417,7 +433,7 @@ public final class Store<Device: BlockDevice> {
     public func flush() throws {
         try checkUsable()
         try originDevice.sync()
-        try commit()
+        try commit(singleFlush: true, mayLog: true)
         if storeDataUnsynced {
             try storeDevice.sync()
             storeDataUnsynced = false
@@ -430,7 +446,7 @@ public final class Store<Device: BlockDevice> {
     public func close() throws {
         guard poisoned == nil else { return }
         try flush()
-        if !superblock.verifiedRuns.isEmpty { try commit(singleFlush: false) }
+        if !superblock.verifiedRuns.isEmpty || !superblock.copyOutLog.isEmpty { try commit(singleFlush: false) }
     }
 
     func checkUsable() throws {

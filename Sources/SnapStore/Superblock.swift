@@ -28,6 +28,29 @@ public struct VerifiedRun: Equatable, Sendable {
     }
 }
 
+/// Copy-outs committed since the last checkpoint (docs/FORMAT.md "Copy-out log"): origin
+/// chunks `chunk..<chunk + count` copied to store chunks `address..<address + count`, as
+/// exceptions labelled `epoch`. Open applies them on top of the trees and bitmap the
+/// superblock points at.
+public struct CopyOutLogEntry: Equatable, Sendable {
+    public var chunk: UInt64
+    public var epoch: UInt64
+    public var address: UInt64
+    public var count: UInt32
+    public init(chunk: UInt64, epoch: UInt64, address: UInt64, count: UInt32) {
+        self.chunk = chunk
+        self.epoch = epoch
+        self.address = address
+        self.count = count
+    }
+
+    /// Does `next` continue this entry (same epoch, both chunk ranges contiguous)?
+    func isContinued(by next: CopyOutLogEntry) -> Bool {
+        next.epoch == epoch && next.chunk == chunk + UInt64(count) && next.address == address + UInt64(count)
+            && UInt64(count) + UInt64(next.count) <= UInt64(UInt32.max)
+    }
+}
+
 public struct Superblock: Equatable, Sendable {
     public var sequence: UInt64 = 0
     public var chunkSizeBytes: UInt32
@@ -50,6 +73,8 @@ public struct Superblock: Equatable, Sendable {
     /// Empty: the commit was durable before this superblock was written (two flushes).
     /// Otherwise every block of the commit, listed for open to verify (one flush).
     public var verifiedRuns: [VerifiedRun] = []
+    /// Copy-outs since the last checkpoint; empty for a checkpoint.
+    public var copyOutLog: [CopyOutLogEntry] = []
 
     public init(chunkSizeBytes: UInt32, storeChunkCount: UInt64, originSizeBytes: UInt64, volumeUUID: [UInt8],
                 createdNanoseconds: UInt64, originIdentity: DeviceIdentity, originPath: String) {
@@ -67,16 +92,23 @@ public struct Superblock: Equatable, Sendable {
     static let indexOffset = pathOffset + Format.originPathMax
     public static let indexAddressesMax = (Format.superblockBytes - indexOffset) / 8
     static let runBytes = 16
+    static let logEntryBytes = 32
 
     /// How many verified runs fit after `indexCount` bitmap index addresses.
     public static func runCapacity(indexCount: Int) -> Int {
         max(0, (Format.superblockBytes - indexOffset - indexCount * 8) / runBytes)
     }
 
+    /// How many copy-out log entries fit after `indexCount` index addresses and `runCount` runs.
+    public static func logCapacity(indexCount: Int, runCount: Int) -> Int {
+        max(0, (Format.superblockBytes - indexOffset - indexCount * 8 - runCount * runBytes) / logEntryBytes)
+    }
+
     public func encode() -> [UInt8] {
         precondition(volumeUUID.count == 16)
         precondition(indexAddresses.count <= Superblock.indexAddressesMax)
         precondition(verifiedRuns.count <= Superblock.runCapacity(indexCount: indexAddresses.count))
+        precondition(copyOutLog.count <= Superblock.logCapacity(indexCount: indexAddresses.count, runCount: verifiedRuns.count))
         let path = Array(originPath.utf8)
         precondition(path.count <= Format.originPathMax)
         var bytes = [UInt8](repeating: 0, count: Format.superblockBytes)
@@ -87,8 +119,9 @@ public struct Superblock: Equatable, Sendable {
             b.putU64(Format.superblockSlots[Int(sequence % 2)], 16)
             b.putU64(sequence, 24)
             b.putU32(chunkSizeBytes, 32)
-            let incompat = verifiedRuns.isEmpty ? featuresIncompat & ~Format.incompatVerifiedCommit
+            var incompat = verifiedRuns.isEmpty ? featuresIncompat & ~Format.incompatVerifiedCommit
                                                 : featuresIncompat | Format.incompatVerifiedCommit
+            incompat = copyOutLog.isEmpty ? incompat & ~Format.incompatCopyOutLog : incompat | Format.incompatCopyOutLog
             b.putU32(incompat, 36)
             b.putU32(featuresRoCompat, 40)
             b.putU32(featuresCompat, 44)
@@ -113,6 +146,7 @@ public struct Superblock: Equatable, Sendable {
             b.putU32(UInt32(indexAddresses.count), 236)
             b.putU32(warnFillPercent, 240)
             b.putU32(UInt32(verifiedRuns.count), 244)
+            b.putU32(UInt32(copyOutLog.count), 248)
             for (i, c) in path.enumerated() { b.putU8(c, Superblock.pathOffset + i) }
             for (i, a) in indexAddresses.enumerated() { b.putU64(a, Superblock.indexOffset + i * 8) }
             let runsAt = Superblock.indexOffset + indexAddresses.count * 8
@@ -120,6 +154,14 @@ public struct Superblock: Equatable, Sendable {
                 b.putU64(r.address, runsAt + i * Superblock.runBytes)
                 b.putU32(r.count, runsAt + i * Superblock.runBytes + 8)
                 b.putU32(r.crc, runsAt + i * Superblock.runBytes + 12)
+            }
+            let logAt = runsAt + verifiedRuns.count * Superblock.runBytes
+            for (i, e) in copyOutLog.enumerated() {
+                let at = logAt + i * Superblock.logEntryBytes
+                b.putU64(e.chunk, at)
+                b.putU64(e.epoch, at + 8)
+                b.putU64(e.address, at + 16)
+                b.putU32(e.count, at + 24)
             }
             BlockHeader.seal(b, type: .superblock)
         }
@@ -142,16 +184,24 @@ public struct Superblock: Equatable, Sendable {
             let pathLength = Int(b.u32(228))
             let indexCount = Int(b.u32(236))
             let runCount = Int(b.u32(244))
+            let logCount = Int(b.u32(248))
             guard pathLength <= Format.originPathMax, indexCount <= indexAddressesMax,
-                  runCount <= runCapacity(indexCount: indexCount) else {
-                throw StoreError.corrupt("superblock slot \(slot): path, index or run count out of range")
+                  runCount <= runCapacity(indexCount: indexCount),
+                  logCount <= logCapacity(indexCount: indexCount, runCount: runCount) else {
+                throw StoreError.corrupt("superblock slot \(slot): path, index, run or log count out of range")
             }
             guard (runCount > 0) == (incompat & Format.incompatVerifiedCommit != 0) else {
                 throw StoreError.corrupt("superblock slot \(slot): \(runCount) verified runs disagree with the verified-commit feature bit")
             }
+            guard (logCount > 0) == (incompat & Format.incompatCopyOutLog != 0) else {
+                throw StoreError.corrupt("superblock slot \(slot): \(logCount) copy-out log entries disagree with the copy-out-log feature bit")
+            }
             let runsAt = indexOffset + indexCount * 8
-            guard b.isZero(248..<256), b.isZero((pathOffset + pathLength)..<indexOffset),
-                  b.isZero((runsAt + runCount * runBytes)..<Format.superblockBytes) else {
+            let logAt = runsAt + runCount * runBytes
+            let logEnd = logAt + logCount * logEntryBytes
+            guard b.isZero(252..<256), b.isZero((pathOffset + pathLength)..<indexOffset),
+                  b.isZero(logEnd..<Format.superblockBytes),
+                  (0..<logCount).allSatisfy({ b.u32(logAt + $0 * logEntryBytes + 28) == 0 }) else {
                 throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero")
             }
             var trees: [TreeRoot] = []
@@ -169,7 +219,7 @@ public struct Superblock: Equatable, Sendable {
                 originIdentity: DeviceIdentity(kind: kind, device: b.u64(208), inode: b.u64(216)),
                 originPath: String(decoding: b[pathOffset..<(pathOffset + pathLength)], as: UTF8.self))
             sb.sequence = b.u64(24)
-            sb.featuresIncompat = incompat & ~Format.incompatVerifiedCommit
+            sb.featuresIncompat = incompat & ~(Format.incompatVerifiedCommit | Format.incompatCopyOutLog)
             sb.featuresRoCompat = b.u32(40)
             sb.featuresCompat = b.u32(44)
             sb.epochLast = b.u64(80)
@@ -182,6 +232,10 @@ public struct Superblock: Equatable, Sendable {
             sb.verifiedRuns = (0..<runCount).map {
                 let at = runsAt + $0 * runBytes
                 return VerifiedRun(address: b.u64(at), count: b.u32(at + 8), crc: b.u32(at + 12))
+            }
+            sb.copyOutLog = (0..<logCount).map {
+                let at = logAt + $0 * logEntryBytes
+                return CopyOutLogEntry(chunk: b.u64(at), epoch: b.u64(at + 8), address: b.u64(at + 16), count: b.u32(at + 24))
             }
             let cs = Int(sb.chunkSizeBytes)
             guard cs >= Format.chunkSizeMin, cs <= Format.chunkSizeMax, cs & (cs - 1) == 0 else {

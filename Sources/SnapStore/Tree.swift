@@ -7,6 +7,9 @@ final class Tree<Device: BlockDevice> {
     let kind: TreeKind
     unowned let pager: Pager<Device>
     var root: TreeRoot
+    /// Upserts and removes so far: the commit tells from it whether anything but logged
+    /// copy-outs changed the tree since the last commit.
+    private(set) var mutations = 0
 
     init(kind: TreeKind, pager: Pager<Device>, root: TreeRoot) {
         self.kind = kind
@@ -117,6 +120,7 @@ final class Tree<Device: BlockDevice> {
     /// Inserts or replaces the entry for `key`.
     func upsert(_ key: Key, _ value: [UInt64]) throws {
         precondition(value.count == leafStride)
+        mutations += 1
         if root.height == 0 {
             let leaf = try pager.makeNode(kind: kind, level: 0)
             leaf.keys = [key]
@@ -177,6 +181,7 @@ final class Tree<Device: BlockDevice> {
     func remove(_ key: Key) throws -> Bool {
         let path = try descend(key)
         guard let leaf = path.last, leaf.index < leaf.node.count, leaf.node.keys[leaf.index] == key else { return false }
+        mutations += 1
         // Shadow the whole path top-down, fixing each parent's pointer.
         var nodes: [Node] = []
         for (depth, step) in path.enumerated() {

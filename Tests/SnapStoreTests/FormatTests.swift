@@ -106,6 +106,36 @@ import Glibc
         let sum = crc32c(Array(noBit[4...]), seed: UInt32(0x5342) &* 0x9E37_79B9)
         for i in 0..<4 { noBit[i] = UInt8(truncatingIfNeeded: sum >> (8 * i)) }
         #expect(throws: StoreError.self) { try Superblock.decode(noBit, slot: 1) }
+
+        // A copy-out log commit: the entries follow the runs, the count is at 248, and the
+        // copy-out-log incompatible feature bit says so.
+        sb.copyOutLog = [CopyOutLogEntry(chunk: 77, epoch: 3, address: 0x4321, count: 9),
+                         CopyOutLogEntry(chunk: 1 << 40, epoch: 3, address: 600, count: 1)]
+        let l = sb.encode()
+        func lu32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(l[at + $1]) << (8 * $1) } }
+        func lu64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(l[at + $1]) << (8 * $1) } }
+        #expect(lu32(36) == 3)                          // verified commit | copy-out log
+        #expect(lu32(244) == 2 && lu32(248) == 2)       // run count, log entry count
+        #expect(Array(l[1288..<1320]) == Array(v[1288..<1320]), "runs unchanged")
+        #expect(lu64(1320) == 77 && lu64(1328) == 3 && lu64(1336) == 0x4321 && lu32(1344) == 9 && lu32(1348) == 0)
+        #expect(lu64(1352) == 1 << 40 && lu64(1360) == 3 && lu64(1368) == 600 && lu32(1376) == 1)
+        #expect(l[1384...].allSatisfy { $0 == 0 })
+        #expect(try Superblock.decode(l, slot: 1) == sb)
+        #expect(Superblock.logCapacity(indexCount: 1, runCount: 2) == 86)
+        // A log without its feature bit, or a nonzero reserved word in an entry, is refused.
+        func resealed(_ bytes: [UInt8]) -> [UInt8] {
+            var out = bytes
+            let sum = crc32c(Array(out[4...]), seed: UInt32(0x5342) &* 0x9E37_79B9)
+            for i in 0..<4 { out[i] = UInt8(truncatingIfNeeded: sum >> (8 * i)) }
+            return out
+        }
+        var logNoBit = l
+        logNoBit[36] = 1
+        #expect(throws: StoreError.self) { try Superblock.decode(resealed(logNoBit), slot: 1) }
+        var reservedSet = l
+        reservedSet[1348] = 1
+        #expect(throws: StoreError.self) { try Superblock.decode(resealed(reservedSet), slot: 1) }
+        #expect(try Superblock.decode(resealed(l), slot: 1) == sb)
     }
 
     // MARK: Golden images
