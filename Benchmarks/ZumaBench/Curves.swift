@@ -115,10 +115,25 @@ final class CurveBench {
 
     /// Writes `writes` (offset, length) through the store then flushes; the same pattern with
     /// the same number of syncs on the reference. Adds a throughput result in MB/s.
-    func compare(_ name: String, level: Int, writes: [(UInt64, Int)], note: String? = nil) throws {
+    /// `cached`: a region of the origin read into the page cache just before (the old data
+    /// of copy-outs, as when a write follows reads of the same data).
+    func compare(_ name: String, level: Int, writes: [(UInt64, Int)], cached: Range<UInt64>? = nil, note: String? = nil) throws {
         fillRandom(&buffer, &rng)
-        // Start from a clean page cache: no writeback left over from the last phase.
+        // Start from a clean page cache: no writeback left over from the last phase, and with
+        // --drop-caches nothing cached by it either, on both sides. (Without the drop, a
+        // copy-out's old data may still be cached from an earlier phase at one level and not
+        // at another, and a rewrite runs on the large folios that an earlier copy-out's
+        // readahead left, which the reference never read.)
         sync()
+        dropCaches(c.dropCaches)
+        if let cached {
+            var o = cached.lowerBound
+            while o < cached.upperBound {
+                try buffer.withUnsafeMutableBytes { try store.read(offset: o, into: $0) }
+                o += UInt64(buffer.count)
+            }
+            fillRandom(&buffer, &rng)
+        }
         resetPeakResident()
         let syncsBefore = syncCount
         var latencies: [Double] = []
@@ -133,6 +148,7 @@ final class CurveBench {
         let syncs = syncCount - syncsBefore
         let rss = peakResidentKiB()
         sync()
+        dropCaches(c.dropCaches)
         let referenceSeconds = reference.replay(writes, syncs: syncs, data: buffer)
         let bytes = Double(writes.reduce(0) { $0 + $1.1 })
         let ours = bytes / seconds / 1e6, theirs = bytes / referenceSeconds / 1e6
@@ -160,25 +176,41 @@ final class CurveBench {
         let sequential = stride(from: rewrite, to: rewrite + regionBytes, by: 1 << 20).map { ($0, 1 << 20) }
         try compare("rewrite 1MiB sequential", level: level, writes: sequential)
 
-        // First writes after a snapshot: every chunk written needs a copy-out.
+        // First writes after a snapshot: every chunk written needs a copy-out. Each pattern
+        // runs with the old data in the page cache (read just before) and, with --drop-caches,
+        // again with it on disk only: then each copy-out also waits for a read from the disk.
         try store.createSnapshot(tag: measureTag)
         let chunksInRegion = UInt64(c.regionChunks)
+        let copyOutChunks = min(c.copyOutWrites, c.regionChunks / 2)
         var picked = Set<UInt64>()
-        while picked.count < min(c.copyOutWrites, c.regionChunks) { picked.insert(UInt64.random(in: 0..<chunksInRegion, using: &rng)) }
+        while picked.count < 2 * copyOutChunks { picked.insert(UInt64.random(in: 0..<chunksInRegion, using: &rng)) }
         let copyOffsets = picked.sorted().shuffled(using: &rng).map { chunk in
             (regionStart(2) + chunk * cs + UInt64.random(in: 0..<(cs / 4096), using: &rng) * 4096, 4096)
         }
-        try compare("copy-out 4KiB random", level: level + 1, writes: copyOffsets, note: "first write to each chunk after a snapshot")
+        let region2 = regionStart(2)..<regionStart(3), region3 = regionStart(3)..<regionStart(4)
+        try compare("copy-out 4KiB random", level: level + 1, writes: Array(copyOffsets[..<copyOutChunks]), cached: region2,
+                    note: "old data in the page cache")
+        if c.dropCaches {
+            try compare("copy-out 4KiB random, old data on disk", level: level + 1, writes: Array(copyOffsets[copyOutChunks...]),
+                        note: "page cache dropped before")
+        }
         try store.createSnapshot(tag: measureTag + 1)
-        let copySequential = stride(from: regionStart(3), to: regionStart(3) + regionBytes, by: 1 << 20).map { ($0, 1 << 20) }
-        try compare("copy-out 1MiB sequential", level: level + 2, writes: copySequential, note: "first write to each chunk after a snapshot")
+        let copySequential = stride(from: region3.lowerBound, to: region3.upperBound, by: 1 << 20).map { ($0, 1 << 20) }
+        try compare("copy-out 1MiB sequential", level: level + 2, writes: copySequential, cached: region3,
+                    note: "old data in the page cache")
 
         // Reads of that snapshot: region 3 comes from the store, region 4 from the origin.
         try compareReads("snapshot read from store", level: level + 2, tag: measureTag + 1, start: regionStart(3))
         try compareReads("snapshot read from origin", level: level + 2, tag: measureTag + 1, start: regionStart(4))
+        if c.dropCaches {
+            try store.createSnapshot(tag: measureTag + 2)
+            try compare("copy-out 1MiB sequential, old data on disk", level: level + 3, writes: copySequential,
+                        note: "page cache dropped before")
+            try store.deleteSnapshot(tag: measureTag + 2)
+        }
         try store.deleteSnapshot(tag: measureTag)
         try store.deleteSnapshot(tag: measureTag + 1)
-        measureTag += 2
+        measureTag += 3
     }
 
     func compareReads(_ name: String, level: Int, tag: UInt64, start: UInt64) throws {
