@@ -294,21 +294,11 @@ int zuma_zero_range(int fd, uint64_t offset, uint64_t length) {
     return zero_range(fd, offset, length, FALLOC_FL_ZERO_RANGE, FALLOC_FL_PUNCH_HOLE);
 }
 
-int zuma_copy_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length) {
-    loff_t from = (loff_t)in_offset, to = (loff_t)out_offset;
-    while (length > 0) {
-        ssize_t n = copy_file_range(in, &from, out, &to, (size_t)length, 0);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (n == 0) {
-            errno = EINVAL;  /* the source ended early */
-            return -1;
-        }
-        length -= (uint64_t)n;
-    }
-    return 0;
+int zuma_clone_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length) {
+    struct file_clone_range range = {
+        .src_fd = in, .src_offset = in_offset, .src_length = length, .dest_offset = out_offset,
+    };
+    return ioctl(out, FICLONERANGE, &range);
 }
 
 int zuma_start_writeback(int fd, uint64_t offset, uint64_t length) {

@@ -1,6 +1,7 @@
-// Copy-outs on real files: a chunk copied in the kernel (copy_file_range), and a chunk that is
-// a hole of the origin file, recorded without reading or writing data. The store's free
-// chunks are filled with garbage first, so a hole copy that left them alone would show.
+// Copy-outs on real files: a chunk copied (read and written; a reflink where the filesystem
+// has them), and a chunk that is a hole of the origin file, recorded without reading or
+// writing data. The store's free chunks are filled with garbage first, so a hole copy that
+// left them alone would show.
 
 import Foundation
 import Testing

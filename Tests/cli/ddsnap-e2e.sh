@@ -162,6 +162,54 @@ expect_fail "unknown format version" "version 9 is not supported|not a snapshot 
 cp store.bak store
 expect_ok "restored store checks clean" "$D" check store
 
+# Copy-outs on a filesystem with reflinks: the store shares the origin's old extents
+# (FICLONERANGE) instead of copying them, and snapshots still read their old data. As root: an
+# XFS image on a loop device, unmounted and detached by id on exit.
+if [ "$(id -u)" -eq 0 ] && command -v mkfs.xfs >/dev/null; then
+    truncate -s 600M xfs.img
+    mkfs.xfs -q -m reflink=1 xfs.img
+    mkdir xfsmnt
+    xfsloop=$(losetup --find --show xfs.img)
+    trap 'umount "$WORK/xfsmnt" 2>/dev/null; losetup -d "$xfsloop" 2>/dev/null; cleanup' EXIT
+    mount "$xfsloop" xfsmnt
+    truncate -s 64M xfsmnt/origin
+    truncate -s 64M xfsmnt/store
+    expect_ok "initialize on xfs" "$D" initialize -c 16K xfsmnt/store xfsmnt/origin
+    head -c 8M /dev/urandom > xgen0.bin
+    expect_ok "write origin on xfs" sh -c "'$D' write xfsmnt/store < xgen0.bin"
+    expect_ok "create on xfs" "$D" create xfsmnt/store 1
+    # physical_blocks FILE: every physical block of FILE (filefrag -v), one per line.
+    physical_blocks() {
+        filefrag -v "$1" | python3 -c '
+import re, sys
+for line in sys.stdin:
+    m = re.match(r"\s*\d+:\s+(\d+)\.\.\s*(\d+):\s+(\d+)\.\.\s*(\d+):", line)
+    if m:
+        for b in range(int(m.group(3)), int(m.group(4)) + 1): print(b)'
+    }
+    # The origin blocks about to be overwritten (bytes 2M..3M, 4 KiB blocks 512..767).
+    filefrag -v xfsmnt/origin | python3 -c '
+import re, sys
+for line in sys.stdin:
+    m = re.match(r"\s*\d+:\s+(\d+)\.\.\s*(\d+):\s+(\d+)\.\.\s*(\d+):", line)
+    if m:
+        lo, hi, p = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        for b in range(max(lo, 512), min(hi, 767) + 1): print(p + b - lo)' | sort > xold.txt
+    head -c 1M /dev/urandom > xpatch.bin
+    expect_ok "copy-out write on xfs" sh -c "'$D' write xfsmnt/store --offset 2M < xpatch.bin"
+    expect_eq "snapshot on xfs keeps its data" "$(md5sum < xgen0.bin)" "$("$D" read xfsmnt/store --snapshot 1 --length 8M | md5sum)"
+    cp xgen0.bin xgen1.bin
+    dd if=xpatch.bin of=xgen1.bin bs=1M seek=2 conv=notrunc status=none
+    expect_eq "origin on xfs has the patch" "$(md5sum < xgen1.bin)" "$("$D" read xfsmnt/store --length 8M | md5sum)"
+    # Reflinked, not copied: the store now owns exactly the origin's old blocks.
+    physical_blocks xfsmnt/store | sort > xstore.txt
+    taken=$(comm -12 xold.txt xstore.txt | wc -l)
+    expect_eq "the copy-out took over the origin's old blocks (256 of them), no copy" "256 256" "$(wc -l < xold.txt) $taken"
+    expect_ok "check on xfs" "$D" check xfsmnt/store
+    umount "$WORK/xfsmnt" && losetup -d "$xfsloop"
+    trap cleanup EXIT
+fi
+
 # Help text names every command.
 help=$("$D" --help)
 for verb in initialize create delete list status usecount priority read write changelist revert resize check; do

@@ -64,10 +64,10 @@ int zuma_punch_zeros(int fd, uint64_t offset, uint64_t length);
 /// (sync_file_range SYNC_FILE_RANGE_WRITE): a later fdatasync then has less to wait for.
 int zuma_start_writeback(int fd, uint64_t offset, uint64_t length);
 
-/// Copies `length` bytes from `in` at `in_offset` to `out` at `out_offset` inside the kernel
-/// (copy_file_range: no copy through user memory; a shared extent where the filesystem
-/// can). Returns 0, or -1 with errno (EXDEV, EINVAL, EOPNOTSUPP... when it cannot: copy by
-/// hand instead) after copying nothing or part.
-int zuma_copy_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length);
+/// Makes [out_offset, out_offset + length) of `out` share the extents of `in` at `in_offset`
+/// (FICLONERANGE: a reflink, no data copied; XFS and btrfs). Offsets and length must be
+/// multiples of the filesystem block size. Returns 0, or -1 with errno (EOPNOTSUPP, EXDEV,
+/// EINVAL... when the filesystem cannot share: copy some other way).
+int zuma_clone_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length);
 
 #endif
