@@ -170,11 +170,16 @@ extension Store {
         var chunk = first
         while chunk <= last {
             let end = min(last + 1, chunk + UInt64(Store.copyOutBatchChunks))
-            if !alreadyProtected(chunk..<end) { try protectChunks(chunk..<end) }
+            let copiedOut = !alreadyProtected(chunk..<end)
+            if copiedOut { try protectChunks(chunk..<end) }
             let from = max(offset, chunk * chunkSize)
             let to = min(offset + UInt64(data.count), end * chunkSize)
             let slice = UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)])
             try originDevice.write(slice, at: from)
+            // Write-behind: this write already waited for a commit, and a flush will want its
+            // data too; a whole chunk or more starts to the disk now, while the next copy-outs
+            // are read and copied.
+            if copiedOut && UInt64(slice.count) >= chunkSize { originDevice.startWriteback(at: from, length: UInt64(slice.count)) }
             chunk = end
         }
     }
@@ -199,14 +204,15 @@ extension Store {
     /// copy-out any of them needs, then the origin writes in order. Ranges are checked first,
     /// so a bad extent fails the batch before anything is written. With `writeBehind` (a bulk
     /// writer that flushes at its end, like a delta apply), the origin starts writing the
-    /// extents back at once, so that the final flush has little left to wait for.
+    /// extents back at once, so that the final flush has little left to wait for; a batch
+    /// that needed copy-outs does so for its extents of a chunk or more.
     public func write(originBatch extents: [(offset: UInt64, data: UnsafeRawBufferPointer)], writeBehind: Bool = false) throws {
         try checkUsable()
         for e in extents { try checkRange(e.offset, e.data.count, size: superblock.originSizeBytes, what: "origin") }
-        try protect(extents.map { ($0.offset, UInt64($0.data.count)) })
+        let copiedOut = try protect(extents.map { ($0.offset, UInt64($0.data.count)) })
         for e in extents where !e.data.isEmpty { try originDevice.write(e.data, at: e.offset) }
-        if writeBehind {
-            for e in extents where !e.data.isEmpty { originDevice.startWriteback(at: e.offset, length: UInt64(e.data.count)) }
+        for e in extents where writeBehind || (copiedOut && UInt64(e.data.count) >= chunkSize) {
+            originDevice.startWriteback(at: e.offset, length: UInt64(e.data.count))
         }
     }
 
@@ -222,20 +228,23 @@ extension Store {
     }
 
     /// One commit covering every copy-out the origin ranges need before they are overwritten.
-    private func protect(_ ranges: [(offset: UInt64, length: UInt64)]) throws {
-        guard epochNewestLive != 0 else { return }
+    /// Returns whether any chunk was not known to be protected (a copy-out was considered).
+    @discardableResult
+    private func protect(_ ranges: [(offset: UInt64, length: UInt64)]) throws -> Bool {
+        guard epochNewestLive != 0 else { return false }
         var needed: [UInt64] = []
         for r in ranges where r.length > 0 {
             let first = r.offset / chunkSize
             let last = (r.offset + r.length - 1) / chunkSize
             for c in first...last where c < snapshotChunksMax && !protected.contains(c) { needed.append(c) }
         }
-        guard !needed.isEmpty else { return }
+        guard !needed.isEmpty else { return false }
         needed.sort()
         var unique: [UInt64] = []
         unique.reserveCapacity(needed.count)
         for c in needed where unique.last != c { unique.append(c) }
         try protectChunks(unique)
+        return true
     }
 
     public func write(snapshot tag: UInt64? = nil, offset: UInt64, _ bytes: [UInt8]) throws {
