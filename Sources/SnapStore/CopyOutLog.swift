@@ -70,7 +70,8 @@ extension Store {
         guard onlyCopyOutsSinceCommit else { return false }
         let log = logAfterPending()
         let indexCount = superblock.indexAddresses.count
-        guard log.count <= Superblock.logCapacity(indexCount: indexCount, runCount: 0) else { return false }
+        guard log.count <= Superblock.logCapacity(indexCount: indexCount, runCount: 0),
+              log.reduce(0, { $0 + UInt64($1.count) }) <= options.copyOutLogChunksMax else { return false }
         var runs = VerifiedRunList(chunkSize: chunkSize, capacity: Superblock.runCapacity(indexCount: indexCount),
                                    bytesMax: Store.verifiedCommitBytesMax, enabled: true)
         try addDataRuns(to: &runs)

@@ -26,6 +26,9 @@ public struct StoreOptions: Sendable {
     public var onEvent: @Sendable (StoreEvent) -> Void = { _ in }
     /// Commit automatically once this many metadata blocks are dirty.
     public var dirtyBlocksMax: Int = 4096
+    /// Chunks a copy-out log may cover before a checkpoint: bounds the replay at open (two
+    /// tree inserts per chunk).
+    public var copyOutLogChunksMax: UInt64 = 65_536
     public init() {}
 }
 

@@ -63,6 +63,22 @@ import SnapStoreTestKit
         #expect(f.store.syncs == syncs)
     }
 
+    /// The log covers at most `copyOutLogChunksMax` chunks (the replay at open is bounded).
+    @Test func aLogCoversAtMostItsChunkLimit() throws {
+        var f = Fixture()
+        f.options.copyOutLogChunksMax = 8
+        let s = try snapshotted(f, originChunks: 64)
+        try s.write(offset: 0, pattern(2, 6 * 4096))
+        #expect(try superblock(f.store.durable).copyOutLog.reduce(0) { $0 + $1.count } == 6)
+        try s.write(offset: 6 * 4096, pattern(3, 2 * 4096))
+        #expect(try superblock(f.store.durable).copyOutLog.reduce(0) { $0 + $1.count } == 8)
+        try s.write(offset: 8 * 4096, pattern(4, 4096))
+        #expect(try superblock(f.store.durable).copyOutLog.isEmpty, "a ninth chunk is a checkpoint")
+        let r = try f.reopenedFromDurable()
+        #expect(try r.read(snapshot: 1, offset: 0, length: 64 * 4096) == pattern(1, 64 * 4096))
+        #expect(try r.check().isClean)
+    }
+
     @Test func anyOtherChangeIsACheckpoint() throws {
         let f = Fixture()
         let s = try snapshotted(f, originChunks: 64)
