@@ -20,6 +20,15 @@ import SnapStoreTestKit
         return s
     }
 
+    /// A store with snapshot 1 and one copy-out log commit (origin chunk 3 copied out).
+    func loggedOnce() throws -> (Fixture, Store<SimulatedDevice>) {
+        let f = Fixture()
+        let s = try snapshotted(f, originChunks: 64)
+        try s.write(offset: 3 * 4096, pattern(2, 4096))
+        try s.flush()
+        return (f, s)
+    }
+
     @Test func copyOutsAreLoggedUntilTheLogFills() throws {
         let cs = 4096, chunks = 256
         let f = Fixture(originBytes: chunks * cs, storeBytes: 2048 * cs)
@@ -80,10 +89,7 @@ import SnapStoreTestKit
     }
 
     @Test func anyOtherChangeIsACheckpoint() throws {
-        let f = Fixture()
-        let s = try snapshotted(f, originChunks: 64)
-        try s.write(offset: 3 * 4096, pattern(2, 4096))
-        try s.flush()
+        let (f, s) = try loggedOnce()
         #expect(try !superblock(f.store.durable).copyOutLog.isEmpty)
         try s.flush()
         #expect(try !superblock(f.store.durable).copyOutLog.isEmpty, "a flush with nothing new writes nothing")
@@ -110,20 +116,14 @@ import SnapStoreTestKit
     /// A chunk a log commit made durable is pinned when freed before the next checkpoint:
     /// the durable superblock still refers to it.
     @Test func aLoggedChunkFreedBeforeTheCheckpointIsPinned() throws {
-        let f = Fixture()
-        let s = try snapshotted(f, originChunks: 64)
-        try s.write(offset: 3 * 4096, pattern(2, 4096))
-        try s.flush()
+        let (f, s) = try loggedOnce()
         let entry = try #require(try superblock(f.store.durable).copyOutLog.first)
         s.space.free(entry.address)
         #expect(s.space.pinned.contains(entry.address))
     }
 
     @Test func aForgedLogIsRefused() throws {
-        let f = Fixture()
-        let s = try snapshotted(f, originChunks: 64)
-        try s.write(offset: 3 * 4096, pattern(2, 4096))
-        try s.flush()
+        let (f, s) = try loggedOnce()
         let sb = try superblock(f.store.durable)
         let entry = try #require(sb.copyOutLog.first)
         func opened(forging change: (inout CopyOutLogEntry) -> Void) -> String? {
