@@ -365,11 +365,12 @@ def limits():
   16 KiB metadata blocks, which was most of the difference between one snapshot and more. The
   reference is given as many `fdatasync`s as we make, so what is left per 4 KiB copy-out is
   the chunk (16 KiB, not 4), the superblock, and reading the old chunk; per 1 MiB, the copy
-  itself (2 MiB written where the reference writes 1). With the old data on disk only, each
-  copy-out also waits for a read from the disk: with reads as costly as writes that bound is
-  about 0.33x. The server's group commit shares one commit among the copy-outs of concurrent
-  writers (these figures are of one writer). This disk's flush latency is noisy (p99 several
-  ms), which shows most on the 1 MiB pattern.
+  itself (2 MiB written where the reference writes 1; the origin's writeback starts right
+  after each such write, so the final flush overlaps the copies). With the old data on disk
+  only, each copy-out also waits for a read from the disk: with reads as costly as writes
+  that bound is about 0.33x. The server's group commit shares one commit among the copy-outs
+  of concurrent writers (these figures are of one writer). This disk's flush latency is noisy
+  (p99 several ms), which shows most on the 1 MiB pattern.
 - **Rewrite, 4 KiB random.** The rewrite path does no work that depends on the snapshot
   count (an in-memory set test, then `pwrite`): per write it is within a microsecond of the
   reference, and single runs are decided by the disk's stalls (p99 up to 0.09 ms on either
