@@ -17,6 +17,7 @@ Usage: devices_peer.py --dir DIR --ddsnap PATH --output FILE [--repeats N] [--ru
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -182,6 +183,15 @@ def nbdcopy_time(src, dst, repeats):
     return times
 
 
+def remove_new_entries(d, existing):
+    for name in set(os.listdir(d)) - existing:
+        path = f"{d}/{name}"
+        if os.path.isdir(path) and not os.path.islink(path) and not os.path.ismount(path):
+            shutil.rmtree(path)
+        elif not os.path.isdir(path):
+            os.unlink(path)
+
+
 def main():
     a = argparse.ArgumentParser()
     a.add_argument("--dir", required=True)
@@ -193,6 +203,10 @@ def main():
     d = os.path.abspath(args.dir)
     os.makedirs(d, exist_ok=True)
     cleanup = Cleanup()
+    # Registered first, so it runs last (after every unmount, detach and stop): the images,
+    # sockets and directories this run made in d (several GiB), and nothing that was there.
+    existing = set(os.listdir(d))
+    cleanup.add("scratch files", lambda: remove_new_entries(d, existing))
     results = {"fio": [], "nbdcopy": []}
     try:
         ours = start_ours(d, args.ddsnap, cleanup)

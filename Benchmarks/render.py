@@ -51,7 +51,8 @@ def main():
         w(f"from {a.earlier_devices}; section 7 was measured on the date above")
         w("(`Benchmarks/run.sh --replication-only`).")
     elif a.earlier:
-        w(f"Sections 1 to 5 and the btrfs peer are from {a.earlier} (`Benchmarks/run.sh`); section 6")
+        w(f"Sections 1 to 5, the btrfs peer{' and section 7' if a.replication else ''} are from {a.earlier}"
+          " (`Benchmarks/run.sh`); section 6")
         w("was measured again on the date above (`Benchmarks/run.sh --devices-only`).")
     elif a.earlier_devices:
         w(f"Section 6 is from {a.earlier_devices}; every other section was measured on the date above")

@@ -51,11 +51,14 @@ if [ $replication_only -eq 1 ]; then
 fi
 if [ $devices_only -eq 1 ]; then
     [ -f docs/benchmarks.json ] || { echo "run.sh: --devices-only needs docs/benchmarks.json from a full run" >&2; exit 1; }
-    python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); json.dump(d["zuma"], open(sys.argv[1], "w")); json.dump(d["btrfs"], open(sys.argv[2], "w")); json.dump(d.get("earlier", "an earlier run"), open(sys.argv[3], "w"))' \
-        "$out/zuma.json" "$out/btrfs.json" "$out/earlier.json"
+    python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); json.dump(d["zuma"], open(sys.argv[1], "w")); json.dump(d["btrfs"], open(sys.argv[2], "w")); json.dump(d.get("earlier", "an earlier run"), open(sys.argv[3], "w")); json.dump(d.get("replication"), open(sys.argv[4], "w"))' \
+        "$out/zuma.json" "$out/btrfs.json" "$out/earlier.json" "$out/replication.json"
     python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/static/release/ddsnap" --repeats $repeats \
         --output "$out/devices.json"
-    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
+    # Section 7 (replication) stays, from the same earlier run as sections 1-5.
+    replication_args=()
+    [ "$(cat "$out/replication.json")" != "null" ] && replication_args=(--replication "$out/replication.json")
+    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${replication_args[@]}" \
         --earlier "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])))' "$out/earlier.json")" \
         --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
     python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); d["devices"] = json.load(open(sys.argv[1])); json.dump(d, open("docs/benchmarks.json", "w"), indent=1)' "$out/devices.json"
