@@ -29,11 +29,7 @@ extension Store {
     /// Records a copy-out for the next log commit (two tree mutations per chunk).
     func noteLogged(_ entry: CopyOutLogEntry) {
         pendingLogMutations += 2 * Int(entry.count)
-        if let last = pendingLog.last, last.isContinued(by: entry) {
-            pendingLog[pendingLog.count - 1].count += entry.count
-        } else {
-            pendingLog.append(entry)
-        }
+        CopyOutLogEntry.append(entry, to: &pendingLog)
     }
 
     /// Has anything changed since the last commit? After a log commit the dirty nodes and
@@ -58,9 +54,7 @@ extension Store {
     /// The durable log followed by the pending entries, adjacent entries joined.
     func logAfterPending() -> [CopyOutLogEntry] {
         var log = superblock.copyOutLog
-        for e in pendingLog {
-            if let last = log.last, last.isContinued(by: e) { log[log.count - 1].count += e.count } else { log.append(e) }
-        }
+        for e in pendingLog { CopyOutLogEntry.append(e, to: &log) }
         return log
     }
 

@@ -176,10 +176,7 @@ extension Store {
             let to = min(offset + UInt64(data.count), end * chunkSize)
             let slice = UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)])
             try originDevice.write(slice, at: from)
-            // Write-behind: this write already waited for a commit, and a flush will want its
-            // data too; a whole chunk or more starts to the disk now, while the next copy-outs
-            // are read and copied.
-            if copiedOut && UInt64(slice.count) >= chunkSize { originDevice.startWriteback(at: from, length: UInt64(slice.count)) }
+            if copiedOut { writeBehindAfterCopyOut(at: from, length: UInt64(slice.count)) }
             chunk = end
         }
     }
@@ -211,9 +208,20 @@ extension Store {
         for e in extents { try checkRange(e.offset, e.data.count, size: superblock.originSizeBytes, what: "origin") }
         let copiedOut = try protect(extents.map { ($0.offset, UInt64($0.data.count)) })
         for e in extents where !e.data.isEmpty { try originDevice.write(e.data, at: e.offset) }
-        for e in extents where writeBehind || (copiedOut && UInt64(e.data.count) >= chunkSize) {
-            originDevice.startWriteback(at: e.offset, length: UInt64(e.data.count))
+        for e in extents where !e.data.isEmpty {
+            if writeBehind {
+                originDevice.startWriteback(at: e.offset, length: UInt64(e.data.count))
+            } else if copiedOut {
+                writeBehindAfterCopyOut(at: e.offset, length: UInt64(e.data.count))
+            }
         }
+    }
+
+    /// Write-behind after copy-outs: the write already waited for a commit, and a flush will
+    /// want its data too; a whole chunk or more starts to the disk now, while the next
+    /// copy-outs are read and copied.
+    private func writeBehindAfterCopyOut(at offset: UInt64, length: UInt64) {
+        if length >= chunkSize { originDevice.startWriteback(at: offset, length: length) }
     }
 
     /// Makes bytes [offset, offset + length) of the origin read as zeros: copied out first

@@ -49,6 +49,15 @@ public struct CopyOutLogEntry: Equatable, Sendable {
         next.epoch == epoch && next.chunk == chunk + UInt64(count) && next.address == address + UInt64(count)
             && UInt64(count) + UInt64(next.count) <= UInt64(UInt32.max)
     }
+
+    /// Appends `entry` to `log`, joining it to the last entry when it continues it.
+    static func append(_ entry: CopyOutLogEntry, to log: inout [CopyOutLogEntry]) {
+        if let last = log.last, last.isContinued(by: entry) {
+            log[log.count - 1].count += entry.count
+        } else {
+            log.append(entry)
+        }
+    }
 }
 
 public struct Superblock: Equatable, Sendable {
