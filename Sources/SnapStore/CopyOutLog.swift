@@ -22,7 +22,7 @@ struct ChangeCounters: Equatable {
 extension Store {
     var changeCounters: ChangeCounters {
         ChangeCounters(treeMutations: exceptionsByChunk.mutations + exceptionsByEpoch.mutations
-                           + privateChunks.mutations + snapshotTree.mutations,
+                           + privateChunks.mutations + snapshotTree.mutations + tagTree.mutations,
                        allocations: space.allocations, changeFrees: space.changeFrees)
     }
 

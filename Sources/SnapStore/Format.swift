@@ -11,8 +11,12 @@ public enum Format {
     /// Incompatible feature bit: this superblock carries a copy-out log (docs/FORMAT.md
     /// "Copy-out log"): exceptions and allocations its trees and bitmap do not show yet.
     public static let incompatCopyOutLog: UInt32 = 2
+    /// Incompatible feature bit: the store keeps a tags tree (tag -> epoch) whose root is
+    /// the last 24 bytes of the origin path field (docs/FORMAT.md "Superblock"). Every store
+    /// this build writes has it; a store without it gets it at its first open.
+    public static let incompatTagIndex: UInt32 = 4
     /// Incompatible feature bits this build understands.
-    public static let incompatFeaturesKnown: UInt32 = incompatVerifiedCommit | incompatCopyOutLog
+    public static let incompatFeaturesKnown: UInt32 = incompatVerifiedCommit | incompatCopyOutLog | incompatTagIndex
     public static let chunkSizeMin = 4096
     public static let chunkSizeMax = 1 << 20
     /// Superblock slots live at chunk 0 and chunk 1; each slot uses the first 4 KiB.
@@ -20,7 +24,10 @@ public enum Format {
     public static let superblockSlots: [UInt64] = [0, 1]
     /// Bytes of the common header at the start of every non-superblock metadata block.
     public static let headerBytes = 32
-    public static let originPathMax = 1024
+    /// Bytes of the origin path field; with the tag index its last 24 hold the tags root.
+    public static let originPathField = 1024
+    /// Longest origin path a store with the tag index records.
+    public static let originPathMax = originPathField - 24
     public static let snapshotNameMax = 63
 }
 
@@ -43,7 +50,7 @@ public enum BlockType: UInt16, Sendable {
     }
 }
 
-/// The four trees of a store.
+/// The five trees of a store.
 public enum TreeKind: UInt8, CaseIterable, Sendable {
     /// (chunk, epoch) -> store chunk: what each snapshot reads.
     case exceptionsByChunk = 1
@@ -53,6 +60,8 @@ public enum TreeKind: UInt8, CaseIterable, Sendable {
     case privateChunks = 3
     /// (epoch, 0) -> snapshot record.
     case snapshots = 4
+    /// (tag, 0) -> epoch: finds a snapshot by its user-visible tag.
+    case tags = 5
 
     var name: String {
         switch self {
@@ -60,6 +69,7 @@ public enum TreeKind: UInt8, CaseIterable, Sendable {
         case .exceptionsByEpoch: return "exceptions-by-epoch"
         case .privateChunks: return "private-chunks"
         case .snapshots: return "snapshots"
+        case .tags: return "tags"
         }
     }
     /// Value size in 8-byte words.

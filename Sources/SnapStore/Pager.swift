@@ -12,6 +12,8 @@ final class Pager<Device: BlockDevice> {
     private var nodes: [UInt64: Node] = [:]
     private(set) var dirty: [UInt64: Node] = [:]
     let cacheNodesMax: Int
+    /// Nodes in memory now, clean and dirty.
+    var cachedNodeCount: Int { nodes.count }
     private var tick: UInt64 = 0
     private var buffer: [UInt8]
 
@@ -94,7 +96,12 @@ final class Pager<Device: BlockDevice> {
         }
     }
 
-    func committed() { dirty.removeAll(keepingCapacity: true) }
+    /// The commit wrote every dirty node: they are clean now, and count against the budget
+    /// (nodes that splits made were never loaded, so no load would have evicted for them).
+    func committed() {
+        dirty.removeAll(keepingCapacity: true)
+        if nodes.count > cacheNodesMax { evict() }
+    }
 
     /// Forgets everything cached (after an aborted transaction).
     func reset() {

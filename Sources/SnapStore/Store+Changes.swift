@@ -130,7 +130,7 @@ extension Store {
             unique += 1
             return true
         }
-        let (previous, next) = liveNeighbours(of: r.epoch)
+        let (previous, next) = try liveNeighbours(of: r.epoch)
         var heap = Heap<MergeHead>()
         var epoch = r.epoch
         while let hit = try exceptionsByEpoch.ceiling(Key(epoch, 0)) {

@@ -47,18 +47,28 @@ extension Store {
         for (j, a) in space.indexAddresses.enumerated() { problem(refs.mark(a, "bitmap index block \(j)")) }
         for (i, a) in space.blockAddresses.enumerated() { problem(refs.mark(a, "bitmap block \(i)")) }
 
-        // Snapshot records (I7).
-        let liveEpochs = table.filter { $0.state == .normal }.map(\.epoch)
-        var tags = Set<UInt64>()
-        for r in table {
-            if !tags.insert(r.tag).inserted { problem("snapshot tag \(r.tag) is used twice") }
-            if r.epoch == 0 || r.epoch > superblock.epochLast { problem("snapshot \(r.tag): epoch \(r.epoch) outside 1...\(superblock.epochLast)") }
-            if r.state == .deleting || r.state == .squashing { problem("snapshot \(r.tag): a \(r.state == .deleting ? "delete" : "squash") is unfinished") }
+        // Snapshot records (I7), each found under its own tag in the tags tree.
+        var liveEpochs: [UInt64] = []
+        var records: UInt64 = 0
+        do {
+            try forEachRecord { r in
+                records += 1
+                if r.state == .normal { liveEpochs.append(r.epoch) }
+                if r.state == .normal || r.state == .squashed { report.snapshots += 1 }
+                if r.epoch == 0 || r.epoch > superblock.epochLast { problem("snapshot \(r.tag): epoch \(r.epoch) outside 1...\(superblock.epochLast)") }
+                if r.state == .deleting || r.state == .squashing { problem("snapshot \(r.tag): a \(r.state == .deleting ? "delete" : "squash") is unfinished") }
+                let found = try tagTree.find(Key(r.tag, 0))
+                if found != r.epoch { problem("tags tree: snapshot \(r.tag) (epoch \(r.epoch)) is \(found.map { "listed under epoch \($0)" } ?? "missing")") }
+                return report.problems.count < problemsMax
+            }
+        } catch let e as StoreError {
+            problem("snapshots tree: \(e)")
         }
-        report.snapshots = snapshots.count
+        // Every record has its own tag entry; equal counts leave no tag entry without a record.
+        if tagTree.count != records { problem("tags tree holds \(tagTree.count) entries for \(records) snapshot records") }
 
         // Tree structure: every node verified on load; keys within their parent's range (I2).
-        for tree in [exceptionsByChunk, exceptionsByEpoch, privateChunks, snapshotTree] {
+        for tree in [exceptionsByChunk, exceptionsByEpoch, privateChunks, snapshotTree, tagTree] {
             var entries: UInt64 = 0
             do {
                 try tree.walk { node, low, high in
@@ -105,8 +115,8 @@ extension Store {
         try? privateChunks.scan(from: .min) { key, node, i in
             report.privateChunks += 1
             problem(refs.mark(node.value(i), "private chunk (epoch \(key.hi), chunk \(key.lo)) in block \(node.address)"))
-            if let j = tableIndex(epoch: key.hi), table[j].state == .normal {
-                if key.lo * chunkSize >= table[j].originSizeBytes { problem("block \(node.address): private chunk \(key.lo) of snapshot \(table[j].tag) is past its size") }
+            if let r = try? record(epoch: key.hi), r.state == .normal {
+                if key.lo * chunkSize >= r.originSizeBytes { problem("block \(node.address): private chunk \(key.lo) of snapshot \(r.tag) is past its size") }
             } else {
                 problem("block \(node.address): private chunk (epoch \(key.hi), chunk \(key.lo)) belongs to no normal snapshot")
             }

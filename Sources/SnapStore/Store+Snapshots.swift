@@ -17,31 +17,60 @@ public struct SnapshotInfo: Equatable, Sendable, Codable {
 extension Store {
     // MARK: The snapshot table
 
-    func tableIndex(epoch: UInt64) -> Int? {
-        var lo = 0, hi = table.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if table[mid].epoch < epoch { lo = mid + 1 } else { hi = mid }
+    /// The record of `epoch`, from the snapshots tree.
+    func record(epoch: UInt64) throws -> SnapshotRecord? {
+        guard let words = try snapshotTree.values(Key(epoch, 0)) else { return nil }
+        return try SnapshotRecord.decode(epoch: epoch, words: words, where: "snapshots tree")
+    }
+
+    /// The record `tag` names (any state), through the tags tree.
+    func anyRecord(tag: UInt64) throws -> SnapshotRecord? {
+        if let r = recentRecords[tag] { return r }
+        guard let epoch = try tagTree.find(Key(tag, 0)) else { return nil }
+        guard let r = try record(epoch: epoch), r.tag == tag else {
+            throw StoreError.corrupt("tags tree: tag \(tag) names epoch \(epoch), which has no record of that tag")
         }
-        return lo < table.count && table[lo].epoch == epoch ? lo : nil
+        if recentRecords.count >= 64 { recentRecords.removeAll(keepingCapacity: true) }
+        recentRecords[tag] = r
+        return r
     }
 
     /// The user-visible record for `tag` (normal or squashed), or `.snapshotMissing`.
     func record(tag: UInt64) throws -> SnapshotRecord {
-        guard let epoch = epochByTag[tag], let i = tableIndex(epoch: epoch),
-              table[i].state == .normal || table[i].state == .squashed else {
+        guard let r = try anyRecord(tag: tag), r.state == .normal || r.state == .squashed else {
             throw StoreError.snapshotMissing(tag)
         }
-        return table[i]
+        return r
+    }
+
+    /// Visits records in epoch order from `epoch` (or backwards from it) until `visit`
+    /// returns false. The snapshots tree must not change meanwhile.
+    func forEachRecord(from epoch: UInt64 = 0, backward: Bool = false, _ visit: (SnapshotRecord) throws -> Bool) throws {
+        let body: (Key, Node, Int) throws -> Bool = { key, node, i in
+            try visit(try SnapshotRecord.decode(epoch: key.hi, words: node.values(i), where: "block \(node.address) (snapshots leaf)"))
+        }
+        if backward {
+            try snapshotTree.scanBackward(from: Key(epoch, 0), body)
+        } else {
+            try snapshotTree.scan(from: Key(epoch, 0), body)
+        }
+    }
+
+    /// The first normal epoch at or after `epoch` (backward: at or before it); nil when
+    /// none. A walk past the few squashed or dying records in between.
+    func firstLive(from epoch: UInt64, backward: Bool = false) throws -> UInt64? {
+        var found: UInt64?
+        try forEachRecord(from: epoch, backward: backward) { r in
+            guard r.state == .normal else { return true }
+            found = r.epoch
+            return false
+        }
+        return found
     }
 
     /// The newest normal epoch: a walk back from the end past the few squashed or dying ones.
-    func refreshNewestLive() {
-        epochNewestLive = 0
-        for r in table.reversed() where r.state == .normal {
-            epochNewestLive = r.epoch
-            break
-        }
+    func refreshNewestLive() throws {
+        epochNewestLive = try firstLive(from: .max, backward: true) ?? 0
     }
 
     /// Counts a normal snapshot's size in or out, and keeps `snapshotChunksMax`.
@@ -54,27 +83,11 @@ extension Store {
     }
 
     /// Live (normal) epochs just before and just after `epoch`: 0 / UInt64.max when none.
-    /// A binary search, then a walk past the few squashed or dying neighbours.
-    func liveNeighbours(of epoch: UInt64) -> (previous: UInt64, next: UInt64) {
-        var lo = 0, hi = table.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if table[mid].epoch < epoch { lo = mid + 1 } else { hi = mid }
-        }
-        var previous: UInt64 = 0, next = UInt64.max
-        var i = lo - 1
-        while i >= 0 {
-            if table[i].state == .normal { previous = table[i].epoch; break }
-            i -= 1
-        }
-        i = lo < table.count && table[lo].epoch == epoch ? lo + 1 : lo
-        while i < table.count {
-            if table[i].state == .normal { next = table[i].epoch; break }
-            i += 1
-        }
-        return (previous, next)
+    func liveNeighbours(of epoch: UInt64) throws -> (previous: UInt64, next: UInt64) {
+        let previous = epoch == 0 ? nil : try firstLive(from: epoch - 1, backward: true)
+        let next = epoch == .max ? nil : try firstLive(from: epoch + 1)
+        return (previous ?? 0, next ?? .max)
     }
-
 
     func info(_ r: SnapshotRecord) -> SnapshotInfo {
         SnapshotInfo(tag: r.tag, epoch: r.epoch, createdNanoseconds: r.createdNanoseconds, originSizeBytes: r.originSizeBytes,
@@ -82,32 +95,50 @@ extension Store {
                      squashed: r.state == .squashed, name: r.name)
     }
 
-    /// Snapshots users can see, oldest first.
+    /// Snapshots users can see, oldest first (read from the snapshots tree).
     public var snapshots: [SnapshotInfo] {
-        table.filter { $0.state == .normal || $0.state == .squashed }.map(info)
+        get throws {
+            var out: [SnapshotInfo] = []
+            try forEachRecord { r in
+                if r.state == .normal || r.state == .squashed { out.append(info(r)) }
+                return true
+            }
+            return out
+        }
     }
 
-    public func snapshot(tag: UInt64) -> SnapshotInfo? {
-        (try? record(tag: tag)).map(info)
+    /// The snapshot `tag` names; nil when there is none. Throws only when the store
+    /// cannot be read.
+    public func snapshot(tag: UInt64) throws -> SnapshotInfo? {
+        guard let r = try anyRecord(tag: tag), r.state == .normal || r.state == .squashed else { return nil }
+        return info(r)
     }
 
-    /// Writes `r` into the table and the snapshots tree.
+    /// Tags of the snapshots opened in this process (attached devices, exports).
+    public var openSnapshotTags: [UInt64] { openCounts.keys.sorted() }
+    public func openCount(tag: UInt64) -> Int { openCounts[tag] ?? 0 }
+
+    /// Writes `r` into the snapshots tree (and a new one into the tags tree), keeping the
+    /// derived values.
     func store(_ r: SnapshotRecord) throws {
+        let old = try record(epoch: r.epoch)
         var words = [UInt64](repeating: 0, count: SnapshotRecord.words)
         r.encode(into: &words, at: 0)
+        recentRecords.removeAll(keepingCapacity: true)
         try snapshotTree.upsert(Key(r.epoch, 0), words)
-        if let i = tableIndex(epoch: r.epoch) {
-            let wasNormal = table[i].state == .normal
+        stateCounts[Int(r.state.rawValue)] += 1
+        if let old {
+            precondition(old.tag == r.tag, "a snapshot keeps its tag")
+            stateCounts[Int(old.state.rawValue)] -= 1
+            let wasNormal = old.state == .normal
             precondition(wasNormal || r.state != .normal, "a snapshot never becomes normal again")
-            table[i] = r
             if wasNormal && r.state != .normal {
                 countSize(of: r, by: -1)
-                refreshNewestLive()
+                try refreshNewestLive()
             }
         } else {
-            precondition(table.last.map { $0.epoch < r.epoch } ?? true, "epochs only grow")
-            table.append(r)
-            epochByTag[r.tag] = r.epoch
+            precondition(r.epoch == superblock.epochLast, "epochs only grow")
+            try tagTree.upsert(Key(r.tag, 0), r.epoch)
             // A new snapshot is the newest: update the derived values in constant time.
             if r.state == .normal {
                 epochNewestLive = r.epoch
@@ -123,7 +154,7 @@ extension Store {
     /// `createdNanoseconds` (a replica taking its source's snapshot) replaces the clock's time.
     public func createSnapshot(tag: UInt64, name: String = "", priority: Int8 = 0, createdNanoseconds: UInt64? = nil) throws -> SnapshotInfo {
         try checkUsable()
-        guard epochByTag[tag] == nil else { throw StoreError.snapshotExists(tag) }
+        guard try tagTree.find(Key(tag, 0)) == nil else { throw StoreError.snapshotExists(tag) }
         guard name.utf8.count <= Format.snapshotNameMax else {
             throw StoreError.invalidArgument("snapshot name is longer than \(Format.snapshotNameMax) bytes")
         }
@@ -185,21 +216,30 @@ extension Store {
     }
 
     private func removeRecord(_ r: SnapshotRecord) throws {
+        guard let old = try record(epoch: r.epoch) else { preconditionFailure("removal of unknown epoch \(r.epoch)") }
+        recentRecords.removeAll(keepingCapacity: true)
         try snapshotTree.remove(Key(r.epoch, 0))
-        let i = tableIndex(epoch: r.epoch)!
-        if table[i].state == .normal { countSize(of: table[i], by: -1) }
-        table.remove(at: i)
-        epochByTag[r.tag] = nil
+        guard try tagTree.remove(Key(old.tag, 0)) else { throw StoreError.corrupt("tags tree: snapshot \(old.tag) (epoch \(old.epoch)) is missing") }
+        stateCounts[Int(old.state.rawValue)] -= 1
+        if old.state == .normal { countSize(of: old, by: -1) }
         openCounts[r.tag] = nil
-        refreshNewestLive()
+        try refreshNewestLive()
         superblockDirty = true
     }
 
-    /// Finishes deletes and squashes a crash interrupted.
+    /// Finishes deletes and squashes a crash interrupted (found by the counts kept at open,
+    /// so a store with none pays no scan).
     func resumePendingReleases() throws {
-        for r in table where r.state == .deleting || r.state == .squashing {
+        while stateCounts[Int(SnapshotState.deleting.rawValue)] + stateCounts[Int(SnapshotState.squashing.rawValue)] > 0 {
+            var pending: UInt64?
+            try forEachRecord { r in
+                guard r.state == .deleting || r.state == .squashing else { return true }
+                pending = r.epoch
+                return false
+            }
+            guard let epoch = pending else { throw StoreError.corrupt("snapshot counts promise an unfinished delete that no record shows") }
             try mutate {
-                try release(epoch: r.epoch)
+                try release(epoch: epoch)
                 try commit()
             }
         }
@@ -215,8 +255,7 @@ extension Store {
     /// reads can die, and with p/n the live neighbours of s those are the ones with
     /// s <= e < n (at most one per chunk). Such an exception dies unless p > e_prev.
     func release(epoch s: UInt64) throws {
-        guard let index = tableIndex(epoch: s) else { preconditionFailure("release of unknown epoch \(s)") }
-        var r = table[index]
+        guard var r = try record(epoch: s) else { preconditionFailure("release of unknown epoch \(s)") }
         precondition(r.state == .deleting || r.state == .squashing)
         let batchMax = 2048
         // Private chunks first.
@@ -238,7 +277,7 @@ extension Store {
             if batch.count < batchMax { break }
             try commit()
         }
-        let (previous, next) = liveNeighbours(of: s)
+        let (previous, next) = try liveNeighbours(of: s)
         var cursor = Key(r.cursorEpoch, r.cursorChunk)
         while true {
             var batch: [(epoch: UInt64, chunk: UInt64, at: UInt64)] = []
@@ -328,7 +367,7 @@ extension Store {
 
     var reservePerOperation: UInt64 {
         let h = UInt64(exceptionsByChunk.root.height + exceptionsByEpoch.root.height +
-                       privateChunks.root.height + snapshotTree.root.height)
+                       privateChunks.root.height + snapshotTree.root.height + tagTree.root.height)
         return Store.reservePerOperation(heights: h)
     }
 
@@ -363,14 +402,20 @@ extension Store {
         func better(_ a: SnapshotRecord, _ b: SnapshotRecord) -> Bool {
             a.priority != b.priority ? a.priority < b.priority : a.epoch < b.epoch
         }
-        let candidates = table.filter { $0.state == .normal && $0.priority < 127 }
-        let unused = candidates.filter { $0.usecount == 0 && openCounts[$0.tag] == nil }
-        if let victim = unused.min(by: better) {
+        // One pass over the records, keeping the best of each kind.
+        var unusedBest: SnapshotRecord?, anyBest: SnapshotRecord?
+        try forEachRecord { r in
+            guard r.state == .normal && r.priority < 127 else { return true }
+            if anyBest.map({ better(r, $0) }) ?? true { anyBest = r }
+            if r.usecount == 0 && openCounts[r.tag] == nil && (unusedBest.map({ better(r, $0) }) ?? true) { unusedBest = r }
+            return true
+        }
+        if let victim = unusedBest {
             try deleteSnapshot(tag: victim.tag)
             options.onEvent(.snapshotDeletedForSpace(tag: victim.tag, priority: victim.priority))
             return true
         }
-        if let victim = candidates.min(by: better) {
+        if let victim = anyBest {
             try squashSnapshot(tag: victim.tag)
             options.onEvent(.snapshotSquashed(tag: victim.tag, priority: victim.priority))
             return true

@@ -26,8 +26,8 @@ extension Store {
             chunkSizeBytes: chunkSizeBytes, storeChunks: space.chunkCount, freeChunks: space.freeCount,
             originSizeBytes: superblock.originSizeBytes, originPath: superblock.originPath,
             volumeUUID: formatUUID(superblock.volumeUUID),
-            snapshotCount: table.count { $0.state == .normal || $0.state == .squashed },
-            squashedCount: table.count { $0.state == .squashed },
+            snapshotCount: stateCounts[Int(SnapshotState.normal.rawValue)] + stateCounts[Int(SnapshotState.squashed.rawValue)],
+            squashedCount: stateCounts[Int(SnapshotState.squashed.rawValue)],
             exceptionCount: exceptionsByChunk.count, privateChunkCount: privateChunks.count,
             metadataChunks: used >= data ? used - data : 0, sequence: superblock.sequence,
             warnFillPercent: Int(superblock.warnFillPercent))
@@ -50,7 +50,7 @@ extension Store {
     public func adoptVolumeUUID(_ uuid: [UInt8]) throws {
         guard uuid.count == 16 else { throw StoreError.invalidArgument("a volume UUID has 16 bytes") }
         if uuid == superblock.volumeUUID { return }
-        guard table.isEmpty else {
+        guard snapshotTree.count == 0 else {
             throw StoreError.invalidArgument("the store holds snapshots of volume \(formatUUID(superblock.volumeUUID)); it cannot become a replica of \(formatUUID(uuid))")
         }
         try mutate {

@@ -64,12 +64,16 @@ public final class Store<Device: BlockDevice> {
     let exceptionsByChunk: Tree<Device>
     let exceptionsByEpoch: Tree<Device>
     let privateChunks: Tree<Device>
+    /// Snapshot records by epoch, and their tags: read through the node cache like every
+    /// other tree, so memory does not grow with the snapshot count. Changed only through
+    /// `store(_:)` and `removeRecord(_:)`, which keep the derived values below.
     let snapshotTree: Tree<Device>
-    /// Every snapshot record, sorted by epoch (mirrors the snapshots tree). Changed only
-    /// through `store(_:)` and `removeRecord(_:)`, which keep the derived values below.
-    var table: [SnapshotRecord] = []
-    /// Tag -> epoch of every record.
-    var epochByTag: [UInt64: UInt64] = [:]
+    let tagTree: Tree<Device>
+    /// Records by state (normal, squashed, deleting, squashing).
+    var stateCounts = [Int](repeating: 0, count: 4)
+    /// The few records used last, by tag (block-file reads ask for a snapshot's size on
+    /// every read); emptied by any change to a record.
+    var recentRecords: [UInt64: SnapshotRecord] = [:]
     /// The newest epoch of a normal snapshot (0: none): what copy-outs are labelled with.
     var epochNewestLive: UInt64 = 0
     /// Origin chunks any normal snapshot can read: writes at or past this need no copy-out.
@@ -119,7 +123,7 @@ public final class Store<Device: BlockDevice> {
     /// The smallest store (in chunks) that can be initialized for `chunkSize`.
     public static func minimumStoreChunks(chunkSizeBytes: Int) -> UInt64 {
         // Superblocks, one bitmap and index block, the metadata reserve and some data.
-        UInt64(Format.superblockSlots.count + 2) + 2 * Store.reservePerOperation(heights: 4) + 32
+        UInt64(Format.superblockSlots.count + 2) + 2 * Store.reservePerOperation(heights: 5) + 32
     }
 
     /// Formats `store` as an empty snapshot store for `origin`.
@@ -158,9 +162,10 @@ public final class Store<Device: BlockDevice> {
         let zero = [UInt8](repeating: 0, count: Format.superblockBytes)
         for slot in Format.superblockSlots { try store.write(zero, at: slot * UInt64(cs)) }
         try store.sync()
-        let sb = Superblock(chunkSizeBytes: UInt32(cs), storeChunkCount: chunks, originSizeBytes: origin.sizeBytes,
+        var sb = Superblock(chunkSizeBytes: UInt32(cs), storeChunkCount: chunks, originSizeBytes: origin.sizeBytes,
                             volumeUUID: uuid, createdNanoseconds: options.clock(),
                             originIdentity: origin.identity, originPath: path)
+        sb.featuresIncompat = Format.incompatTagIndex
         let space = SpaceMap(chunkCount: chunks, blockSize: cs)
         let s = Store(store: store, origin: origin, superblock: sb, space: space, options: options)
         s.superblockDirty = true
@@ -180,6 +185,7 @@ public final class Store<Device: BlockDevice> {
         exceptionsByEpoch = Tree(kind: .exceptionsByEpoch, pager: pager, root: superblock.trees[1])
         privateChunks = Tree(kind: .privateChunks, pager: pager, root: superblock.trees[2])
         snapshotTree = Tree(kind: .snapshots, pager: pager, root: superblock.trees[3])
+        tagTree = Tree(kind: .tags, pager: pager, root: superblock.trees[4])
         protected = ProtectedMap()
     }
 
@@ -268,8 +274,9 @@ public final class Store<Device: BlockDevice> {
         }
         let space = try Store.loadSpaceMap(store, sb)
         self.init(store: store, origin: origin, superblock: sb, space: space, options: options)
-        try loadTable()
+        try loadSnapshotSummary()
         try replayCopyOutLog()
+        if !superblock.hasTagIndex { try buildTagIndex() }
         try resumePendingReleases()
     }
 
@@ -327,30 +334,46 @@ public final class Store<Device: BlockDevice> {
         return map
     }
 
-    private func loadTable() throws {
-        var records: [SnapshotRecord] = []
-        var failure: StoreError?
-        try snapshotTree.scan(from: .min) { key, node, i in
-            do {
-                records.append(try SnapshotRecord.decode(epoch: key.hi, words: node.values(i), where: "block \(node.address) (snapshots leaf)"))
-            } catch let e as StoreError { failure = e; return false }
-            return true
-        }
-        if let failure { throw failure }
-        guard UInt64(records.count) == superblock.snapshotCount, UInt64(records.count) == snapshotTree.count else {
-            throw StoreError.corrupt("snapshots tree holds \(records.count) records, superblock records \(superblock.snapshotCount)")
-        }
-        var tags = Set<UInt64>()
-        for r in records {
+    /// Reads every record once, in epoch order through the node cache, and keeps only
+    /// what the store needs at hand: counts by state, normal sizes, the newest live epoch.
+    private func loadSnapshotSummary() throws {
+        var count: UInt64 = 0
+        try forEachRecord { r in
             guard r.epoch >= 1, r.epoch <= superblock.epochLast else {
                 throw StoreError.corrupt("snapshot \(r.tag) has epoch \(r.epoch), outside 1...\(superblock.epochLast)")
             }
-            guard tags.insert(r.tag).inserted else { throw StoreError.corrupt("snapshot tag \(r.tag) appears twice") }
+            count += 1
+            stateCounts[Int(r.state.rawValue)] += 1
+            if r.state == .normal {
+                countSize(of: r, by: 1)
+                epochNewestLive = r.epoch
+            }
+            return true
         }
-        table = records
-        epochByTag = Dictionary(uniqueKeysWithValues: records.map { ($0.tag, $0.epoch) })
-        for r in records where r.state == .normal { countSize(of: r, by: 1) }
-        refreshNewestLive()
+        guard count == superblock.snapshotCount, count == snapshotTree.count else {
+            throw StoreError.corrupt("snapshots tree holds \(count) records, superblock records \(superblock.snapshotCount)")
+        }
+        if superblock.hasTagIndex && tagTree.count != count {
+            throw StoreError.corrupt("tags tree holds \(tagTree.count) tags for \(count) snapshot records")
+        }
+    }
+
+    /// A store written before the tag index gets one at its first open (one checkpoint).
+    private func buildTagIndex() throws {
+        guard superblock.originPath.utf8.count <= Format.originPathMax else {
+            throw StoreError.corrupt("the origin path of this store is longer than \(Format.originPathMax) bytes, which leaves no room for its tag index; initialize a new store")
+        }
+        try mutate {
+            // Another tree than the one scanned: inserting during the scan is safe.
+            try forEachRecord { r in
+                guard try tagTree.find(Key(r.tag, 0)) == nil else { throw StoreError.corrupt("snapshot tag \(r.tag) appears twice") }
+                try tagTree.upsert(Key(r.tag, 0), r.epoch)
+                return true
+            }
+            superblock.featuresIncompat |= Format.incompatTagIndex
+            superblockDirty = true
+            try commit()
+        }
     }
 
     // MARK: Commit
@@ -407,9 +430,9 @@ public final class Store<Device: BlockDevice> {
             storeDataUnsynced = false
             var sb = superblock
             sb.sequence = sequence
-            sb.trees = [exceptionsByChunk.root, exceptionsByEpoch.root, privateChunks.root, snapshotTree.root]
+            sb.trees = [exceptionsByChunk.root, exceptionsByEpoch.root, privateChunks.root, snapshotTree.root, tagTree.root]
             sb.freeChunkCount = space.freeCount
-            sb.snapshotCount = UInt64(table.count)
+            sb.snapshotCount = snapshotTree.count
             sb.storeChunkCount = space.chunkCount
             sb.bitmapBlockCount = UInt32(space.blockCount)
             sb.indexAddresses = space.indexAddresses

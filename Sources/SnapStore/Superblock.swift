@@ -98,7 +98,14 @@ public struct Superblock: Equatable, Sendable {
 
     static let treesOffset = 112
     static let pathOffset = 256
-    static let indexOffset = pathOffset + Format.originPathMax
+    static let indexOffset = pathOffset + Format.originPathField
+    /// With the tag index: the tags tree root, the last 24 bytes of the path field.
+    static let tagsRootOffset = pathOffset + Format.originPathMax
+    /// Roots at `treesOffset`: the first four trees; the tags root has its own place.
+    static let fixedRoots = 4
+
+    /// Does this store keep the tags tree?
+    public var hasTagIndex: Bool { featuresIncompat & Format.incompatTagIndex != 0 }
     public static let indexAddressesMax = (Format.superblockBytes - indexOffset) / 8
     static let runBytes = 16
     static let logEntryBytes = 32
@@ -119,7 +126,8 @@ public struct Superblock: Equatable, Sendable {
         precondition(verifiedRuns.count <= Superblock.runCapacity(indexCount: indexAddresses.count))
         precondition(copyOutLog.count <= Superblock.logCapacity(indexCount: indexAddresses.count, runCount: verifiedRuns.count))
         let path = Array(originPath.utf8)
-        precondition(path.count <= Format.originPathMax)
+        precondition(path.count <= (hasTagIndex ? Format.originPathMax : Format.originPathField))
+        precondition(hasTagIndex || trees[Superblock.fixedRoots] == TreeRoot(), "a tags tree needs the tag-index bit")
         var bytes = [UInt8](repeating: 0, count: Format.superblockBytes)
         bytes.withUnsafeMutableBytes { b in
             b.putU16(BlockType.superblock.rawValue, 4)
@@ -141,8 +149,8 @@ public struct Superblock: Equatable, Sendable {
             b.putU64(freeChunkCount, 88)
             b.putU64(snapshotCount, 96)
             b.putU64(createdNanoseconds, 104)
-            for (i, t) in trees.enumerated() {
-                let at = Superblock.treesOffset + i * 24
+            for (i, t) in trees.enumerated() where i < Superblock.fixedRoots || hasTagIndex {
+                let at = i < Superblock.fixedRoots ? Superblock.treesOffset + i * 24 : Superblock.tagsRootOffset
                 b.putU64(t.root, at)
                 b.putU32(t.height, at + 8)
                 b.putU64(t.count, at + 16)
@@ -190,11 +198,13 @@ public struct Superblock: Equatable, Sendable {
             guard b.u64(16) == slot else { throw StoreError.corrupt("superblock slot \(slot): records slot \(b.u64(16))") }
             let incompat = b.u32(36)
             guard incompat & ~Format.incompatFeaturesKnown == 0 else { throw StoreError.unsupportedFeatures(incompat) }
+            let tagged = incompat & Format.incompatTagIndex != 0
+            let pathField = tagged ? Format.originPathMax : Format.originPathField
             let pathLength = Int(b.u32(228))
             let indexCount = Int(b.u32(236))
             let runCount = Int(b.u32(244))
             let logCount = Int(b.u32(248))
-            guard pathLength <= Format.originPathMax, indexCount <= indexAddressesMax,
+            guard pathLength <= pathField, indexCount <= indexAddressesMax,
                   runCount <= runCapacity(indexCount: indexCount),
                   logCount <= logCapacity(indexCount: indexCount, runCount: runCount) else {
                 throw StoreError.corrupt("superblock slot \(slot): path, index, run or log count out of range")
@@ -208,14 +218,16 @@ public struct Superblock: Equatable, Sendable {
             let runsAt = indexOffset + indexCount * 8
             let logAt = runsAt + runCount * runBytes
             let logEnd = logAt + logCount * logEntryBytes
-            guard b.isZero(252..<256), b.isZero((pathOffset + pathLength)..<indexOffset),
+            guard b.isZero(252..<256), b.isZero((pathOffset + pathLength)..<(pathOffset + pathField)),
                   b.isZero(logEnd..<Format.superblockBytes),
                   (0..<logCount).allSatisfy({ b.u32(logAt + $0 * logEntryBytes + 28) == 0 }) else {
                 throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero")
             }
             var trees: [TreeRoot] = []
             for i in 0..<TreeKind.allCases.count {
-                let at = treesOffset + i * 24
+                guard i < fixedRoots || tagged else { trees.append(TreeRoot()); continue }
+                let at = i < fixedRoots ? treesOffset + i * 24 : tagsRootOffset
+                guard b.u32(at + 12) == 0 else { throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero") }
                 trees.append(TreeRoot(root: b.u64(at), height: b.u32(at + 8), count: b.u64(at + 16)))
             }
             let kind = DeviceIdentity.Kind(rawValue: b.u32(224)) ?? .unknown

@@ -115,6 +115,45 @@ final class Tree<Device: BlockDevice> {
         }
     }
 
+    /// Visits entries in descending key order from the last key <= `from`; like `scan`
+    /// otherwise.
+    func scanBackward(from: Key, _ visit: (Key, Node, Int) throws -> Bool) throws {
+        var path = try descend(from)
+        guard !path.isEmpty else { return }
+        var (leaf, i) = path.removeLast()
+        if !(i < leaf.count && leaf.keys[i] == from) { i -= 1 }
+        while true {
+            while i >= 0 {
+                if try !visit(leaf.keys[i], leaf, i) { return }
+                i -= 1
+            }
+            // Previous leaf: climb to the first ancestor with a left sibling, then go rightmost.
+            var previous: Node?
+            while let top = path.popLast() {
+                if top.index > 0 {
+                    path.append((top.node, top.index - 1))
+                    var n = try load(top.node.words[top.index - 1], level: Int(top.node.level) - 1)
+                    while !n.isLeaf {
+                        path.append((n, n.count - 1))
+                        n = try load(n.words[n.count - 1], level: Int(n.level) - 1)
+                    }
+                    previous = n
+                    break
+                }
+            }
+            guard let n = previous else { return }
+            leaf = n
+            i = n.count - 1
+        }
+    }
+
+    /// All value words stored under exactly `key` (snapshot records).
+    func values(_ key: Key) throws -> ArraySlice<UInt64>? {
+        let path = try descend(key)
+        guard let leaf = path.last, leaf.index < leaf.node.count, leaf.node.keys[leaf.index] == key else { return nil }
+        return leaf.node.values(leaf.index)
+    }
+
     // MARK: Updates
 
     /// Inserts or replaces the entry for `key`.

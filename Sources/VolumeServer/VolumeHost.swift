@@ -67,9 +67,9 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     // MARK: VolumeAccess
 
     public func status() throws -> StoreStatus { withStore { $0.status } }
-    public func snapshots() throws -> [SnapshotInfo] { withStore { $0.snapshots } }
-    /// In-memory table reads: shared, since every block-file read asks for its file's size.
-    public func snapshot(tag: UInt64) throws -> SnapshotInfo? { withStoreShared { $0.snapshot(tag: tag) } }
+    public func snapshots() throws -> [SnapshotInfo] { try withStore { try $0.snapshots } }
+    /// Records come through the node cache, which only one caller at a time may use.
+    public func snapshot(tag: UInt64) throws -> SnapshotInfo? { try withStore { try $0.snapshot(tag: tag) } }
 
     public func createSnapshot(tag: UInt64, name: String, priority: Int8, createdNanoseconds: UInt64?) throws -> SnapshotInfo {
         try withStore { try $0.createSnapshot(tag: tag, name: name, priority: priority, createdNanoseconds: createdNanoseconds) }
@@ -77,7 +77,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     public func deleteSnapshot(tag: UInt64) throws -> UInt64 {
         try withStore { s in
-            if let info = s.snapshot(tag: tag), info.openCount > 0 {
+            if let info = try s.snapshot(tag: tag), info.openCount > 0 {
                 throw VolumeError.inUse("snapshot \(tag) is in use (\(info.openCount) open: attached or exported); detach it first")
             }
             let before = s.status.freeChunks
@@ -101,7 +101,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
                      to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let size = try withStore { s -> UInt64 in
             guard let snapshot else { return s.originSizeBytes }
-            guard let info = s.snapshot(tag: snapshot) else { throw StoreError.snapshotMissing(snapshot) }
+            guard let info = try s.snapshot(tag: snapshot) else { throw StoreError.snapshotMissing(snapshot) }
             return info.originSizeBytes
         }
         guard offset <= size else { throw StoreError.outOfRange("offset \(offset) is past the end at \(formatCount(size)) bytes") }
@@ -243,7 +243,9 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     /// Size in bytes of the origin or a snapshot (nil when the snapshot does not exist).
     public func sizeBytes(snapshot: UInt64?) -> UInt64? {
-        withStoreShared { s in snapshot.map { s.snapshot(tag: $0)?.originSizeBytes } ?? s.originSizeBytes }
+        guard let snapshot else { return withStoreShared { $0.originSizeBytes } }
+        // A store that cannot read its records has no snapshot to offer.
+        return withStore { s in (try? s.snapshot(tag: snapshot))??.originSizeBytes }
     }
 
     /// Marks the origin or a snapshot open (in use); fails when the snapshot does not exist.
@@ -262,7 +264,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     /// How many times the origin or a snapshot is open (block files, NBD exports).
     public func openCount(snapshot: UInt64?) -> Int {
-        withStore { s in snapshot.map { tag in s.snapshots.first { $0.tag == tag }?.openCount ?? 0 } ?? originOpens }
+        withStore { s in snapshot.map { s.openCount(tag: $0) } ?? originOpens }
     }
 
     public func close(snapshot: UInt64?) {
@@ -274,7 +276,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     /// What is still open: "the origin", "snapshot 3", ... (for the shutdown warning).
     public func openDevices() -> [String] {
         withStore { s in
-            (originOpens > 0 ? ["the origin"] : []) + s.snapshots.filter { $0.openCount > 0 }.map { "snapshot \($0.tag)" }
+            (originOpens > 0 ? ["the origin"] : []) + s.openSnapshotTags.map { "snapshot \($0)" }
         }
     }
 

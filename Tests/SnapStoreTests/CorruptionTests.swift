@@ -23,7 +23,7 @@ import SnapStoreTestKit
     func complaint(_ store: [UInt8], _ origin: [UInt8]) -> String? {
         do {
             let s = try open(store, origin)
-            for snap in s.snapshots { _ = try s.read(snapshot: snap.tag, offset: 0, length: Int(snap.originSizeBytes)) }
+            for snap in try s.snapshots { _ = try s.read(snapshot: snap.tag, offset: 0, length: Int(snap.originSizeBytes)) }
             let report = try s.check()
             return report.isClean ? nil : (report.problems.first ?? "leaked \(report.leakedChunks)")
         } catch {

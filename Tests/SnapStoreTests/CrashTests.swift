@@ -143,7 +143,7 @@ private let crashSeeds: [UInt64] = {
             }
             let report = try reopened.check()
             #expect(report.isClean, "\(context): \(report.problems.prefix(3)) leaked \(report.leakedChunks.prefix(3))")
-            let tags = Set(reopened.snapshots.map(\.tag))
+            let tags = Set(try reopened.snapshots.map(\.tag))
             let expected: CrashModel
             if tags == Set(after.snapshots.keys) { expected = after } else { expected = before }
             #expect(tags == Set(expected.snapshots.keys), "\(context): snapshots \(tags.sorted())")
@@ -184,7 +184,7 @@ private let crashSeeds: [UInt64] = {
             do {
                 let store = try Store(store: SimulatedDevice(path: "store", image: image, identity: 1), origin: o)
                 #expect(try store.check().isClean)
-                #expect(store.snapshots.isEmpty)
+                #expect(try store.snapshots.isEmpty)
             } catch let e as StoreError {
                 guard case .notAStore = e else { Issue.record("crash at \(crashAt): \(e)"); continue }
             }

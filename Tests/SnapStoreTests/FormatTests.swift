@@ -136,6 +136,34 @@ import Glibc
         reservedSet[1348] = 1
         #expect(throws: StoreError.self) { try Superblock.decode(resealed(reservedSet), slot: 1) }
         #expect(try Superblock.decode(resealed(l), slot: 1) == sb)
+
+        // The tag index: bit 2 of the incompatible features, and the tags root in the last
+        // 24 bytes of the origin path field; the path may then have at most 1000 bytes.
+        var tagged = sb
+        tagged.verifiedRuns = []
+        tagged.copyOutLog = []
+        tagged.featuresIncompat = Format.incompatTagIndex
+        tagged.trees[4] = TreeRoot(root: 0x55, height: 3, count: 0x0102_0304)
+        let t = tagged.encode()
+        func tu32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(t[at + $1]) << (8 * $1) } }
+        func tu64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(t[at + $1]) << (8 * $1) } }
+        #expect(tu32(36) == 4)
+        #expect(tu64(1256) == 0x55 && tu32(1264) == 3 && tu32(1268) == 0 && tu64(1272) == 0x0102_0304)
+        #expect(Array(t[265..<1256]).allSatisfy { $0 == 0 })
+        #expect(try Superblock.decode(t, slot: 1) == tagged)
+        #expect(tagged.hasTagIndex && !sb.hasTagIndex)
+        // Without the bit those bytes are path and must be zero past it; with it, a path
+        // length over 1000 is refused.
+        var stray = t
+        stray[36] = 0
+        #expect(throws: StoreError.self) { try Superblock.decode(resealed(stray), slot: 1) }
+        var longPath = t
+        longPath[228] = 0xE9                            // 1001 = 0x3E9
+        longPath[229] = 0x03
+        #expect(throws: StoreError.self) { try Superblock.decode(resealed(longPath), slot: 1) }
+        var reservedRoot = t
+        reservedRoot[1268] = 1
+        #expect(throws: StoreError.self) { try Superblock.decode(resealed(reservedRoot), slot: 1) }
     }
 
     // MARK: Golden images
@@ -179,16 +207,23 @@ import Glibc
         return (origin, one, two)
     }
 
-    @Test func goldenImageVersion1Reads() throws {
-        let storeImage = try readFile("\(FormatTests.goldenDirectory)/v1-store.img")
+    /// The golden store images: before the tag index (upgraded at its first open), and with it.
+    static let goldenStores = ["v1-store.img", "v1-tags-store.img"]
+
+    @Test(arguments: goldenStores) func goldenImageVersion1Reads(image: String) throws {
+        let storeImage = try readFile("\(FormatTests.goldenDirectory)/\(image)")
         let originImage = try readFile("\(FormatTests.goldenDirectory)/v1-origin.img")
         var options = StoreOptions()
         options.checkOriginIdentity = false
-        let s = try Store(store: SimulatedDevice(path: "store", image: storeImage),
-                          origin: SimulatedDevice(path: "origin", image: originImage), options: options)
-        #expect(s.snapshots.map(\.tag) == [1, 2])
-        #expect(s.snapshot(tag: 1)?.name == "first")
-        #expect(s.snapshot(tag: 2)?.priority == 5 && s.snapshot(tag: 2)?.usecount == 2)
+        let device = SimulatedDevice(path: "store", image: storeImage)
+        let tagged = try Store<SimulatedDevice>.readSuperblock(device).hasTagIndex
+        #expect(tagged == (image != "v1-store.img"))
+        let s = try Store(store: device, origin: SimulatedDevice(path: "origin", image: originImage), options: options)
+        #expect(try Store<SimulatedDevice>.readSuperblock(device).hasTagIndex, "the first open adds the tag index")
+        #expect(try s.snapshots.map(\.tag) == [1, 2])
+        #expect(try s.snapshot(tag: 1)?.name == "first")
+        #expect(try s.snapshot(tag: 2)?.priority == 5 && s.snapshot(tag: 2)?.usecount == 2)
+        #expect(try s.snapshot(tag: 3) == nil)
         #expect(s.status.originPath == "/golden/origin")
         #expect(formatUUID(s.volumeUUID) == "10111213-1415-1617-1819-1a1b1c1d1e1f")
         let expected = FormatTests.goldenExpected()
@@ -202,8 +237,8 @@ import Glibc
     /// Every metadata block of the golden image decodes and encodes back to exactly its bytes,
     /// and so do both superblocks: the encoders still write format version 1. (Where blocks
     /// land is allocation policy, not format, and may change.)
-    @Test func goldenImageVersion1ReencodesExactly() throws {
-        let image = try readFile("\(FormatTests.goldenDirectory)/v1-store.img")
+    @Test(arguments: goldenStores) func goldenImageVersion1ReencodesExactly(name: String) throws {
+        let image = try readFile("\(FormatTests.goldenDirectory)/\(name)")
         let cs = 4096
         for slot in 0..<2 {
             let bytes = Array(image[(slot * cs)..<(slot * cs + 4096)])
@@ -220,11 +255,12 @@ import Glibc
         #expect(kinds["tree node", default: 0] >= 4 && kinds["bitmap block"] != nil && kinds["bitmap index block"] != nil, "\(kinds)")
     }
 
-    /// Writes new golden images; only for a new format version (ZUMA_WRITE_GOLDEN=1).
+    /// Writes the newest golden image; only for a new format version or feature
+    /// (ZUMA_WRITE_GOLDEN=1). Older images stay as they are.
     @Test func writeGoldenWhenAsked() throws {
         guard getenv("ZUMA_WRITE_GOLDEN") != nil else { return }
         let (store, origin) = try FormatTests.makeGolden()
-        try writeFile("\(FormatTests.goldenDirectory)/v1-store.img", store.durable)
+        try writeFile("\(FormatTests.goldenDirectory)/\(FormatTests.goldenStores.last!)", store.durable)
         try writeFile("\(FormatTests.goldenDirectory)/v1-origin.img", origin.durable)
     }
 

@@ -118,7 +118,7 @@ final class ModelRun {
         let o = try store.read(offset: 0, length: model.origin.count)
         let originSame = expectSame(o[...], model.origin[...], "seed \(seed): origin differs after \(log.suffix(3))")
         if !originSame { throw ModelFailure(seed: seed, log: log) }
-        #expect(store.snapshots.map(\.tag) == model.order)
+        #expect(try store.snapshots.map(\.tag) == model.order)
         for tag in model.order {
             let expected = model.snapshots[tag]!
             let got = try store.read(snapshot: tag, offset: 0, length: expected.count)

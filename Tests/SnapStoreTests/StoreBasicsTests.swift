@@ -6,7 +6,7 @@ import SnapStoreTestKit
     @Test func initializeOpenEmpty() throws {
         let f = Fixture()
         let s = try f.initialize()
-        #expect(s.snapshots.isEmpty)
+        #expect(try s.snapshots.isEmpty)
         #expect(s.chunkSizeBytes == 4096)
         let r = try f.open()
         #expect(try r.check().isClean)
