@@ -29,11 +29,20 @@ levels=0,1,64,1000,10000,100000
 counts=1,10,100,1000,10000,100000,1000000
 btrfs_counts=0,10,100,1000
 repeats=3
+small_cache=8
 many_files=1000000
 if [ $quick -eq 1 ]; then many_files=100000; fi
 if [ $quick -eq 1 ]; then levels=0,1,64,1000; counts=1,10,100,1000,10000; btrfs_counts=0,10,100; repeats=1; fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# Sections measured earlier keep their small-cache memory figures too (when that run had them).
+small_cache_args=()
+keep_small_cache() {
+    python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); "zuma_small_cache" in d and json.dump(d["zuma_small_cache"], open(sys.argv[1], "w")); print(d.get("small_cache_mib", 8), file=open(sys.argv[2], "w"))' \
+        "$out/zuma_small_cache.json" "$out/small_cache_mib.txt"
+    [ -f "$out/zuma_small_cache.json" ] && small_cache_args=(--zuma-small-cache "$out/zuma_small_cache.json" --small-cache-mib "$(cat "$out/small_cache_mib.txt")")
+    return 0
+}
 replication() {
     python3 Benchmarks/replication_peer.py --dir "$dir/replication" --bin "$PWD/.build/static/release" --files "$many_files" \
         --repeat $repeats --output "$out/replication.json"
@@ -42,7 +51,8 @@ if [ $replication_only -eq 1 ]; then
     [ -f docs/benchmarks.json ] || { echo "run.sh: --replication-only needs docs/benchmarks.json from a full run" >&2; exit 1; }
     python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); [json.dump(d[k], open(f"{sys.argv[1]}/{k}.json", "w")) for k in ("zuma", "btrfs", "devices")]; print(d.get("earlier", "an earlier run"), file=open(f"{sys.argv[1]}/earlier.txt", "w")); print(d.get("earlier_devices", d.get("earlier", "an earlier run")), file=open(f"{sys.argv[1]}/earlier_devices.txt", "w"))' "$out"
     replication
-    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
+    keep_small_cache
+    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${small_cache_args[@]}" \
         --replication "$out/replication.json" --earlier "$(cat "$out/earlier.txt")" --earlier-devices "$(cat "$out/earlier_devices.txt")" \
         --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
     python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); d["replication"] = json.load(open(sys.argv[1])); json.dump(d, open("docs/benchmarks.json", "w"), indent=1)' "$out/replication.json"
@@ -58,7 +68,8 @@ if [ $devices_only -eq 1 ]; then
     # Section 7 (replication) stays, from the same earlier run as sections 1-5.
     replication_args=()
     [ "$(cat "$out/replication.json")" != "null" ] && replication_args=(--replication "$out/replication.json")
-    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${replication_args[@]}" \
+    keep_small_cache
+    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${replication_args[@]}" "${small_cache_args[@]}" \
         --earlier "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])))' "$out/earlier.json")" \
         --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
     python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); d["devices"] = json.load(open(sys.argv[1])); json.dump(d, open("docs/benchmarks.json", "w"), indent=1)' "$out/devices.json"
@@ -71,6 +82,10 @@ if [ $skip_devices -eq 1 ]; then
 fi
 /usr/bin/time -v .build/static/release/zuma-bench --directory "$dir" --levels "$levels" --changelist-counts "$counts" \
     --drop-caches --output "$out/zuma.json" 2> "$out/time.txt" | tee "$out/zuma.log"
+# Memory with a small node cache: the fewest and the most snapshots again, to show the peak
+# follows the configured cache, not the snapshot count.
+.build/static/release/zuma-bench --directory "$dir" --levels "0,${levels##*,}" --skip-changelist --cache-mib $small_cache \
+    --drop-caches --output "$out/zuma_small_cache.json" | tail -n 1
 python3 Benchmarks/btrfs_peer.py --dir "$dir/btrfs" --counts "$btrfs_counts" --output "$out/btrfs.json" 2>&1 | grep -v -e NOTE -e '^ *-' -e 'this does not' -e '^$' || true
 if [ $skip_devices -eq 0 ]; then
     python3 Benchmarks/devices_peer.py --dir "$dir/devices" --ddsnap "$PWD/.build/static/release/ddsnap" --repeats $repeats \
@@ -80,15 +95,17 @@ replication
 if [ $skip_devices -eq 1 ]; then
     python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
         --replication "$out/replication.json" --earlier-devices "$(cat "$out/earlier_devices.txt")" \
+        --zuma-small-cache "$out/zuma_small_cache.json" --small-cache-mib $small_cache \
         --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
-    python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "earlier": "the run of " + datetime.date.today().isoformat(), "earlier_devices": open(sys.argv[5]).read().strip()}, open("docs/benchmarks.json", "w"), indent=1)' \
-        "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json" "$out/earlier_devices.txt"
+    python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "zuma_small_cache": json.load(open(sys.argv[6])), "small_cache_mib": int(sys.argv[7]), "earlier": "the run of " + datetime.date.today().isoformat(), "earlier_devices": open(sys.argv[5]).read().strip()}, open("docs/benchmarks.json", "w"), indent=1)' \
+        "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json" "$out/earlier_devices.txt" "$out/zuma_small_cache.json" $small_cache
     echo "wrote docs/BENCHMARKS.md (block devices from docs/benchmarks.json, the rest measured now)"
     exit 0
 fi
 python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
-    --replication "$out/replication.json" --command "Benchmarks/run.sh${1:+ $1}" > docs/BENCHMARKS.md
+    --replication "$out/replication.json" --zuma-small-cache "$out/zuma_small_cache.json" --small-cache-mib $small_cache \
+    --command "Benchmarks/run.sh${1:+ $1}" > docs/BENCHMARKS.md
 # The raw figures beside the report, to re-render or compare runs.
-python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "earlier": "the full run of " + datetime.date.today().isoformat()}, open("docs/benchmarks.json", "w"), indent=1)' \
-    "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json"
+python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "zuma_small_cache": json.load(open(sys.argv[5])), "small_cache_mib": int(sys.argv[6]), "earlier": "the full run of " + datetime.date.today().isoformat()}, open("docs/benchmarks.json", "w"), indent=1)' \
+    "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json" "$out/zuma_small_cache.json" $small_cache
 echo "wrote docs/BENCHMARKS.md and docs/benchmarks.json"

@@ -27,6 +27,12 @@ struct ZumaBench: ParsableCommand {
     var skipChangelist = false
     @Flag(help: "Drop the page cache before each read measurement (root).")
     var dropCaches = false
+    @Option(help: "Node cache of the stores measured, in MiB.")
+    var cacheMib = 32
+
+    func validate() throws {
+        guard cacheMib >= 1 else { throw ValidationError("--cache-mib must be at least 1") }
+    }
 
     func run() throws {
         let results = Results()
@@ -35,6 +41,8 @@ struct ZumaBench: ParsableCommand {
         curves.levels = try parseList(levels)
         changelist.counts = try parseList(changelistCounts)
         curves.dropCaches = dropCaches
+        curves.cacheBytes = cacheMib << 20
+        changelist.cacheBytes = cacheMib << 20
         if smoke {
             curves.levels = [0, 1, 5]
             curves.regionChunks = 64
