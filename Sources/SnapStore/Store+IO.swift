@@ -332,24 +332,17 @@ extension Store {
             if copyBuffer.count < bytes { copyBuffer = [UInt8](repeating: 0, count: bytes) }
             let valid = Int(min(UInt64(bytes), superblock.originSizeBytes - first))
             var crc: UInt32?
-            if try originDevice.dataExtents(in: first..<(first + UInt64(valid))).isEmpty {
+            let target = addresses[0] * chunkSize
+            let extents = try originDevice.dataExtents(in: first..<(first + UInt64(valid)))
+            if extents.isEmpty {
                 // A hole of a file origin (never written, or discarded): the copy reads as
                 // zeros without reading or writing any data (and without touching the store
                 // where its chunks are a hole already).
-                let at = addresses[0] * chunkSize
-                if try !storeDevice.dataExtents(in: at..<(at + UInt64(bytes))).isEmpty {
-                    try storeDevice.writeZeros(at: at, length: UInt64(bytes))
-                }
-            } else if valid == bytes, try originDevice.copy(UInt64(bytes), at: first, to: storeDevice, at: addresses[0] * chunkSize) {
+                try zeroStore(at: target, length: UInt64(bytes))
+            } else if valid == bytes, try originDevice.copy(UInt64(bytes), at: first, to: storeDevice, at: target) {
                 // Copied in the kernel (or shared, on a filesystem with reflinks).
             } else {
-                try copyBuffer.withUnsafeMutableBytes { b in
-                    try originDevice.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<valid]), at: first)
-                    for i in valid..<bytes { b[i] = 0 }
-                    let written = UnsafeRawBufferPointer(rebasing: b[0..<bytes])
-                    try storeDevice.write(written, at: addresses[0] * chunkSize)
-                    crc = crc32c(written)
-                }
+                crc = try copyByHand(bytes: bytes, from: first, extents: extents, to: target)
             }
             transactionDataRuns.append(TransactionDataRun(chunks: addresses[0]..<(addresses[0] + UInt64(count)), crc: crc))
             for i in 0..<count {
@@ -360,6 +353,46 @@ extension Store {
             }
             noteLogged(CopyOutLogEntry(chunk: chunks[start], epoch: label, address: addresses[0], count: UInt32(count)))
             start = end
+        }
+    }
+
+    /// Copies `bytes` from origin offset `first` to store offset `target` through the copy
+    /// buffer; returns the CRC32C of what the store now holds there. Only the origin's data
+    /// `extents` are read and written: the holes between them (a file origin's never-written
+    /// ranges) and the tail past the origin's end become zeros in the store without data
+    /// written, so copying out a mostly empty range costs what its data costs.
+    private func copyByHand(bytes: Int, from first: UInt64, extents: [Range<UInt64>], to target: UInt64) throws -> UInt32 {
+        try copyBuffer.withUnsafeMutableBytes { b in
+            let run = UnsafeMutableRawBufferPointer(rebasing: b[0..<bytes])
+            if extents.count == 1, extents[0] == first..<(first + UInt64(bytes)) {
+                try originDevice.read(into: run, at: first)
+                try storeDevice.write(UnsafeRawBufferPointer(run), at: target)
+                return crc32c(UnsafeRawBufferPointer(run))
+            }
+            var done = 0
+            for e in extents {
+                let lo = Int(e.lowerBound - first), hi = Int(e.upperBound - first)
+                if lo > done {
+                    UnsafeMutableRawBufferPointer(rebasing: run[done..<lo]).initializeMemory(as: UInt8.self, repeating: 0)
+                    try zeroStore(at: target + UInt64(done), length: UInt64(lo - done))
+                }
+                let piece = UnsafeMutableRawBufferPointer(rebasing: run[lo..<hi])
+                try originDevice.read(into: piece, at: e.lowerBound)
+                try storeDevice.write(UnsafeRawBufferPointer(piece), at: target + UInt64(lo))
+                done = hi
+            }
+            if done < bytes {
+                UnsafeMutableRawBufferPointer(rebasing: run[done..<bytes]).initializeMemory(as: UInt8.self, repeating: 0)
+                try zeroStore(at: target + UInt64(done), length: UInt64(bytes - done))
+            }
+            return crc32c(UnsafeRawBufferPointer(run))
+        }
+    }
+
+    /// Makes a store range read as zeros, leaving it alone where it is a hole already.
+    private func zeroStore(at offset: UInt64, length: UInt64) throws {
+        if try !storeDevice.dataExtents(in: offset..<(offset + length)).isEmpty {
+            try storeDevice.writeZeros(at: offset, length: length)
         }
     }
 

@@ -5,7 +5,7 @@
 
 import Foundation
 import Testing
-import SnapStore
+@testable import SnapStore
 
 @Suite struct FileCopyOutTests {
     @Test func copyOutsOnFilesKeepSnapshots() throws {
@@ -39,6 +39,40 @@ import SnapStore
             let r = try Store(store: try FileDevice(path: storePath), origin: try FileDevice(path: originPath))
             expectSame(try r.read(snapshot: 1, offset: 0, length: 24 * cs)[...], before[...], "snapshot 1 reopened")
             expectSame(try r.read(offset: 0, length: 24 * cs)[...], new[...], "origin reopened")
+            #expect(try r.check().isClean)
+        }
+    }
+
+    /// One copy-out run over data, holes and data again: the holes reach the store as holes
+    /// (no data written there, the garbage under them gone), the data as data.
+    @Test func aRunMixingDataAndHolesCopiesOnlyTheData() throws {
+        try withScratchDirectory("copyout-mixed") { dir in
+            let (storePath, originPath) = (dir + "/store", dir + "/origin")
+            let cs = 16384
+            FileManager.default.createFile(atPath: storePath, contents: Data(repeating: 0xAB, count: 8 << 20))
+            FileManager.default.createFile(atPath: originPath, contents: nil)
+            #expect(truncate(originPath, 1 << 20) == 0)
+            let before = pattern(7, cs) + [UInt8](repeating: 0, count: 2 * cs) + pattern(8, cs)
+            do {
+                let s = try Store.initialize(store: try FileDevice(path: storePath), origin: try FileDevice(path: originPath), chunkSizeBytes: cs)
+                // Chunk 0 and chunk 3 hold data; chunks 1 and 2 stay holes of the origin file.
+                try s.write(offset: 0, pattern(7, cs))
+                try s.write(offset: UInt64(3 * cs), pattern(8, cs))
+                try s.flush()
+                try s.createSnapshot(tag: 1)
+                try s.write(offset: 0, pattern(9, 4 * cs))
+                try s.flush()
+                let epoch = try #require(try s.snapshot(tag: 1)).epoch
+                for c in UInt64(0)..<4 {
+                    let a = try #require(try s.exceptionsByChunk.find(Key(c, epoch)))
+                    let range = a * UInt64(cs)..<(a + 1) * UInt64(cs)
+                    #expect(try s.storeDevice.dataExtents(in: range).isEmpty == (c == 1 || c == 2), "store chunk of origin chunk \(c)")
+                }
+                expectSame(try s.read(snapshot: 1, offset: 0, length: 4 * cs)[...], before[...], "snapshot 1")
+                try s.close()
+            }
+            let r = try Store(store: try FileDevice(path: storePath), origin: try FileDevice(path: originPath))
+            expectSame(try r.read(snapshot: 1, offset: 0, length: 4 * cs)[...], before[...], "snapshot 1 reopened")
             #expect(try r.check().isClean)
         }
     }
