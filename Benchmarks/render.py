@@ -450,7 +450,9 @@ def limits():
   1 MiB so the writer starts early, then each doubles up to 8 MiB); where the replica's origin
   held data there, its old chunks are copied out first (read and written on ext4, a reflink
   on XFS or btrfs, then a commit that syncs them); a hole of the replica's origin costs no
-  copy at all. Everything is synced before the replica's snapshot
+  copy at all, also where it lies between data in one run (before, such a run was copied
+  whole, zeros included: 65 ms against 51 ms for this step, alternating trials). Everything
+  is synced before the replica's snapshot
   exists (the batches' writeback starts as they are written); rsync leaves a new file in the
   page cache. On a small volume, where ext4 reuses the blocks it just freed, a rewrite costs a
   real copy-out; on the 1 GiB volumes the rewritten files land in fresh space. Single runs of
