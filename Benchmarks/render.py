@@ -451,7 +451,10 @@ def limits():
   held data there, its old chunks are copied out first (read and written on ext4, a reflink
   on XFS or btrfs, then a commit that syncs them); a hole of the replica's origin costs no
   copy at all, also where it lies between data in one run (before, such a run was copied
-  whole, zeros included: 65 ms against 51 ms for this step, alternating trials). Everything
+  whole, zeros included: 65 ms against 51 ms for this step, alternating trials). Batches
+  of a stream under 256 MiB sit in 4 KiB pages: asking for huge pages cost such a step
+  53-62 ms against 47-48 ms (alternating trials; the kernel may compact memory to find a
+  huge page, and clears all 2 MiB of each). Everything
   is synced before the replica's snapshot
   exists (the batches' writeback starts as they are written); rsync leaves a new file in the
   page cache. On a small volume, where ext4 reuses the blocks it just freed, a rewrite costs a

@@ -8,14 +8,19 @@ import Testing
 @testable import SnapStore
 
 @Suite struct FileCopyOutTests {
+    /// An 8 MiB store file full of garbage, and a sparse origin file of `originBytes`.
+    func garbageStoreAndSparseOrigin(in dir: String, originBytes: Int) throws -> (store: String, origin: String) {
+        let (storePath, originPath) = (dir + "/store", dir + "/origin")
+        FileManager.default.createFile(atPath: storePath, contents: Data(repeating: 0xAB, count: 8 << 20))
+        FileManager.default.createFile(atPath: originPath, contents: nil)
+        guard truncate(originPath, off_t(originBytes)) == 0 else { throw StoreError.io(operation: "truncate", path: originPath, errno: errno) }
+        return (storePath, originPath)
+    }
+
     @Test func copyOutsOnFilesKeepSnapshots() throws {
         try withScratchDirectory("copyout") { dir in
-            let (storePath, originPath) = (dir + "/store", dir + "/origin")
+            let (storePath, originPath) = try garbageStoreAndSparseOrigin(in: dir, originBytes: 4 << 20)
             let cs = 16384
-            // A store full of garbage, and a sparse origin of 4 MiB.
-            FileManager.default.createFile(atPath: storePath, contents: Data(repeating: 0xAB, count: 8 << 20))
-            FileManager.default.createFile(atPath: originPath, contents: nil)
-            #expect(truncate(originPath, 4 << 20) == 0)
             let old = pattern(5, 8 * cs)
             let new = pattern(6, 24 * cs)
             let before = old + [UInt8](repeating: 0, count: 16 * cs)
@@ -47,11 +52,8 @@ import Testing
     /// (no data written there, the garbage under them gone), the data as data.
     @Test func aRunMixingDataAndHolesCopiesOnlyTheData() throws {
         try withScratchDirectory("copyout-mixed") { dir in
-            let (storePath, originPath) = (dir + "/store", dir + "/origin")
+            let (storePath, originPath) = try garbageStoreAndSparseOrigin(in: dir, originBytes: 1 << 20)
             let cs = 16384
-            FileManager.default.createFile(atPath: storePath, contents: Data(repeating: 0xAB, count: 8 << 20))
-            FileManager.default.createFile(atPath: originPath, contents: nil)
-            #expect(truncate(originPath, 1 << 20) == 0)
             let before = pattern(7, cs) + [UInt8](repeating: 0, count: 2 * cs) + pattern(8, cs)
             do {
                 let s = try Store.initialize(store: try FileDevice(path: storePath), origin: try FileDevice(path: originPath), chunkSizeBytes: cs)
