@@ -68,6 +68,9 @@ extension Store {
         return found
     }
 
+    /// How many records are in `state`.
+    func recordCount(_ state: SnapshotState) -> Int { stateCounts[Int(state.rawValue)] }
+
     /// The newest normal epoch: a walk back from the end past the few squashed or dying ones.
     func refreshNewestLive() throws {
         epochNewestLive = try firstLive(from: .max, backward: true) ?? 0
@@ -230,7 +233,7 @@ extension Store {
     /// Finishes deletes and squashes a crash interrupted (found by the counts kept at open,
     /// so a store with none pays no scan).
     func resumePendingReleases() throws {
-        while stateCounts[Int(SnapshotState.deleting.rawValue)] + stateCounts[Int(SnapshotState.squashing.rawValue)] > 0 {
+        while recordCount(.deleting) + recordCount(.squashing) > 0 {
             var pending: UInt64?
             try forEachRecord { r in
                 guard r.state == .deleting || r.state == .squashing else { return true }

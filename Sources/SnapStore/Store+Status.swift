@@ -26,8 +26,8 @@ extension Store {
             chunkSizeBytes: chunkSizeBytes, storeChunks: space.chunkCount, freeChunks: space.freeCount,
             originSizeBytes: superblock.originSizeBytes, originPath: superblock.originPath,
             volumeUUID: formatUUID(superblock.volumeUUID),
-            snapshotCount: stateCounts[Int(SnapshotState.normal.rawValue)] + stateCounts[Int(SnapshotState.squashed.rawValue)],
-            squashedCount: stateCounts[Int(SnapshotState.squashed.rawValue)],
+            snapshotCount: recordCount(.normal) + recordCount(.squashed),
+            squashedCount: recordCount(.squashed),
             exceptionCount: exceptionsByChunk.count, privateChunkCount: privateChunks.count,
             metadataChunks: used >= data ? used - data : 0, sequence: superblock.sequence,
             warnFillPercent: Int(superblock.warnFillPercent))

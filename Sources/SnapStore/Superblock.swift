@@ -103,6 +103,8 @@ public struct Superblock: Equatable, Sendable {
     static let tagsRootOffset = pathOffset + Format.originPathMax
     /// Roots at `treesOffset`: the first four trees; the tags root has its own place.
     static let fixedRoots = 4
+    /// Where tree root `i` (in `TreeKind` order) is kept.
+    static func rootOffset(_ i: Int) -> Int { i < fixedRoots ? treesOffset + i * 24 : tagsRootOffset }
 
     /// Does this store keep the tags tree?
     public var hasTagIndex: Bool { featuresIncompat & Format.incompatTagIndex != 0 }
@@ -150,7 +152,7 @@ public struct Superblock: Equatable, Sendable {
             b.putU64(snapshotCount, 96)
             b.putU64(createdNanoseconds, 104)
             for (i, t) in trees.enumerated() where i < Superblock.fixedRoots || hasTagIndex {
-                let at = i < Superblock.fixedRoots ? Superblock.treesOffset + i * 24 : Superblock.tagsRootOffset
+                let at = Superblock.rootOffset(i)
                 b.putU64(t.root, at)
                 b.putU32(t.height, at + 8)
                 b.putU64(t.count, at + 16)
@@ -226,7 +228,7 @@ public struct Superblock: Equatable, Sendable {
             var trees: [TreeRoot] = []
             for i in 0..<TreeKind.allCases.count {
                 guard i < fixedRoots || tagged else { trees.append(TreeRoot()); continue }
-                let at = i < fixedRoots ? treesOffset + i * 24 : tagsRootOffset
+                let at = rootOffset(i)
                 guard b.u32(at + 12) == 0 else { throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero") }
                 trees.append(TreeRoot(root: b.u64(at), height: b.u32(at + 8), count: b.u64(at + 16)))
             }
