@@ -26,6 +26,9 @@ public struct SnapshotRecord: Equatable, Sendable {
     public var cursorChunk: UInt64 = 0
     public var name: String = ""
 
+    /// Users see it (listed, found by tag): normal or squashed, not being deleted or squashed.
+    var isListed: Bool { state == .normal || state == .squashed }
+
     public init(tag: UInt64, epoch: UInt64, createdNanoseconds: UInt64, originSizeBytes: UInt64) {
         self.tag = tag
         self.epoch = epoch

@@ -54,7 +54,7 @@ extension Store {
             try forEachRecord { r in
                 records += 1
                 if r.state == .normal { liveEpochs.append(r.epoch) }
-                if r.state == .normal || r.state == .squashed { report.snapshots += 1 }
+                if r.isListed { report.snapshots += 1 }
                 if r.epoch == 0 || r.epoch > superblock.epochLast { problem("snapshot \(r.tag): epoch \(r.epoch) outside 1...\(superblock.epochLast)") }
                 if r.state == .deleting || r.state == .squashing { problem("snapshot \(r.tag): a \(r.state == .deleting ? "delete" : "squash") is unfinished") }
                 let found = try tagTree.find(Key(r.tag, 0))

@@ -369,21 +369,20 @@ extension Store {
                 try storeDevice.write(UnsafeRawBufferPointer(run), at: target)
                 return crc32c(UnsafeRawBufferPointer(run))
             }
+            // Each data extent, and an empty one at the end: the hole before each is zeroed.
             var done = 0
-            for e in extents {
+            for e in extents + [(first + UInt64(bytes))..<(first + UInt64(bytes))] {
                 let lo = Int(e.lowerBound - first), hi = Int(e.upperBound - first)
                 if lo > done {
                     UnsafeMutableRawBufferPointer(rebasing: run[done..<lo]).initializeMemory(as: UInt8.self, repeating: 0)
                     try zeroStore(at: target + UInt64(done), length: UInt64(lo - done))
                 }
-                let piece = UnsafeMutableRawBufferPointer(rebasing: run[lo..<hi])
-                try originDevice.read(into: piece, at: e.lowerBound)
-                try storeDevice.write(UnsafeRawBufferPointer(piece), at: target + UInt64(lo))
+                if hi > lo {
+                    let piece = UnsafeMutableRawBufferPointer(rebasing: run[lo..<hi])
+                    try originDevice.read(into: piece, at: e.lowerBound)
+                    try storeDevice.write(UnsafeRawBufferPointer(piece), at: target + UInt64(lo))
+                }
                 done = hi
-            }
-            if done < bytes {
-                UnsafeMutableRawBufferPointer(rebasing: run[done..<bytes]).initializeMemory(as: UInt8.self, repeating: 0)
-                try zeroStore(at: target + UInt64(done), length: UInt64(bytes - done))
             }
             return crc32c(UnsafeRawBufferPointer(run))
         }

@@ -37,7 +37,7 @@ extension Store {
 
     /// The user-visible record for `tag` (normal or squashed), or `.snapshotMissing`.
     func record(tag: UInt64) throws -> SnapshotRecord {
-        guard let r = try anyRecord(tag: tag), r.state == .normal || r.state == .squashed else {
+        guard let r = try anyRecord(tag: tag), r.isListed else {
             throw StoreError.snapshotMissing(tag)
         }
         return r
@@ -103,7 +103,7 @@ extension Store {
         get throws {
             var out: [SnapshotInfo] = []
             try forEachRecord { r in
-                if r.state == .normal || r.state == .squashed { out.append(info(r)) }
+                if r.isListed { out.append(info(r)) }
                 return true
             }
             return out
@@ -113,7 +113,7 @@ extension Store {
     /// The snapshot `tag` names; nil when there is none. Throws only when the store
     /// cannot be read.
     public func snapshot(tag: UInt64) throws -> SnapshotInfo? {
-        guard let r = try anyRecord(tag: tag), r.state == .normal || r.state == .squashed else { return nil }
+        guard let r = try anyRecord(tag: tag), r.isListed else { return nil }
         return info(r)
     }
 

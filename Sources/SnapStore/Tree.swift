@@ -45,9 +45,7 @@ final class Tree<Device: BlockDevice> {
 
     /// The first value word stored under exactly `key`.
     func find(_ key: Key) throws -> UInt64? {
-        let path = try descend(key)
-        guard let leaf = path.last, leaf.index < leaf.node.count, leaf.node.keys[leaf.index] == key else { return nil }
-        return leaf.node.value(leaf.index)
+        try values(key)?.first
     }
 
     /// Smallest key >= `key`, with its first value word.
