@@ -301,6 +301,24 @@ int zuma_clone_range(int in, uint64_t in_offset, int out, uint64_t out_offset, u
     return ioctl(out, FICLONERANGE, &range);
 }
 
+int zuma_copy_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length) {
+    off64_t from = (off64_t)in_offset, to = (off64_t)out_offset;
+    uint64_t done = 0;
+    while (done < length) {
+        ssize_t n = copy_file_range(in, &from, out, &to, (size_t)(length - done), 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = EIO;
+            return -1;
+        }
+        done += (uint64_t)n;
+    }
+    return 0;
+}
+
 int zuma_start_writeback(int fd, uint64_t offset, uint64_t length) {
     return sync_file_range(fd, (off64_t)offset, (off64_t)length, SYNC_FILE_RANGE_WRITE);
 }

@@ -55,19 +55,28 @@ public final class DeltaEncoder {
             count = volumeChunks
         }
         var baseChecks: [BaseCheck] = []
-        // Consecutive chunks are read together (one request to a server per run).
-        var i = 0
-        while i < checks.count, let baseInfo {
-            var n = 1
-            while i + n < checks.count && checks[i + n] == checks[i] + UInt64(n) { n += 1 }
-            let offset = checks[i] * cs
-            var run = [UInt8](repeating: 0, count: Int(min(cs * UInt64(n), baseInfo.originSizeBytes - offset)))
-            try run.withUnsafeMutableBytes { try source.read(snapshot: baseInfo.tag, offset: offset, into: $0) }
-            for k in 0..<n {
-                let from = k * Int(cs)
-                baseChecks.append(BaseCheck(chunk: checks[i + k], digest: Array(SHA256.hash(data: run[from..<min(from + Int(cs), run.count)]))))
+        if let baseInfo, !checks.isEmpty {
+            // One read request for all of them; consecutive chunks are read as one range.
+            var runs: [(first: Int, count: Int)] = []
+            for (i, c) in checks.enumerated() {
+                if let last = runs.last, checks[last.first + last.count - 1] + 1 == c {
+                    runs[runs.count - 1].count += 1
+                } else {
+                    runs.append((i, 1))
+                }
             }
-            i += n
+            let ranges = runs.map { r -> (offset: UInt64, length: Int) in
+                let offset = checks[r.first] * cs
+                return (offset, Int(min(cs * UInt64(r.count), baseInfo.originSizeBytes - offset)))
+            }
+            let buffer = BulkBuffer(capacity: ranges.map(\.length).max()!)
+            try source.read(snapshot: baseInfo.tag, ranges: ranges, into: buffer.storage) { i in
+                for k in 0..<runs[i].count {
+                    let from = k * Int(cs)
+                    let chunk = UnsafeRawBufferPointer(rebasing: buffer.storage[from..<min(from + Int(cs), ranges[i].length)])
+                    baseChecks.append(BaseCheck(chunk: checks[runs[i].first + k], digest: Array(SHA256.hash(data: chunk))))
+                }
+            }
         }
         var features: UInt32 = baseInfo == nil ? 0 : DeltaFormat.featureBase
         if case .lzma = compression { features |= DeltaFormat.featureLZMA }
@@ -116,8 +125,19 @@ public final class DeltaEncoder {
         progress?.start(totalChunks: header.chunkCount, totalBytes: header.chunkCount * UInt64(header.chunkSizeBytes))
         var runs = RunBuilder(maxChunks: max(1, UInt64(DeltaFormat.recordDataTarget) / UInt64(header.chunkSizeBytes)))
         let volumeChunks = header.chunkCountOfVolume
+        // Runs are read in groups, one request each: a server streams a group's runs back to
+        // back, reading ahead while the records of the ones before are handed on.
+        var group: [(first: UInt64, count: UInt64)] = []
+        var groupBytes: UInt64 = 0
+        let readGroup: () throws -> Void = {
+            try self.emitRuns(group, header: header, emit: emit)
+            group.removeAll(keepingCapacity: true)
+            groupBytes = 0
+        }
         let flush: (UInt64, UInt64) throws -> Void = { first, count in
-            try self.emitRun(first: first, count: count, header: header, emit: emit)
+            group.append((first, count))
+            groupBytes += count * UInt64(header.chunkSizeBytes)
+            if group.count == readRangesCountMax || groupBytes >= Self.groupBytes { try readGroup() }
         }
         if let base = header.base {
             // A batch of chunk numbers at a time, read after the list call returns (a server
@@ -142,6 +162,7 @@ public final class DeltaEncoder {
                 for r in try source.dataRanges(snapshot: target, chunks: window..<end) + [end..<end] {
                     if c < r.lowerBound {
                         try runs.finish(flush)
+                        try readGroup()
                         try emitZeros(c..<r.lowerBound, header: header, emit: emit)
                     }
                     for d in r { try runs.add(d, flush) }
@@ -151,23 +172,36 @@ public final class DeltaEncoder {
             }
         }
         try runs.finish(flush)
+        try readGroup()
         try handle(.trailer(totals))
         progress?.finish()
         return totals
     }
 
     private var runBuffer: BulkBuffer?
+    /// Bytes of runs read with one request (a group ends early at a stretch of zeros).
+    static let groupBytes: UInt64 = 32 << 20
 
-    /// Reads a run of consecutive chunks of the target and emits its zero and data records.
-    private func emitRun(first: UInt64, count: UInt64, header: DeltaHeader,
-                         emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void) throws {
-        let cs = Int(header.chunkSizeBytes)
-        let offset = first * UInt64(cs)
-        let length = Int(min(UInt64(cs) * count, header.volumeSizeBytes - offset))
-        if (runBuffer?.capacity ?? 0) < length { runBuffer = BulkBuffer(capacity: length) }
+    /// Reads runs of consecutive chunks of the target, with one request, and emits the zero
+    /// and data records of each.
+    private func emitRuns(_ runs: [(first: UInt64, count: UInt64)], header: DeltaHeader,
+                          emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void) throws {
+        guard !runs.isEmpty else { return }
+        let cs = UInt64(header.chunkSizeBytes)
+        let ranges = runs.map { r in (offset: r.first * cs, length: Int(min(cs * r.count, header.volumeSizeBytes - r.first * cs))) }
+        let longest = ranges.map(\.length).max()!
+        if (runBuffer?.capacity ?? 0) < longest { runBuffer = BulkBuffer(capacity: longest) }
         let buffer = runBuffer!.storage
-        try source.read(snapshot: target, offset: offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
-        let all = UnsafeRawBufferPointer(rebasing: buffer[0..<length])
+        try source.read(snapshot: target, ranges: ranges, into: buffer) { i in
+            try emitRun(first: runs[i].first, count: runs[i].count, chunkSize: Int(cs),
+                        data: UnsafeRawBufferPointer(rebasing: buffer[0..<ranges[i].length]), emit: emit)
+        }
+    }
+
+    /// Emits the zero and data records of a run of consecutive chunks whose bytes are `all`.
+    private func emitRun(first: UInt64, count: UInt64, chunkSize cs: Int, data all: UnsafeRawBufferPointer,
+                         emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void) throws {
+        let length = all.count
         let n = Int(count)
         func chunk(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: all[(i * cs)..<min((i + 1) * cs, length)]) }
         let zero = (0..<n).map { isZero(chunk($0)) }

@@ -39,10 +39,14 @@ public protocol BlockDevice: AnyObject {
     /// Makes bytes [offset, offset + length) read as zeros (a hole where the device can, else
     /// written zeros); durable after `sync()` like a write.
     func writeZeros(at offset: UInt64, length: UInt64) throws
-    /// Copies `length` bytes at `offset` to `device` at `target` without bringing them into
-    /// user memory (in the kernel, or as a shared extent); false when it cannot (copy by hand).
+    /// Makes `length` bytes of `device` at `target` share this device's extents at `offset`
+    /// (a reflink: no data copied); false when it cannot (copy another way).
     /// Durable after the target's `sync()`, like a write.
     func copy(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool
+    /// Copies `length` bytes at `offset` to `device` at `target` in the kernel: the data is
+    /// copied, not shared, but never reaches user memory. False when it cannot (copy by hand).
+    /// Durable after the target's `sync()`, like a write.
+    func copyInKernel(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool
     /// A hint: start writing [offset, offset + length) to the disk now, without waiting, so a
     /// later `sync()` has less left to do. Errors surface at that `sync()`.
     func startWriteback(at offset: UInt64, length: UInt64)
@@ -52,6 +56,7 @@ extension BlockDevice {
     public func refreshSize() throws {}
     public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] { range.isEmpty ? [] : [range] }
     public func copy(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool { false }
+    public func copyInKernel(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool { false }
     public func startWriteback(at offset: UInt64, length: UInt64) {}
 
     public func writeZeros(at offset: UInt64, length: UInt64) throws {

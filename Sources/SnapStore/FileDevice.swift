@@ -104,9 +104,8 @@ public final class FileDevice: BlockDevice {
     }
 
     /// Between two regular files on a filesystem with reflinks (XFS, btrfs): the target shares
-    /// the source's extents (FICLONERANGE), no data is copied. Anything else is copied by hand
-    /// by the caller: on ext4 a kernel copy (copy_file_range) measured slower than a read and a
-    /// write through one buffer, which also gives the commit its checksum without a reread.
+    /// the source's extents (FICLONERANGE), no data is copied. Anything else is copied by the
+    /// caller (`copyInKernel`, or by hand).
     public func copy(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool {
         guard let other = device as? FileDevice, identity.kind == .regularFile, other.identity.kind == .regularFile,
               cloneWorks, other.cloneWorks else { return false }
@@ -122,6 +121,29 @@ public final class FileDevice: BlockDevice {
             throw StoreError.io(operation: "FICLONERANGE to \(other.path)", path: path, errno: e)
         }
     }
+
+    /// Between two regular files (copy_file_range; ext4 copies page by page in the kernel).
+    /// For small copies a read and a write through a warm buffer measured faster, and they
+    /// give the commit its checksum without a reread; for megabytes in a fresh process, this
+    /// saves the buffer's page faults and one pass over the data (10 MiB: 3 ms against 7 ms).
+    public func copyInKernel(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool {
+        guard let other = device as? FileDevice, identity.kind == .regularFile, other.identity.kind == .regularFile,
+              kernelCopyWorks, other.kernelCopyWorks else { return false }
+        precondition(offset + length <= sizeBytes && target + length <= other.sizeBytes, "copy past the end of \(path) or \(other.path)")
+        precondition(!other.readOnly, "copy to read-only device \(other.path)")
+        if zuma_copy_range(fd, offset, other.fd, target, length) == 0 { return true }
+        let e = currentErrno()
+        switch e {
+        case EXDEV, EINVAL, EOPNOTSUPP, ENOSYS, EBADF, EPERM, ETXTBSY:
+            kernelCopyWorks = false
+            return false
+        default:
+            throw StoreError.io(operation: "copy_file_range to \(other.path)", path: path, errno: e)
+        }
+    }
+
+    /// Cleared when the kernel refuses a copy between this file and another once.
+    var kernelCopyWorks = true
 
     public func startWriteback(at offset: UInt64, length: UInt64) {
         guard !readOnly, length > 0 else { return }

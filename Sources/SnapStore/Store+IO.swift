@@ -285,6 +285,9 @@ extension Store {
         try mutate {
             var filteredFor = epochNewestLive
             var pending = try range.filter { try needsCopyOut($0, newest: filteredFor) }[...]
+            // More data than a single-flush commit may list: the commit syncs twice and needs
+            // no checksum of it, so the copies may stay in the kernel.
+            let inKernel = UInt64(pending.count) * chunkSize > Store.verifiedCommitBytesMax
             var copied = false
             while !pending.isEmpty {
                 // Room for at least one copy-out; take as many as fit.
@@ -300,7 +303,7 @@ extension Store {
                 }
                 pending = pending.dropFirst(take)
                 if !batch.isEmpty {
-                    try copyOut(batch, label: newest)
+                    try copyOut(batch, label: newest, inKernel: inKernel)
                     copied = true
                 }
             }
@@ -310,8 +313,10 @@ extension Store {
 
     /// Copies origin chunks `chunks` (increasing) into fresh store chunks and records
     /// exceptions (c, label). Contiguous origin chunks are read with one read, and chunks
-    /// that land on contiguous store chunks are written with one write.
-    func copyOut(_ chunks: [UInt64], label: UInt64) throws {
+    /// that land on contiguous store chunks are written with one write. With `inKernel`, data
+    /// that cannot be shared is copied in the kernel where it can (no checksum is taken: the
+    /// commit reads such runs back if it lists them).
+    func copyOut(_ chunks: [UInt64], label: UInt64, inKernel: Bool = false) throws {
         var start = 0
         while start < chunks.count {
             // A run: contiguous origin chunks whose fresh store chunks are contiguous too.
@@ -329,7 +334,6 @@ extension Store {
             let count = end - start
             let first = chunks[start] * chunkSize
             let bytes = count * chunkSizeBytes
-            if copyBuffer.count < bytes { copyBuffer = [UInt8](repeating: 0, count: bytes) }
             let valid = Int(min(UInt64(bytes), superblock.originSizeBytes - first))
             var crc: UInt32?
             let target = addresses[0] * chunkSize
@@ -340,7 +344,9 @@ extension Store {
                 // where its chunks are a hole already).
                 try zeroStore(at: target, length: UInt64(bytes))
             } else if valid == bytes, try originDevice.copy(UInt64(bytes), at: first, to: storeDevice, at: target) {
-                // Copied in the kernel (or shared, on a filesystem with reflinks).
+                // Shared, on a filesystem with reflinks.
+            } else if inKernel, try copyInKernel(bytes: bytes, from: first, extents: extents, to: target) {
+                // Copied in the kernel.
             } else {
                 crc = try copyByHand(bytes: bytes, from: first, extents: extents, to: target)
             }
@@ -357,34 +363,46 @@ extension Store {
     }
 
     /// Copies `bytes` from origin offset `first` to store offset `target` through the copy
-    /// buffer; returns the CRC32C of what the store now holds there. Only the origin's data
-    /// `extents` are read and written: the holes between them (a file origin's never-written
-    /// ranges) and the tail past the origin's end become zeros in the store without data
-    /// written, so copying out a mostly empty range costs what its data costs.
+    /// buffer; returns the CRC32C of what the store now holds there.
     private func copyByHand(bytes: Int, from first: UInt64, extents: [Range<UInt64>], to target: UInt64) throws -> UInt32 {
-        try copyBuffer.withUnsafeMutableBytes { b in
-            let run = UnsafeMutableRawBufferPointer(rebasing: b[0..<bytes])
-            if extents.count == 1, extents[0] == first..<(first + UInt64(bytes)) {
-                try originDevice.read(into: run, at: first)
-                try storeDevice.write(UnsafeRawBufferPointer(run), at: target)
-                return crc32c(UnsafeRawBufferPointer(run))
+        let run = UnsafeMutableRawBufferPointer(rebasing: copyBuffer.storage[0..<bytes])
+        try forEachExtent(bytes: bytes, from: first, extents: extents, to: target, hole: { r in
+            UnsafeMutableRawBufferPointer(rebasing: run[r]).initializeMemory(as: UInt8.self, repeating: 0)
+        }) { r in
+            let piece = UnsafeMutableRawBufferPointer(rebasing: run[r])
+            try originDevice.read(into: piece, at: first + UInt64(r.lowerBound))
+            try storeDevice.write(UnsafeRawBufferPointer(piece), at: target + UInt64(r.lowerBound))
+        }
+        return crc32c(UnsafeRawBufferPointer(run))
+    }
+
+    /// Copies `bytes` from origin offset `first` to store offset `target` in the kernel; false
+    /// when the devices cannot (the caller copies by hand).
+    private func copyInKernel(bytes: Int, from first: UInt64, extents: [Range<UInt64>], to target: UInt64) throws -> Bool {
+        var copied = true
+        try forEachExtent(bytes: bytes, from: first, extents: extents, to: target) { r in
+            guard copied else { return }
+            copied = try originDevice.copyInKernel(UInt64(r.count), at: first + UInt64(r.lowerBound), to: storeDevice, at: target + UInt64(r.lowerBound))
+        }
+        return copied
+    }
+
+    /// The pieces of a copy-out run of `bytes` at origin offset `first`, offsets within the
+    /// run: `data` for each of the origin's data `extents`; the holes between and after them
+    /// (a file origin's never-written ranges, the tail past the origin's end) become zeros in
+    /// the store at `target` without data written, and are passed to `hole`. So copying out
+    /// a mostly empty range costs what its data costs.
+    private func forEachExtent(bytes: Int, from first: UInt64, extents: [Range<UInt64>], to target: UInt64,
+                               hole: (Range<Int>) -> Void = { _ in }, data: (Range<Int>) throws -> Void) throws {
+        var done = 0
+        for e in extents + [(first + UInt64(bytes))..<(first + UInt64(bytes))] {
+            let lo = Int(e.lowerBound - first), hi = Int(e.upperBound - first)
+            if lo > done {
+                hole(done..<lo)
+                try zeroStore(at: target + UInt64(done), length: UInt64(lo - done))
             }
-            // Each data extent, and an empty one at the end: the hole before each is zeroed.
-            var done = 0
-            for e in extents + [(first + UInt64(bytes))..<(first + UInt64(bytes))] {
-                let lo = Int(e.lowerBound - first), hi = Int(e.upperBound - first)
-                if lo > done {
-                    UnsafeMutableRawBufferPointer(rebasing: run[done..<lo]).initializeMemory(as: UInt8.self, repeating: 0)
-                    try zeroStore(at: target + UInt64(done), length: UInt64(lo - done))
-                }
-                if hi > lo {
-                    let piece = UnsafeMutableRawBufferPointer(rebasing: run[lo..<hi])
-                    try originDevice.read(into: piece, at: e.lowerBound)
-                    try storeDevice.write(UnsafeRawBufferPointer(piece), at: target + UInt64(lo))
-                }
-                done = hi
-            }
-            return crc32c(UnsafeRawBufferPointer(run))
+            if hi > lo { try data(lo..<hi) }
+            done = hi
         }
     }
 

@@ -89,8 +89,8 @@ public final class Store<Device: BlockDevice> {
     var storeDataUnsynced = false
     var poisoned: StoreError?
     var fillWarned = false
-    /// Scratch buffer for copy-outs (grows to a batch).
-    var copyBuffer: [UInt8] = []
+    /// Scratch buffer for copy-outs by hand (a run at most; pages touched as runs use them).
+    lazy var copyBuffer = BulkBuffer(capacity: Store.copyOutBatchChunks * chunkSizeBytes)
     /// Store chunks written with data in this transaction (copy-outs, new private chunks):
     /// a single-flush commit lists and checksums them.
     var transactionDataRuns: [TransactionDataRun] = []

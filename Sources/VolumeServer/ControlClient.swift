@@ -86,6 +86,43 @@ public final class ControlClient: VolumeAccess {
         }
     }
 
+    public func read(snapshot: UInt64?, ranges: [(offset: UInt64, length: Int)], into buffer: UnsafeMutableRawBufferPointer,
+                     each: (Int) throws -> Void) throws {
+        try checkReadRanges(ranges, buffer: buffer.count)
+        guard !ranges.isEmpty else { return }
+        try send(.message(ControlCoding.encode(ControlRequest.readRanges(snapshot: snapshot, ranges: ranges.map { [$0.offset, UInt64($0.length)] }))))
+        // Range `current` has `filled` bytes so far; it is handed to `each` when the next
+        // frame or the reply arrives. Once `each` fails, the rest of the stream is read and
+        // dropped (the connection stays usable), and the failure is thrown after the reply.
+        var (current, filled) = (0, 0)
+        var failure: (any Error)?
+        let result = try withoutActuallyEscaping(each) { each in
+            func finishRange() {
+                guard current < ranges.count, filled == ranges[current].length else { return }
+                if failure == nil {
+                    do { try each(current) } catch { failure = error }
+                }
+                (current, filled) = (current + 1, 0)
+            }
+            let result = try receiveReply(into: { count in
+                finishRange()
+                guard current < ranges.count, count <= ranges[current].length - filled else {
+                    throw VolumeError.protocolViolation("the server sent more than the \(ranges.count) ranges asked for, or a frame across two of them")
+                }
+                defer { filled += count }
+                if failure != nil { return UnsafeMutableRawBufferPointer(rebasing: self.payload.storage[0..<count]) }
+                return UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + count)])
+            })
+            finishRange()
+            return result
+        }
+        if let failure { throw failure }
+        guard case .none = result else { throw unexpected("readRanges") }
+        guard current == ranges.count else {
+            throw VolumeError.protocolViolation("the server sent \(current) of the \(ranges.count) ranges asked for")
+        }
+    }
+
     public func write(snapshot: UInt64?, offset: UInt64, flush: Bool,
                       from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64 {
         try send(.message(ControlCoding.encode(ControlRequest.write(snapshot: snapshot, offset: offset, flush: flush))))

@@ -4,7 +4,7 @@
 // then the payload. Kind 1 is a message (JSON of ControlRequest or ControlReply), kind 2 a
 // piece of a data stream (raw bytes; for a changelist, u64 LE chunk numbers), kind 3 the end
 // of a data stream. A client sends one request at a time and reads frames until the reply
-// message; `read` and `changelist` replies are preceded by data frames, a `write` request
+// message; `read`, `readRanges` and `changelist` replies are preceded by data frames, a `write` request
 // is followed by data frames and an end frame.
 
 import Foundation
@@ -21,6 +21,8 @@ public enum ControlRequest: Codable, Equatable, Sendable {
     case priority(tag: UInt64, priority: Int8)
     case usage(tag: UInt64)
     case read(snapshot: UInt64?, offset: UInt64, length: UInt64?)
+    /// Several ranges, [offset, length] pairs, streamed back to back.
+    case readRanges(snapshot: UInt64?, ranges: [[UInt64]])
     /// `flush` nil: true.
     case write(snapshot: UInt64?, offset: UInt64, flush: Bool?)
     case flush

@@ -195,13 +195,18 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             return .none
         case let .usage(tag): return .usage(try host.usage(tag: tag))
         case let .read(snapshot, offset, length):
-            do {
-                try host.read(snapshot: snapshot, offset: offset, length: length) { try sendData($0) }
-            } catch {
-                try? confirmData()
-                throw error
+            let total = try host.readLength(snapshot: snapshot, offset: offset, length: length)
+            try streamData { try sendRange(snapshot: snapshot, offset: offset, length: total) }
+            return .none
+        case let .readRanges(snapshot, pairs):
+            let ranges = try pairs.map { p -> (offset: UInt64, length: Int) in
+                guard p.count == 2, p[1] <= readRangesBytesMax else { throw VolumeError.protocolViolation("a read range is not an [offset, length] pair of at most \(readRangesBytesMax) bytes") }
+                return (p[0], Int(p[1]))
             }
-            try confirmData()
+            try checkReadRanges(ranges)
+            try streamData {
+                for r in ranges { try sendRange(snapshot: snapshot, offset: r.offset, length: UInt64(r.length)) }
+            }
             return .none
         case .flush:
             try host.flush()
@@ -299,14 +304,40 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     private var unconfirmedBytes = 0
     private static let unconfirmedBytesMax = 4 << 20
 
-    /// A data frame, copied once into the channel's buffer.
-    private func sendData(_ piece: UnsafeRawBufferPointer) throws {
+    /// Runs `body`, which sends data frames, then waits until they are all written (also when
+    /// it fails, before the failure is replied).
+    private func streamData(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch {
+            try? confirmData()
+            throw error
+        }
+        try confirmData()
+    }
+
+    /// Bytes [offset, offset + length) of the origin or a snapshot as data frames, each read
+    /// from the store straight into the channel's buffer that carries it.
+    private func sendRange(snapshot: UInt64?, offset: UInt64, length: UInt64) throws {
+        var done: UInt64 = 0
+        while done < length {
+            let n = Int(min(UInt64(streamPieceBytes), length - done))
+            try sendData(count: n) { try host.read(snapshot: snapshot, offset: offset + done, into: $0) }
+            done += UInt64(n)
+        }
+    }
+
+    /// A data frame of `count` bytes, which `fill` writes into the channel's buffer.
+    private func sendData(count: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void) throws {
         guard let channel else { throw ConnectionGone.gone }
-        var buffer = channel.allocator.buffer(capacity: ControlFrame.headerBytes + piece.count)
-        buffer.writeBytes(ControlFrame.header(kind: ControlFrame.dataKind, payloadCount: piece.count))
-        buffer.writeBytes(piece)
-        unconfirmed.append((channel.writeAndFlush(buffer), piece.count))
-        unconfirmedBytes += piece.count
+        var buffer = channel.allocator.buffer(capacity: ControlFrame.headerBytes + count)
+        buffer.writeBytes(ControlFrame.header(kind: ControlFrame.dataKind, payloadCount: count))
+        try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { b in
+            try fill(UnsafeMutableRawBufferPointer(rebasing: b[0..<count]))
+            return count
+        }
+        unconfirmed.append((channel.writeAndFlush(buffer), count))
+        unconfirmedBytes += count
         while unconfirmedBytes > Self.unconfirmedBytesMax { try confirmOldest() }
     }
 

@@ -24,6 +24,13 @@ public protocol VolumeAccess: AnyObject {
     /// Reads bytes [offset, offset + buffer.count) of the origin or a snapshot into `buffer`,
     /// all of them or an error (no copy through a buffer of the server connection).
     func read(snapshot: UInt64?, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
+    /// Reads `ranges` of the origin or a snapshot in order, each into the start of `buffer`
+    /// (which holds the longest), calling `each(i)` once range i is there. A server streams
+    /// them back to back for one request, reading ahead while the caller uses each range.
+    /// Every range is non-empty; at most `readRangesCountMax` ranges, `readRangesBytesMax`
+    /// bytes in all.
+    func read(snapshot: UInt64?, ranges: [(offset: UInt64, length: Int)], into buffer: UnsafeMutableRawBufferPointer,
+              each: (Int) throws -> Void) throws
     /// Writes what `source` fills (it returns how many bytes it put in the buffer; 0 ends the
     /// stream) at `offset`, then (with `flush`) flushes. Returns the number of bytes written.
     func write(snapshot: UInt64?, offset: UInt64, flush: Bool,
@@ -63,6 +70,15 @@ extension VolumeAccess {
         try write(snapshot: snapshot, offset: offset, flush: true, from: source)
     }
 
+    public func read(snapshot: UInt64?, ranges: [(offset: UInt64, length: Int)], into buffer: UnsafeMutableRawBufferPointer,
+                     each: (Int) throws -> Void) throws {
+        try checkReadRanges(ranges, buffer: buffer.count)
+        for (i, r) in ranges.enumerated() {
+            try read(snapshot: snapshot, offset: r.offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<r.length]))
+            try each(i)
+        }
+    }
+
     public func changedChunks(from: StoreSide, to: StoreSide, _ body: (UInt64) throws -> Void) throws {
         try changedChunks(from: from, to: to, startingAt: 0, limit: nil, body)
     }
@@ -73,6 +89,27 @@ public let dataRangesChunksMax: UInt64 = 16384
 
 /// Pieces of a streamed read or write.
 public let streamPieceBytes = 1 << 20
+
+/// The most ranges one `read(snapshot:ranges:...)` takes, and the most bytes in all.
+public let readRangesCountMax = 1024
+public let readRangesBytesMax: UInt64 = 64 << 20
+
+/// Refuses a list of ranges that breaks the limits of `read(snapshot:ranges:...)`.
+func checkReadRanges(_ ranges: [(offset: UInt64, length: Int)], buffer: Int? = nil) throws {
+    guard ranges.count <= readRangesCountMax else {
+        throw VolumeError.invalidArgument("\(ranges.count) ranges in one read: at most \(readRangesCountMax)")
+    }
+    var total: UInt64 = 0
+    for r in ranges {
+        guard r.length > 0, UInt64(r.length) <= readRangesBytesMax, buffer.map({ r.length <= $0 }) ?? true, r.offset <= UInt64.max - UInt64(r.length) else {
+            throw VolumeError.invalidArgument("read range of \(r.length) bytes at \(r.offset)\(buffer.map { " (buffer \($0) bytes)" } ?? "")")
+        }
+        total += UInt64(r.length)
+    }
+    guard total <= readRangesBytesMax else {
+        throw VolumeError.invalidArgument("\(total) bytes in one read of ranges: at most \(readRangesBytesMax)")
+    }
+}
 
 /// Reaches the volume at `path`: through its server when `path` is a control socket, else by
 /// opening the store (and `origin`, or the one the store records), each under an exclusive

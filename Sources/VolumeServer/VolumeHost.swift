@@ -99,16 +99,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     public func read(snapshot: UInt64?, offset: UInt64, length: UInt64?,
                      to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let size = try withStore { s -> UInt64 in
-            guard let snapshot else { return s.originSizeBytes }
-            guard let info = try s.snapshot(tag: snapshot) else { throw StoreError.snapshotMissing(snapshot) }
-            return info.originSizeBytes
-        }
-        guard offset <= size else { throw StoreError.outOfRange("offset \(offset) is past the end at \(formatCount(size)) bytes") }
-        let total = length ?? (size - offset)
-        guard total <= size - offset else {
-            throw StoreError.outOfRange("\(total) bytes from offset \(offset) run past the end at \(formatCount(size)) bytes")
-        }
+        let total = try readLength(snapshot: snapshot, offset: offset, length: length)
         var buffer = [UInt8](repeating: 0, count: Int(min(UInt64(streamPieceBytes), max(total, 1))))
         var done: UInt64 = 0
         while done < total {
@@ -240,6 +231,22 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     /// Durability barrier: every write acknowledged before the call is durable when it returns.
     public func flush() throws { try withStore { try $0.flush() } }
+
+    /// How many bytes a read from `offset` covers (`length`, or nil: to the end), checked
+    /// against the size of the origin or the snapshot.
+    public func readLength(snapshot: UInt64?, offset: UInt64, length: UInt64?) throws -> UInt64 {
+        let size = try withStore { s -> UInt64 in
+            guard let snapshot else { return s.originSizeBytes }
+            guard let info = try s.snapshot(tag: snapshot) else { throw StoreError.snapshotMissing(snapshot) }
+            return info.originSizeBytes
+        }
+        guard offset <= size else { throw StoreError.outOfRange("offset \(offset) is past the end at \(formatCount(size)) bytes") }
+        let total = length ?? (size - offset)
+        guard total <= size - offset else {
+            throw StoreError.outOfRange("\(total) bytes from offset \(offset) run past the end at \(formatCount(size)) bytes")
+        }
+        return total
+    }
 
     /// Size in bytes of the origin or a snapshot (nil when the snapshot does not exist).
     public func sizeBytes(snapshot: UInt64?) -> UInt64? {

@@ -78,4 +78,41 @@ import Testing
             #expect(try r.check().isClean)
         }
     }
+
+    /// A copy-out of more data than a single-flush commit lists is copied in the kernel (no
+    /// checksum needed): data and holes arrive as they are, and the snapshot keeps them.
+    @Test func aLargeCopyOutCopiedInTheKernelKeepsTheSnapshot() throws {
+        try withScratchDirectory("copyout-kernel") { dir in
+            let (storePath, originPath) = try garbageStoreAndSparseOrigin(in: dir, originBytes: 8 << 20)
+            let cs = 16384
+            let chunks = 260
+            #expect(UInt64(chunks * cs) > Store<FileDevice>.verifiedCommitBytesMax)
+            // Chunks 0..<150 and 170..<260 hold data; 150..<170 stay holes of the origin file.
+            let before = pattern(11, 150 * cs) + [UInt8](repeating: 0, count: 20 * cs) + pattern(12, 90 * cs)
+            let new = pattern(13, chunks * cs)
+            let epoch: UInt64
+            do {
+                let s = try Store.initialize(store: try FileDevice(path: storePath), origin: try FileDevice(path: originPath), chunkSizeBytes: cs)
+                try s.write(offset: 0, Array(before[0..<(150 * cs)]))
+                try s.write(offset: UInt64(170 * cs), Array(before[(170 * cs)...]))
+                try s.flush()
+                try s.createSnapshot(tag: 1)
+                epoch = try #require(try s.snapshot(tag: 1)).epoch
+                try new.withUnsafeBytes { try s.write(originBatch: [(0, $0)]) }
+                try s.flush()
+                for c in [UInt64(149), 150, 169, 170] {
+                    let a = try #require(try s.exceptionsByChunk.find(Key(c, epoch)))
+                    #expect(try s.storeDevice.dataExtents(in: a * UInt64(cs)..<(a + 1) * UInt64(cs)).isEmpty == (c == 150 || c == 169),
+                            "store chunk of origin chunk \(c)")
+                }
+                expectSame(try s.read(snapshot: 1, offset: 0, length: chunks * cs)[...], before[...], "snapshot 1")
+                expectSame(try s.read(offset: 0, length: chunks * cs)[...], new[...], "origin")
+                #expect(try s.check().isClean)
+                try s.close()
+            }
+            let r = try Store(store: try FileDevice(path: storePath), origin: try FileDevice(path: originPath))
+            expectSame(try r.read(snapshot: 1, offset: 0, length: chunks * cs)[...], before[...], "snapshot 1 reopened")
+            #expect(try r.check().isClean)
+        }
+    }
 }

@@ -58,10 +58,10 @@ import Testing
         }
     }
 
-    /// A read into the caller's buffer takes the data frames straight into it, and a reply
-    /// with more or fewer bytes than asked for is refused (a server speaking nonsense).
-    @Test(arguments: [([4096, 4096], nil), ([4096, 4097], "more than the 8192 bytes"), ([4096], "4096 of the 8192 bytes")])
-    func readIntoTakesExactlyWhatWasAsked(pieces: [Int], refusal: String?) throws {
+    /// Runs `serve` as a server on a fresh socket (after it answered `hello`), and `use` with
+    /// a client connected to it.
+    private func withFakeServer(serve: @escaping @Sendable (FakeServerConnection) throws -> Void,
+                                use: (ControlClient) throws -> Void) throws {
         let dir = NSTemporaryDirectory() + "zuma-client-\(getpid())-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -74,37 +74,92 @@ import Testing
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         #expect(bound == 0 && listen(listener, 1) == 0)
-        // The server: answers hello, then the read with `pieces` data frames and its reply.
         let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
             defer { done.signal() }
             let fd = accept(listener, nil, nil)
             guard fd >= 0 else { return }
             defer { close(fd) }
-            func request() throws {
-                let header = try UnixSocket.readExactly(fd, ControlFrame.headerBytes, peer: "client")
-                _ = try UnixSocket.readExactly(fd, try ControlFrame.payloadLength(header: header).count, peer: "client")
-            }
-            func reply(_ r: ControlReply) throws { try UnixSocket.writeAll(fd, ControlFrame.message(ControlCoding.encode(r)).encoded(), peer: "client") }
+            let connection = FakeServerConnection(fd: fd)
             let info = ServerInfo(volume: "v", storePath: "s", originPath: "o", processID: 1, blockFileDirectory: "b", nbdSocket: nil, nbdListen: nil)
-            try? request()
-            try? reply(.ok(.server(info)))
-            try? request()
-            for (i, n) in pieces.enumerated() {
-                try? UnixSocket.writeAll(fd, ControlFrame.data([UInt8](repeating: UInt8(i + 1), count: n)).encoded(), peer: "client")
+            _ = try? connection.request()
+            try? connection.reply(.ok(.server(info)))
+            try? serve(connection)
+        }
+        defer { done.wait() }
+        try use(try ControlClient(socketPath: path))
+    }
+
+    /// A read into the caller's buffer takes the data frames straight into it, and a reply
+    /// with more or fewer bytes than asked for is refused (a server speaking nonsense).
+    @Test(arguments: [([4096, 4096], nil), ([4096, 4097], "more than the 8192 bytes"), ([4096], "4096 of the 8192 bytes")])
+    func readIntoTakesExactlyWhatWasAsked(pieces: [Int], refusal: String?) throws {
+        try withFakeServer(serve: { c in
+            _ = try c.request()
+            for (i, n) in pieces.enumerated() { try c.data([UInt8](repeating: UInt8(i + 1), count: n)) }
+            try c.reply(.ok(.none))
+        }) { client in
+            var buffer = [UInt8](repeating: 0, count: 8192)
+            do {
+                try buffer.withUnsafeMutableBytes { try client.read(snapshot: nil, offset: 0, into: $0) }
+                #expect(refusal == nil, "took a reply of \(pieces) bytes for 8192")
+                #expect(buffer == [UInt8](repeating: 1, count: 4096) + [UInt8](repeating: 2, count: 4096))
+            } catch let e as VolumeError {
+                #expect(refusal != nil && "\(e)".contains(refusal!), "\(e)")
             }
-            try? reply(.ok(.none))
         }
-        let client = try ControlClient(socketPath: path)
-        var buffer = [UInt8](repeating: 0, count: 8192)
-        do {
-            try buffer.withUnsafeMutableBytes { try client.read(snapshot: nil, offset: 0, into: $0) }
-            #expect(refusal == nil, "took a reply of \(pieces) bytes for 8192")
-            #expect(buffer == [UInt8](repeating: 1, count: 4096) + [UInt8](repeating: 2, count: 4096))
-        } catch let e as VolumeError {
-            #expect(refusal != nil && "\(e)".contains(refusal!), "\(e)")
+    }
+
+    /// A read of several ranges hands each one over once it is complete, in order, and refuses
+    /// a reply whose frames do not fit the ranges asked for.
+    @Test(arguments: [([3000, 1000, 5000], nil), ([3000, 1001, 4999], "across two of them"), ([4000], "1 of the 2 ranges"),
+                      ([4000, 5000, 1], "more than the 2 ranges")])
+    func readRangesHandsOverEachRange(pieces: [Int], refusal: String?) throws {
+        try withFakeServer(serve: { c in
+            _ = try c.request()
+            for (i, n) in pieces.enumerated() { try c.data([UInt8](repeating: UInt8(i + 1), count: n)) }
+            try c.reply(.ok(.none))
+        }) { client in
+            let buffer = BulkBuffer(capacity: 8192)
+            var seen: [[UInt8]] = []
+            do {
+                try client.read(snapshot: 3, ranges: [(0, 4000), (65536, 5000)], into: buffer.storage) { i in
+                    seen.append(Array(buffer.storage[0..<(i == 0 ? 4000 : 5000)]))
+                }
+                #expect(refusal == nil, "took frames of \(pieces) bytes for ranges of 4000 and 5000")
+                #expect(seen == [[UInt8](repeating: 1, count: 3000) + [UInt8](repeating: 2, count: 1000), [UInt8](repeating: 3, count: 5000)])
+            } catch let e as VolumeError {
+                #expect(refusal != nil && "\(e)".contains(refusal!), "\(e)")
+            }
         }
-        done.wait()
+    }
+
+    /// When the caller fails on a range, the rest of the reply is still read, so the
+    /// connection stays in step: the next request gets its own reply.
+    @Test func aFailedRangeLeavesTheConnectionUsable() throws {
+        struct Stop: Error {}
+        try withFakeServer(serve: { c in
+            let asked = try c.request()
+            guard case let .readRanges(snapshot, ranges) = asked, snapshot == nil, ranges == [[0, 4096], [4096, 4096], [8192, 4096]] else {
+                return try c.reply(.failed(.volume(.protocolViolation("unexpected request \(asked)"))))
+            }
+            for i in 0..<3 { try c.data([UInt8](repeating: UInt8(i), count: 4096)) }
+            try c.reply(.ok(.none))
+            _ = try c.request()
+            try c.reply(.ok(.count(42)))
+        }) { client in
+            let buffer = BulkBuffer(capacity: 4096)
+            var calls = 0
+            #expect(throws: Stop.self) {
+                try client.read(snapshot: nil, ranges: [(0, 4096), (4096, 4096), (8192, 4096)], into: buffer.storage) { _ in
+                    calls += 1
+                    throw Stop()
+                }
+            }
+            #expect(calls == 1)
+            let next = try client.call(.delete(tag: 1))
+            #expect(next == .count(42))
+        }
     }
 
     @Test func errorsCrossTheSocketUnchanged() throws {
@@ -117,4 +172,19 @@ import Testing
             #expect("\(f.error)" == "\(e)")
         }
     }
+}
+
+/// The server's end of a fake connection, for client tests.
+struct FakeServerConnection: Sendable {
+    let fd: Int32
+
+    func request() throws -> ControlRequest {
+        let header = try UnixSocket.readExactly(fd, ControlFrame.headerBytes, peer: "client")
+        let payload = try UnixSocket.readExactly(fd, try ControlFrame.payloadLength(header: header).count, peer: "client")
+        return try ControlCoding.decode(ControlRequest.self, from: payload)
+    }
+
+    func reply(_ r: ControlReply) throws { try UnixSocket.writeAll(fd, ControlFrame.message(ControlCoding.encode(r)).encoded(), peer: "client") }
+
+    func data(_ bytes: [UInt8]) throws { try UnixSocket.writeAll(fd, ControlFrame.data(bytes).encoded(), peer: "client") }
 }

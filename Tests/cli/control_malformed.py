@@ -76,6 +76,24 @@ s = connect()
 s.sendall(frame(1, json.dumps({"read": {"offset": 0, "length": 2**63}}).encode()))
 r = reply(s)
 check("read past the end is refused", r and "past the end" in failure_text(r), failure_text(r))
+for ranges, text, name in [
+        ([[0]], "not an [offset, length] pair", "a range without a length"),
+        ([[0, 0]], "read range of 0 bytes", "an empty range"),
+        ([[0, 4096]] * 1025, "at most 1024", "more ranges than allowed"),
+        ([[0, 2**40]], "at most", "a range larger than allowed"),
+        ([[0, 4096], [2**62, 4096]], "past its end", "a range past the end")]:
+    s.sendall(frame(1, json.dumps({"readRanges": {"ranges": ranges}}).encode()))
+    r = reply(s)
+    while isinstance(r, bytes):  # the ranges before a bad one arrive first
+        r = reply(s)
+    check(f"readRanges with {name} is refused", r and "failed" in r and text in failure_text(r), failure_text(r))
+s.sendall(frame(1, json.dumps({"readRanges": {"ranges": [[4096, 100], [0, 8192]]}}).encode()))
+pieces = []
+r = reply(s)
+while isinstance(r, bytes):
+    pieces.append(len(r))
+    r = reply(s)
+check("readRanges streams each range, then replies", r and "ok" in r and pieces == [100, 8192], f"{pieces} {failure_text(r)}")
 s.sendall(frame(1, json.dumps({"delete": {"tag": 999999}}).encode()))
 r = reply(s)
 check("delete of a missing snapshot is refused", r and "snapshotMissing" in failure_text(r), failure_text(r))

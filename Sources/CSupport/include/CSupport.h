@@ -70,4 +70,10 @@ int zuma_start_writeback(int fd, uint64_t offset, uint64_t length);
 /// EINVAL... when the filesystem cannot share: copy some other way).
 int zuma_clone_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length);
 
+/// Copies `length` bytes of `in` at `in_offset` to `out` at `out_offset` in the kernel
+/// (copy_file_range, repeated over short copies): the data is copied but never passes
+/// through user memory. Returns 0, or -1 with errno (EXDEV, EINVAL, EOPNOTSUPP... when the
+/// kernel cannot copy between these files: copy some other way; EIO when `in` ended early).
+int zuma_copy_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t length);
+
 #endif
