@@ -26,8 +26,10 @@ public final class DeltaEncoder {
     let target: UInt64
     let compression: Compression
     public var progress: Progress?
-    /// Chunk numbers fetched per changed-chunk request.
-    static let batchChunks: UInt64 = 65536
+    /// Chunk numbers fetched per changed-chunk request (tests make it small).
+    var batchChunks: UInt64 = 65536
+    /// The changed chunks between two snapshots, kept by `makeHeader` when they fit a batch.
+    private var changes: (base: UInt64, target: UInt64, chunks: [UInt64])?
 
     public init(source: VolumeAccess, base: UInt64?, target: UInt64, compression: Compression = .none) {
         (self.source, self.base, self.target, self.compression) = (source, base, target, compression)
@@ -46,11 +48,15 @@ public final class DeltaEncoder {
         var checks: [UInt64] = []
         if let baseInfo {
             let baseChunks = (baseInfo.originSizeBytes + cs - 1) / cs
+            var listed: [UInt64] = []
             try source.changedChunks(from: .snapshot(baseInfo.tag), to: .snapshot(targetInfo.tag)) { c in
                 guard c < volumeChunks else { return }
                 count += 1
                 if c < baseChunks && checks.count < 16 { checks.append(c) }
+                if count <= batchChunks { listed.append(c) }
             }
+            // Snapshots never change: a list that fits one batch serves the encoding too.
+            changes = count <= batchChunks ? (baseInfo.tag, targetInfo.tag, listed) : nil
         } else {
             count = volumeChunks
         }
@@ -142,15 +148,21 @@ public final class DeltaEncoder {
         if let base = header.base {
             // A batch of chunk numbers at a time, read after the list call returns (a server
             // holds its store while it lists).
-            var next: UInt64 = 0
-            var batch: [UInt64] = []
-            batch.reserveCapacity(Int(Self.batchChunks))
-            while true {
-                batch.removeAll(keepingCapacity: true)
-                try source.changedChunks(from: .snapshot(base.tag), to: .snapshot(target), startingAt: next, limit: Self.batchChunks) { batch.append($0) }
-                guard let last = batch.last else { break }
-                for c in batch where c < volumeChunks { try runs.add(c, flush) }
-                next = last + 1
+            if let known = changes, known.base == base.tag, known.target == target {
+                for c in known.chunks where c < volumeChunks { try runs.add(c, flush) }
+            } else {
+                var next: UInt64 = 0
+                var batch: [UInt64] = []
+                batch.reserveCapacity(Int(batchChunks))
+                while true {
+                    batch.removeAll(keepingCapacity: true)
+                    try source.changedChunks(from: .snapshot(base.tag), to: .snapshot(target), startingAt: next, limit: batchChunks) { batch.append($0) }
+                    guard let last = batch.last else { break }
+                    for c in batch where c < volumeChunks { try runs.add(c, flush) }
+                    // A short batch is the last one.
+                    if batch.count < batchChunks { break }
+                    next = last + 1
+                }
             }
         } else {
             // Chunks the target cannot hold data in (holes of a file origin without copies in

@@ -52,9 +52,13 @@ struct Rng {
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
 
-func stream(_ source: Volume, from base: UInt64?, to target: UInt64, compression: Compression = .none) throws -> [UInt8] {
+/// The stream from `base` to `target`; `batchChunks` changed chunks listed per request.
+func stream(_ source: Volume, from base: UInt64?, to target: UInt64, compression: Compression = .none,
+            batchChunks: UInt64? = nil) throws -> [UInt8] {
     var out: [UInt8] = []
-    try DeltaEncoder(source: source.host, base: base, target: target, compression: compression).encode { out.append(contentsOf: $0) }
+    let encoder = DeltaEncoder(source: source.host, base: base, target: target, compression: compression)
+    if let batchChunks { encoder.batchChunks = batchChunks }
+    try encoder.encode { out.append(contentsOf: $0) }
     return out
 }
 
@@ -72,8 +76,8 @@ func apply(_ bytes: [UInt8], to replica: Volume, pieces: (Int) -> Int = { _ in 1
 
 @Suite struct DeltaStreamTests {
     /// Random writes (random, zero and compressible data), growth, snapshots; every stream,
-    /// full then incremental, compressed or not, fed in random pieces, makes the replica's
-    /// snapshot equal the source's byte for byte.
+    /// full then incremental, compressed or not, its changed chunks listed in one batch or in
+    /// many, fed in random pieces, makes the replica's snapshot equal the source's byte for byte.
     @Test(arguments: [1, 2, 3])
     func randomModelRoundTrips(seed: UInt64) throws {
         var rng = Rng(state: seed)
@@ -95,7 +99,8 @@ func apply(_ bytes: [UInt8], to replica: Volume, pieces: (Int) -> Int = { _ in 1
             }
             _ = try source.host.createSnapshot(tag: tag, name: "snap \(tag)", priority: 0)
             let compression: Compression = rng.below(2) == 0 ? .none : .lzma(level: 1)
-            let bytes = try stream(source, from: previous, to: tag, compression: compression)
+            let bytes = try stream(source, from: previous, to: tag, compression: compression,
+                                   batchChunks: rng.below(2) == 0 ? nil : UInt64(1 + rng.below(16)))
             let outcome = try apply(bytes, to: replica) { _ in 1 + rng.below(70_000) }
             #expect(outcome.snapshot?.tag == tag)
             #expect(try replica.image(tag) == source.image(tag), "seed \(seed) tag \(tag)")
