@@ -396,11 +396,13 @@ def limits():
   only, each copy-out also waits for a read from the disk: with reads as costly as writes
   that bound is about 0.33x. The server's group commit shares one commit among the copy-outs
   of concurrent writers (these figures are of one writer). This disk's flush latency is noisy
-  (p99 several ms), which shows most on the 1 MiB pattern.
+  (p99 several ms), which shows most on the 1 MiB pattern: each copy-out pattern therefore
+  runs three times on each side, with a new snapshot before each of our runs (so every write
+  is again a first write after a snapshot), and the fastest run of each side counts.
 - **Rewrite, 4 KiB random.** The rewrite path does no work that depends on the snapshot
   count (an in-memory set test, then `pwrite`): per write it is within a microsecond of the
   reference, and single runs are decided by the disk's stalls (p99 up to 0.09 ms on either
-  side), hence the faster of two runs. When the rewrite follows copy-outs of the same
+  side), hence the fastest of five runs (three for 1 MiB). When the rewrite follows copy-outs of the same
   region with the page cache not dropped in between, it runs slower than the reference
   (0.65–0.70x seen): a copy-out reads the origin through readahead into large folios, and
   ext4 then walks every block of a large folio on each 4 KiB write (`ext4_block_write_begin`

@@ -34,6 +34,9 @@ final class CurveBench {
     var snapshotCount = 0
     var rng = SplitMix(state: 42)
     var measureTag: UInt64 = 1_000_000_000
+    /// Snapshots taken between runs of a copy-out pattern, deleted at the level's end.
+    var extraTag: UInt64 = 2_000_000_000
+    var extraTags: [UInt64] = []
     var buffer: [UInt8]
 
     init(_ config: CurveConfig, results: Results) {
@@ -116,16 +119,22 @@ final class CurveBench {
     /// Writes `writes` (offset, length) through the store then flushes; the same pattern with
     /// the same number of syncs on the reference. Adds a throughput result in MB/s.
     /// `cached`: a region of the origin read into the page cache just before (the old data
-    /// of copy-outs, as when a write follows reads of the same data). `rounds` > 1 (rewrites
-    /// only: they leave nothing to redo) runs ours and the reference alternately that many
-    /// times each and keeps each side's fastest run, so that one stall of this shared disk
-    /// does not decide the ratio.
+    /// of copy-outs, as when a write follows reads of the same data). `rounds` > 1 runs ours
+    /// and the reference alternately that many times each and keeps each side's fastest run,
+    /// so that one stall of this shared disk does not decide the ratio; with `freshSnapshot`
+    /// (copy-outs) a new snapshot before each run after the first makes every write of the
+    /// pattern a first write after a snapshot again (those snapshots go at the level's end).
     func compare(_ name: String, level: Int, writes: [(UInt64, Int)], cached: Range<UInt64>? = nil,
-                 rounds: Int = 1, note: String? = nil) throws {
+                 rounds: Int = 1, freshSnapshot: Bool = false, note: String? = nil) throws {
         fillRandom(&buffer, &rng)
         var best: (seconds: Double, latencies: [Double], syncs: Int, rss: Int)?
         var referenceSeconds = Double.infinity
-        for _ in 0..<rounds {
+        for round in 0..<rounds {
+            if freshSnapshot && round > 0 {
+                try store.createSnapshot(tag: extraTag)
+                extraTags.append(extraTag)
+                extraTag += 1
+            }
             // Start from a clean page cache: no writeback left over from the last phase, and
             // with --drop-caches nothing cached by it either, on both sides. (Without the drop,
             // a copy-out's old data may still be cached from an earlier phase at one level and
@@ -182,9 +191,9 @@ final class CurveBench {
             setSyncs(true)
         }
         let randomOffsets = (0..<c.randomWrites).map { _ in (rewrite + UInt64.random(in: 0..<(regionBytes / 4096), using: &rng) * 4096, 4096) }
-        try compare("rewrite 4KiB random", level: level, writes: randomOffsets, rounds: 2, note: "faster of two runs each")
+        try compare("rewrite 4KiB random", level: level, writes: randomOffsets, rounds: 5, note: "fastest of five runs each")
         let sequential = stride(from: rewrite, to: rewrite + regionBytes, by: 1 << 20).map { ($0, 1 << 20) }
-        try compare("rewrite 1MiB sequential", level: level, writes: sequential, rounds: 2, note: "faster of two runs each")
+        try compare("rewrite 1MiB sequential", level: level, writes: sequential, rounds: 3, note: "fastest of three runs each")
 
         // First writes after a snapshot: every chunk written needs a copy-out. Each pattern
         // runs with the old data in the page cache (read just before) and, with --drop-caches,
@@ -198,16 +207,17 @@ final class CurveBench {
             (regionStart(2) + chunk * cs + UInt64.random(in: 0..<(cs / 4096), using: &rng) * 4096, 4096)
         }
         let region2 = regionStart(2)..<regionStart(3), region3 = regionStart(3)..<regionStart(4)
+        let fresh = "fastest of three runs each, a new snapshot before each"
         try compare("copy-out 4KiB random", level: level + 1, writes: Array(copyOffsets[..<copyOutChunks]), cached: region2,
-                    note: "old data in the page cache")
+                    rounds: 3, freshSnapshot: true, note: "old data in the page cache; \(fresh)")
         if c.dropCaches {
             try compare("copy-out 4KiB random, old data on disk", level: level + 1, writes: Array(copyOffsets[copyOutChunks...]),
-                        note: "page cache dropped before")
+                        rounds: 3, freshSnapshot: true, note: "page cache dropped before; \(fresh)")
         }
         try store.createSnapshot(tag: measureTag + 1)
         let copySequential = stride(from: region3.lowerBound, to: region3.upperBound, by: 1 << 20).map { ($0, 1 << 20) }
         try compare("copy-out 1MiB sequential", level: level + 2, writes: copySequential, cached: region3,
-                    note: "old data in the page cache")
+                    rounds: 3, freshSnapshot: true, note: "old data in the page cache; \(fresh)")
 
         // Reads of that snapshot: region 3 comes from the store, region 4 from the origin.
         try compareReads("snapshot read from store", level: level + 2, tag: measureTag + 1, start: regionStart(3))
@@ -215,11 +225,13 @@ final class CurveBench {
         if c.dropCaches {
             try store.createSnapshot(tag: measureTag + 2)
             try compare("copy-out 1MiB sequential, old data on disk", level: level + 3, writes: copySequential,
-                        note: "page cache dropped before")
+                        rounds: 3, freshSnapshot: true, note: "page cache dropped before; \(fresh)")
             try store.deleteSnapshot(tag: measureTag + 2)
         }
         try store.deleteSnapshot(tag: measureTag)
         try store.deleteSnapshot(tag: measureTag + 1)
+        for tag in extraTags { try store.deleteSnapshot(tag: tag) }
+        extraTags.removeAll()
         measureTag += 3
     }
 
