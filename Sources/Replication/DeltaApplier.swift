@@ -178,11 +178,32 @@ public final class DeltaApplier {
     static let hugePageStreamBytes: UInt64 = 256 << 20
     private let writer = BatchWriter()
 
+    /// Room for `count` bytes of data at the end of the batch being filled (nil: none). A
+    /// producer in this process (`DeltaEncoder.destination`) reads records there; a record
+    /// whose bytes lie in that room is then taken where it is, without a copy. Valid until
+    /// the next event.
+    public func dataBuffer(count: Int) -> UnsafeMutableRawBufferPointer? {
+        let used = filling.data.count
+        guard count <= filling.data.capacity - used else { return nil }
+        return UnsafeMutableRawBufferPointer(rebasing: filling.data.storage[used..<(used + count)])
+    }
+
     private func write(_ data: UnsafeRawBufferPointer, at offset: UInt64) throws {
         changed = true
-        filling.extents.append((offset, filling.data.count, data.count))
-        filling.data.append(data)
-        filling.bytes += data.count
+        let room = filling.data.storage, used = filling.data.count
+        if let p = data.baseAddress, let base = room.baseAddress, p >= UnsafeRawPointer(base + used),
+           p + data.count <= UnsafeRawPointer(base + room.count) {
+            // Read in place (from `dataBuffer`): taken as it is. The bytes skipped before it
+            // (zero records of the same run) count towards the batch like data.
+            let at = UnsafeRawPointer(base).distance(to: p)
+            filling.extents.append((offset, at, data.count))
+            filling.data.count = at + data.count
+            filling.bytes += at + data.count - used
+        } else {
+            filling.extents.append((offset, used, data.count))
+            filling.data.append(data)
+            filling.bytes += data.count
+        }
         if filling.bytes >= batchLimit { try submitFilling() }
     }
 

@@ -76,7 +76,7 @@ public final class DeltaEncoder {
                 return (offset, Int(min(cs * UInt64(r.count), baseInfo.originSizeBytes - offset)))
             }
             let buffer = BulkBuffer(capacity: ranges.map(\.length).max()!)
-            try source.read(snapshot: baseInfo.tag, ranges: ranges, into: buffer.storage) { i in
+            try source.read(snapshot: baseInfo.tag, ranges: ranges, into: { _ in buffer.storage }) { i in
                 for k in 0..<runs[i].count {
                     let from = k * Int(cs)
                     let chunk = UnsafeRawBufferPointer(rebasing: buffer.storage[from..<min(from + Int(cs), ranges[i].length)])
@@ -193,6 +193,10 @@ public final class DeltaEncoder {
     private var runBuffer: BulkBuffer?
     /// Bytes of runs read with one request (a group ends early at a stretch of zeros).
     static let groupBytes: UInt64 = 32 << 20
+    /// Where to read a run of this many bytes instead of the encoder's own buffer (nil: no
+    /// room there): an applier in the same process offers its batch (`DeltaApplier.dataBuffer`),
+    /// and takes records whose bytes are already in place without copying them.
+    public var destination: ((Int) -> UnsafeMutableRawBufferPointer?)?
 
     /// Reads runs of consecutive chunks of the target, with one request, and emits the zero
     /// and data records of each.
@@ -201,13 +205,20 @@ public final class DeltaEncoder {
         guard !runs.isEmpty else { return }
         let cs = UInt64(header.chunkSizeBytes)
         let ranges = runs.map { r in (offset: r.first * cs, length: Int(min(cs * r.count, header.volumeSizeBytes - r.first * cs))) }
-        let longest = ranges.map(\.length).max()!
-        if (runBuffer?.capacity ?? 0) < longest { runBuffer = BulkBuffer(capacity: longest) }
-        let buffer = runBuffer!.storage
-        try source.read(snapshot: target, ranges: ranges, into: buffer) { i in
+        var given = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        try source.read(snapshot: target, ranges: ranges, into: { i in
+            given = self.destination?(ranges[i].length) ?? self.ownBuffer(ranges[i].length)
+            return given
+        }) { i in
             try emitRun(first: runs[i].first, count: runs[i].count, chunkSize: Int(cs),
-                        data: UnsafeRawBufferPointer(rebasing: buffer[0..<ranges[i].length]), emit: emit)
+                        data: UnsafeRawBufferPointer(rebasing: given[0..<ranges[i].length]), emit: emit)
         }
+    }
+
+    /// The encoder's run buffer, at least `count` bytes.
+    private func ownBuffer(_ count: Int) -> UnsafeMutableRawBufferPointer {
+        if (runBuffer?.capacity ?? 0) < count { runBuffer = BulkBuffer(capacity: max(count, DeltaFormat.recordDataTarget)) }
+        return runBuffer!.storage
     }
 
     /// Emits the zero and data records of a run of consecutive chunks whose bytes are `all`.

@@ -53,7 +53,10 @@ extension VolumeManager {
                 let encoder = DeltaEncoder(source: client, base: base, target: taken.tag)
                 encoder.progress = progress
                 let header = try encoder.makeHeader(status: status, snapshots: existing.map(\.info) + [taken.info])
-                applied = try DeltaApplier(replica: replica).apply { handle in
+                let applier = DeltaApplier(replica: replica)
+                // The source's data is read straight into the applier's batches.
+                encoder.destination = applier.dataBuffer(count:)
+                applied = try applier.apply { handle in
                     try encoder.encode(header: header, events: handle)
                 }
             } catch {

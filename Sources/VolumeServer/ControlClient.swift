@@ -86,17 +86,19 @@ public final class ControlClient: VolumeAccess {
         }
     }
 
-    public func read(snapshot: UInt64?, ranges: [(offset: UInt64, length: Int)], into buffer: UnsafeMutableRawBufferPointer,
-                     each: (Int) throws -> Void) throws {
-        try checkReadRanges(ranges, buffer: buffer.count)
+    public func read(snapshot: UInt64?, ranges: [(offset: UInt64, length: Int)],
+                     into buffer: (Int) throws -> UnsafeMutableRawBufferPointer, each: (Int) throws -> Void) throws {
+        try checkReadRanges(ranges)
         guard !ranges.isEmpty else { return }
         try send(.message(ControlCoding.encode(ControlRequest.readRanges(snapshot: snapshot, ranges: ranges.map { [$0.offset, UInt64($0.length)] }))))
-        // Range `current` has `filled` bytes so far; it is handed to `each` when the next
-        // frame or the reply arrives. Once `each` fails, the rest of the stream is read and
-        // dropped (the connection stays usable), and the failure is thrown after the reply.
+        // Range `current` has `filled` bytes so far, in `destination`; it is handed to `each`
+        // when the next frame or the reply arrives. Once `buffer` or `each` fails, the rest of
+        // the stream is read and dropped (the connection stays usable), and the failure is
+        // thrown after the reply.
         var (current, filled) = (0, 0)
+        var destination = UnsafeMutableRawBufferPointer(start: nil, count: 0)
         var failure: (any Error)?
-        let result = try withoutActuallyEscaping(each) { each in
+        let result = try withoutActuallyEscaping(buffer) { buffer in try withoutActuallyEscaping(each) { each in
             func finishRange() {
                 guard current < ranges.count, filled == ranges[current].length else { return }
                 if failure == nil {
@@ -109,13 +111,21 @@ public final class ControlClient: VolumeAccess {
                 guard current < ranges.count, count <= ranges[current].length - filled else {
                     throw VolumeError.protocolViolation("the server sent more than the \(ranges.count) ranges asked for, or a frame across two of them")
                 }
+                if filled == 0 && failure == nil {
+                    do {
+                        destination = try buffer(current)
+                        try checkRangeBuffer(destination, ranges[current].length)
+                    } catch {
+                        failure = error
+                    }
+                }
                 defer { filled += count }
                 if failure != nil { return UnsafeMutableRawBufferPointer(rebasing: self.payload.storage[0..<count]) }
-                return UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + count)])
+                return UnsafeMutableRawBufferPointer(rebasing: destination[filled..<(filled + count)])
             })
             finishRange()
             return result
-        }
+        } }
         if let failure { throw failure }
         guard case .none = result else { throw unexpected("readRanges") }
         guard current == ranges.count else {

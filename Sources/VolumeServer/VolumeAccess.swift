@@ -24,13 +24,13 @@ public protocol VolumeAccess: AnyObject {
     /// Reads bytes [offset, offset + buffer.count) of the origin or a snapshot into `buffer`,
     /// all of them or an error (no copy through a buffer of the server connection).
     func read(snapshot: UInt64?, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws
-    /// Reads `ranges` of the origin or a snapshot in order, each into the start of `buffer`
-    /// (which holds the longest), calling `each(i)` once range i is there. A server streams
-    /// them back to back for one request, reading ahead while the caller uses each range.
-    /// Every range is non-empty; at most `readRangesCountMax` ranges, `readRangesBytesMax`
-    /// bytes in all.
-    func read(snapshot: UInt64?, ranges: [(offset: UInt64, length: Int)], into buffer: UnsafeMutableRawBufferPointer,
-              each: (Int) throws -> Void) throws
+    /// Reads `ranges` of the origin or a snapshot in order, each into the start of the buffer
+    /// `buffer(i)` gives just before range i arrives (at least as long as the range), calling
+    /// `each(i)` once range i is there. A server streams them back to back for one request,
+    /// reading ahead while the caller uses each range. Every range is non-empty; at most
+    /// `readRangesCountMax` ranges, `readRangesBytesMax` bytes in all.
+    func read(snapshot: UInt64?, ranges: [(offset: UInt64, length: Int)],
+              into buffer: (Int) throws -> UnsafeMutableRawBufferPointer, each: (Int) throws -> Void) throws
     /// Writes what `source` fills (it returns how many bytes it put in the buffer; 0 ends the
     /// stream) at `offset`, then (with `flush`) flushes. Returns the number of bytes written.
     func write(snapshot: UInt64?, offset: UInt64, flush: Bool,
@@ -70,11 +70,13 @@ extension VolumeAccess {
         try write(snapshot: snapshot, offset: offset, flush: true, from: source)
     }
 
-    public func read(snapshot: UInt64?, ranges: [(offset: UInt64, length: Int)], into buffer: UnsafeMutableRawBufferPointer,
-                     each: (Int) throws -> Void) throws {
-        try checkReadRanges(ranges, buffer: buffer.count)
+    public func read(snapshot: UInt64?, ranges: [(offset: UInt64, length: Int)],
+                     into buffer: (Int) throws -> UnsafeMutableRawBufferPointer, each: (Int) throws -> Void) throws {
+        try checkReadRanges(ranges)
         for (i, r) in ranges.enumerated() {
-            try read(snapshot: snapshot, offset: r.offset, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<r.length]))
+            let b = try buffer(i)
+            try checkRangeBuffer(b, r.length)
+            try read(snapshot: snapshot, offset: r.offset, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<r.length]))
             try each(i)
         }
     }
@@ -95,19 +97,26 @@ public let readRangesCountMax = 1024
 public let readRangesBytesMax: UInt64 = 64 << 20
 
 /// Refuses a list of ranges that breaks the limits of `read(snapshot:ranges:...)`.
-func checkReadRanges(_ ranges: [(offset: UInt64, length: Int)], buffer: Int? = nil) throws {
+func checkReadRanges(_ ranges: [(offset: UInt64, length: Int)]) throws {
     guard ranges.count <= readRangesCountMax else {
         throw VolumeError.invalidArgument("\(ranges.count) ranges in one read: at most \(readRangesCountMax)")
     }
     var total: UInt64 = 0
     for r in ranges {
-        guard r.length > 0, UInt64(r.length) <= readRangesBytesMax, buffer.map({ r.length <= $0 }) ?? true, r.offset <= UInt64.max - UInt64(r.length) else {
-            throw VolumeError.invalidArgument("read range of \(r.length) bytes at \(r.offset)\(buffer.map { " (buffer \($0) bytes)" } ?? "")")
+        guard r.length > 0, UInt64(r.length) <= readRangesBytesMax, r.offset <= UInt64.max - UInt64(r.length) else {
+            throw VolumeError.invalidArgument("read range of \(r.length) bytes at \(r.offset)")
         }
         total += UInt64(r.length)
     }
     guard total <= readRangesBytesMax else {
         throw VolumeError.invalidArgument("\(total) bytes in one read of ranges: at most \(readRangesBytesMax)")
+    }
+}
+
+/// Refuses a buffer too short for the range that goes into it.
+func checkRangeBuffer(_ buffer: UnsafeMutableRawBufferPointer, _ length: Int) throws {
+    guard buffer.count >= length else {
+        throw VolumeError.invalidArgument("a buffer of \(buffer.count) bytes for a read range of \(length)")
     }
 }
 

@@ -113,6 +113,47 @@ func apply(_ bytes: [UInt8], to replica: Volume, pieces: (Int) -> Int = { _ in 1
         #expect(try replica.host.status().volumeUUID == source.host.status().volumeUUID)
     }
 
+    /// The encoder's events handed straight to an applier in the same process, the data read
+    /// into the applier's batches (as `zumastor replicate` does): every snapshot arrives
+    /// byte for byte, through runs that mix zeros and data and batches that fill up.
+    @Test(arguments: [4, 5])
+    func eventsReadIntoTheApplierRoundTrip(seed: UInt64) throws {
+        var rng = Rng(state: seed)
+        let source = try Volume(originBytes: 24 << 20, storeBytes: 96 << 20)
+        let replica = try Volume(originBytes: 24 << 20, storeBytes: 96 << 20)
+        var previous: UInt64?
+        for tag in UInt64(1)...4 {
+            for _ in 0..<(3 + rng.below(6)) {
+                // Stretches of data with zero chunks inside, up to 3 MiB: runs of 1 MiB that
+                // mix both, and batches (1, 2, 4, 8 MiB) that fill up part way through a run.
+                let length = 4096 * (1 + rng.below(768))
+                let offset = 4096 * rng.below((24 << 20) / 4096 - length / 4096)
+                var bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                for _ in 0..<rng.below(8) {
+                    let z = 4096 * rng.below(length / 4096)
+                    for i in z..<min(length, z + 4096 * (1 + rng.below(4))) { bytes[i] = 0 }
+                }
+                try source.write(bytes, at: offset)
+            }
+            _ = try source.host.createSnapshot(tag: tag, name: "snap \(tag)", priority: 0)
+            let encoder = DeltaEncoder(source: source.host, base: previous, target: tag)
+            let applier = DeltaApplier(replica: replica.host)
+            var offered = 0
+            encoder.destination = { n in
+                let room = applier.dataBuffer(count: n)
+                if room != nil { offered += 1 }
+                return room
+            }
+            let header = try encoder.makeHeader()
+            let outcome = try applier.apply { handle in try encoder.encode(header: header, events: handle) }
+            #expect(offered > 0)
+            #expect(outcome.snapshot?.tag == tag)
+            #expect(try replica.image(tag) == source.image(tag), "seed \(seed) tag \(tag)")
+            previous = tag
+        }
+        #expect(try replica.host.check(repair: false).problems.isEmpty)
+    }
+
     @Test func aStreamFromASnapshotToItselfIsEmpty() throws {
         let source = try Volume(originBytes: 1 << 20)
         try source.write([UInt8](repeating: 7, count: 8192), at: 4096)

@@ -123,7 +123,7 @@ import Testing
             let buffer = BulkBuffer(capacity: 8192)
             var seen: [[UInt8]] = []
             do {
-                try client.read(snapshot: 3, ranges: [(0, 4000), (65536, 5000)], into: buffer.storage) { i in
+                try client.read(snapshot: 3, ranges: [(0, 4000), (65536, 5000)], into: { _ in buffer.storage }) { i in
                     seen.append(Array(buffer.storage[0..<(i == 0 ? 4000 : 5000)]))
                 }
                 #expect(refusal == nil, "took frames of \(pieces) bytes for ranges of 4000 and 5000")
@@ -134,9 +134,11 @@ import Testing
         }
     }
 
-    /// When the caller fails on a range, the rest of the reply is still read, so the
-    /// connection stays in step: the next request gets its own reply.
-    @Test func aFailedRangeLeavesTheConnectionUsable() throws {
+    /// When the caller fails on a range (taking it, or giving a buffer for it), the rest of
+    /// the reply is still read, so the connection stays in step: the next request gets its own
+    /// reply.
+    @Test(arguments: [false, true])
+    func aFailedRangeLeavesTheConnectionUsable(failInBuffer: Bool) throws {
         struct Stop: Error {}
         try withFakeServer(serve: { c in
             let asked = try c.request()
@@ -151,9 +153,12 @@ import Testing
             let buffer = BulkBuffer(capacity: 4096)
             var calls = 0
             #expect(throws: Stop.self) {
-                try client.read(snapshot: nil, ranges: [(0, 4096), (4096, 4096), (8192, 4096)], into: buffer.storage) { _ in
+                try client.read(snapshot: nil, ranges: [(0, 4096), (4096, 4096), (8192, 4096)], into: { i in
+                    if failInBuffer && i == 1 { throw Stop() }
+                    return buffer.storage
+                }) { _ in
                     calls += 1
-                    throw Stop()
+                    if !failInBuffer { throw Stop() }
                 }
             }
             #expect(calls == 1)
