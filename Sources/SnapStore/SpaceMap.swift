@@ -116,6 +116,76 @@ final class SpaceMap {
         preconditionFailure("space map: \(reusable) reusable chunks but none found")
     }
 
+    /// How far past the first free chunk `allocateRun` looks for a free extent long enough.
+    static let runSearchWords = 1024
+
+    /// Hands out up to `count` free, unpinned chunks that follow each other (at least one), or
+    /// throws like `allocate`. Next fit from the cursor, preferring an extent that takes all
+    /// `count`: the search goes past shorter ones for `runSearchWords` words of the map, then
+    /// settles for the longest it saw (the first of equals). Consecutive origin chunks copied
+    /// out so land on consecutive store chunks even when frees have fragmented the map, and a
+    /// later read of the snapshot takes them with one read.
+    func allocateRun(upTo count: Int) throws -> Range<UInt64> {
+        precondition(count >= 1)
+        guard reusable > 0 else { throw StoreError.corrupt("space map ran out of chunks in the middle of an operation (metadata reserve exceeded)") }
+        let wordCount = Int((chunkCount + 63) / 64)
+        var best: Range<UInt64>?
+        var at = cursor < chunkCount ? cursor : 0
+        var wrapped = false
+        var scannedFrom: UInt64?
+        while true {
+            guard let first = nextUnpinnedFree(from: at) else {
+                // Nothing free from here to the end: once more from the start.
+                if wrapped { break }
+                (wrapped, at) = (true, 0)
+                continue
+            }
+            if wrapped, let from = scannedFrom, first >= from { break }  // back where the search began
+            if scannedFrom == nil { scannedFrom = first }
+            let run = freeRun(from: first, upTo: count)
+            if run.count > (best?.count ?? 0) { best = run }
+            if run.count == count { break }
+            let scanned = wrapped ? (chunkCount - scannedFrom!) + first : first - scannedFrom!
+            if scanned / 64 >= UInt64(min(Self.runSearchWords, wordCount)) { break }
+            at = run.upperBound
+        }
+        guard let run = best else { preconditionFailure("space map: \(reusable) reusable chunks but none found") }
+        for c in run {
+            markAllocated(c)
+            allocatedThisTransaction.insert(c)
+        }
+        allocations += run.count
+        cursor = run.upperBound
+        return run
+    }
+
+    /// The first free chunk at or after `from` that is not pinned (nil: none before the end).
+    private func nextUnpinnedFree(from: UInt64) -> UInt64? {
+        let wordCount = Int((chunkCount + 63) / 64)
+        var w = Int(from >> 6)
+        var free = w < wordCount ? ~words[w] & (~0 << (from & 63)) : 0
+        while w < wordCount {
+            if w == wordCount - 1 && chunkCount % 64 != 0 { free &= (1 << (chunkCount % 64)) - 1 }
+            while free != 0 {
+                let chunk = UInt64(w) * 64 + UInt64(free.trailingZeroBitCount)
+                free &= free - 1
+                if !pinned.contains(chunk) { return chunk }
+            }
+            w += 1
+            if w < wordCount { free = ~words[w] }
+        }
+        return nil
+    }
+
+    /// The free, unpinned chunks from `first` (free) on, at most `count` of them.
+    private func freeRun(from first: UInt64, upTo count: Int) -> Range<UInt64> {
+        var end = first + 1
+        while end - first < UInt64(count), end < chunkCount, !isAllocated(end), pinned.isEmpty || !pinned.contains(end) {
+            end += 1
+        }
+        return first..<end
+    }
+
     /// Frees `chunk`. `bookkeeping`: part of another change, not a change of its own (a
     /// node's old address when it is shadowed, an allocation given back at once).
     func free(_ chunk: UInt64, bookkeeping: Bool = false) {

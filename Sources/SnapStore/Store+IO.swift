@@ -320,17 +320,10 @@ extension Store {
         var start = 0
         while start < chunks.count {
             // A run: contiguous origin chunks whose fresh store chunks are contiguous too.
-            var addresses = [try space.allocate()]
             var end = start + 1
-            while end < chunks.count, chunks[end] == chunks[end - 1] + 1, end - start < Store.copyOutBatchChunks {
-                let next = try space.allocate()
-                if next != addresses[addresses.count - 1] + 1 {
-                    space.free(next, bookkeeping: true)  // allocated in this transaction: reusable at once
-                    break
-                }
-                addresses.append(next)
-                end += 1
-            }
+            while end < chunks.count, chunks[end] == chunks[end - 1] + 1, end - start < Store.copyOutBatchChunks { end += 1 }
+            let addresses = Array(try space.allocateRun(upTo: end - start))
+            end = start + addresses.count
             let count = end - start
             let first = chunks[start] * chunkSize
             let bytes = count * chunkSizeBytes
