@@ -19,7 +19,8 @@ final class BenchDevice: BlockDevice {
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { try file.write(buffer, at: offset) }
     func resize(to sizeBytes: UInt64) throws { try file.resize(to: sizeBytes) }
     // The store takes the same paths as on a FileDevice: extent queries, holes, reflinks
-    // between two bench devices where the filesystem has them, kernel copies, write-behind hints.
+    // between two bench devices where the filesystem has them, kernel copies, write-behind and
+    // read-ahead hints.
     func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] { try file.dataExtents(in: range) }
     func writeZeros(at offset: UInt64, length: UInt64) throws { try file.writeZeros(at: offset, length: length) }
     func copy(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool {
@@ -29,6 +30,7 @@ final class BenchDevice: BlockDevice {
         try file.copyInKernel(length, at: offset, to: (device as? BenchDevice)?.file ?? device, at: target)
     }
     func startWriteback(at offset: UInt64, length: UInt64) { file.startWriteback(at: offset, length: length) }
+    func willRead(at offset: UInt64, length: UInt64) { file.willRead(at: offset, length: length) }
     func sync() throws {
         guard syncEnabled else { return }
         syncs += 1

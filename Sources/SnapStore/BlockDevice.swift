@@ -50,6 +50,9 @@ public protocol BlockDevice: AnyObject {
     /// A hint: start writing [offset, offset + length) to the disk now, without waiting, so a
     /// later `sync()` has less left to do. Errors surface at that `sync()`.
     func startWriteback(at offset: UInt64, length: UInt64)
+    /// A hint: [offset, offset + length) will be read soon; start reading it now, without
+    /// waiting.
+    func willRead(at offset: UInt64, length: UInt64)
 }
 
 extension BlockDevice {
@@ -58,6 +61,7 @@ extension BlockDevice {
     public func copy(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool { false }
     public func copyInKernel(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool { false }
     public func startWriteback(at offset: UInt64, length: UInt64) {}
+    public func willRead(at offset: UInt64, length: UInt64) {}
 
     public func writeZeros(at offset: UInt64, length: UInt64) throws {
         try writeZeroBytes(at: offset, length: length)

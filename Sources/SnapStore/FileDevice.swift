@@ -145,6 +145,12 @@ public final class FileDevice: BlockDevice {
     /// Cleared when the kernel refuses a copy between this file and another once.
     var kernelCopyWorks = true
 
+    /// posix_fadvise WILLNEED: the kernel starts reading the range into the page cache.
+    public func willRead(at offset: UInt64, length: UInt64) {
+        guard length > 0 else { return }
+        _ = posix_fadvise(fd, off_t(offset), off_t(length), POSIX_FADV_WILLNEED)
+    }
+
     public func startWriteback(at offset: UInt64, length: UInt64) {
         guard !readOnly, length > 0 else { return }
         _ = zuma_start_writeback(fd, offset, length)

@@ -26,6 +26,7 @@ extension Store {
             return
         }
         let r = try readableRecord(tag: tag, offset: offset, length: buffer.count)
+        try readAhead(tag: tag, epoch: r.epoch, sizeBytes: r.originSizeBytes, offset: offset, length: buffer.count)
         // Adjacent pieces that continue each other on the same device are read at once.
         var run: (fromOrigin: Bool, at: UInt64, range: Range<Int>)?
         func flushRun() throws {
@@ -60,6 +61,35 @@ extension Store {
             }
         }
         try flushRun()
+    }
+
+    /// Reads of a snapshot that continue the one before, of `readAheadMinBytes` or more, hint
+    /// the store device to start reading the store chunks of the window after them (as many
+    /// bytes again) now: after deletes have fragmented the store, a snapshot's copies sit in
+    /// runs with gaps between them, and the kernel's own read-ahead, which follows the file,
+    /// stops at every gap (64 MiB read in 1 MiB reads after 100,000 snapshots: 0.33x-0.58x the
+    /// reference without hints, 0.62x-0.73x with them, in quick runs of zuma-bench). The
+    /// origin needs none: it is read in the snapshot's own order.
+    static var readAheadMinBytes: Int { 256 << 10 }
+
+    private func readAhead(tag: UInt64, epoch: UInt64, sizeBytes: UInt64, offset: UInt64, length: Int) throws {
+        defer { lastSnapshotRead = (tag, offset + UInt64(length)) }
+        guard length >= Store.readAheadMinBytes, let last = lastSnapshotRead, last.tag == tag, last.end == offset else { return }
+        let from = offset + UInt64(length)
+        guard from < sizeBytes else { return }
+        let to = min(sizeBytes, from + UInt64(length))
+        var extent: Range<UInt64>?
+        for chunk in (from / chunkSize)..<((to + chunkSize - 1) / chunkSize) {
+            guard case let .store(at) = try locate(epoch: epoch, chunk: chunk) else { continue }
+            let piece = (at * chunkSize)..<((at + 1) * chunkSize)
+            if let e = extent, e.upperBound == piece.lowerBound {
+                extent = e.lowerBound..<piece.upperBound
+            } else {
+                if let e = extent { storeDevice.willRead(at: e.lowerBound, length: UInt64(e.count)) }
+                extent = piece
+            }
+        }
+        if let e = extent { storeDevice.willRead(at: e.lowerBound, length: UInt64(e.count)) }
     }
 
     /// The chunks within `chunks` of the origin (`tag == nil`) or a snapshot that may hold

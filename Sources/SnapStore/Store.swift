@@ -89,6 +89,8 @@ public final class Store<Device: BlockDevice> {
     var storeDataUnsynced = false
     var poisoned: StoreError?
     var fillWarned = false
+    /// The snapshot and the end of the last snapshot read (for read-ahead).
+    var lastSnapshotRead: (tag: UInt64, end: UInt64)?
     /// Scratch buffer for copy-outs by hand (a run at most; pages touched as runs use them).
     lazy var copyBuffer = BulkBuffer(capacity: Store.copyOutBatchChunks * chunkSizeBytes)
     /// Store chunks written with data in this transaction (copy-outs, new private chunks):

@@ -36,6 +36,9 @@ public final class SimulatedDevice: BlockDevice {
     /// Offsets at which reads fail with EIO (whole-operation match on the start offset).
     public var failReadsAt: Set<UInt64> = []
     public private(set) var syncs = 0
+    /// The read-ahead hints received, in order.
+    public private(set) var readHints: [Range<UInt64>] = []
+    public func willRead(at offset: UInt64, length: UInt64) { readHints.append(offset..<(offset + length)) }
 
     public init(path: String, sizeBytes: UInt64, clock: IOClock = IOClock(), identity: UInt64 = 1) {
         self.path = path
