@@ -63,24 +63,17 @@ public final class DeltaEncoder {
         var baseChecks: [BaseCheck] = []
         if let baseInfo, !checks.isEmpty {
             // One read request for all of them; consecutive chunks are read as one range.
-            var runs: [(first: Int, count: Int)] = []
-            for (i, c) in checks.enumerated() {
-                if let last = runs.last, checks[last.first + last.count - 1] + 1 == c {
-                    runs[runs.count - 1].count += 1
-                } else {
-                    runs.append((i, 1))
-                }
-            }
-            let ranges = runs.map { r -> (offset: UInt64, length: Int) in
-                let offset = checks[r.first] * cs
-                return (offset, Int(min(cs * UInt64(r.count), baseInfo.originSizeBytes - offset)))
-            }
+            var runs: [(first: UInt64, count: UInt64)] = []
+            var builder = RunBuilder(maxChunks: UInt64(checks.count))
+            for c in checks { try builder.add(c) { runs.append(($0, $1)) } }
+            try builder.finish { runs.append(($0, $1)) }
+            let ranges = runs.map { r in (offset: r.first * cs, length: Int(min(cs * r.count, baseInfo.originSizeBytes - r.first * cs))) }
             let buffer = BulkBuffer(capacity: ranges.map(\.length).max()!)
             try source.read(snapshot: baseInfo.tag, ranges: ranges, into: { _ in buffer.storage }) { i in
-                for k in 0..<runs[i].count {
+                for k in 0..<Int(runs[i].count) {
                     let from = k * Int(cs)
                     let chunk = UnsafeRawBufferPointer(rebasing: buffer.storage[from..<min(from + Int(cs), ranges[i].length)])
-                    baseChecks.append(BaseCheck(chunk: checks[runs[i].first + k], digest: Array(SHA256.hash(data: chunk))))
+                    baseChecks.append(BaseCheck(chunk: runs[i].first + UInt64(k), digest: Array(SHA256.hash(data: chunk))))
                 }
             }
         }

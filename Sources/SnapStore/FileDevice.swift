@@ -107,19 +107,7 @@ public final class FileDevice: BlockDevice {
     /// the source's extents (FICLONERANGE), no data is copied. Anything else is copied by the
     /// caller (`copyInKernel`, or by hand).
     public func copy(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool {
-        guard let other = device as? FileDevice, identity.kind == .regularFile, other.identity.kind == .regularFile,
-              cloneWorks, other.cloneWorks else { return false }
-        precondition(offset + length <= sizeBytes && target + length <= other.sizeBytes, "copy past the end of \(path) or \(other.path)")
-        precondition(!other.readOnly, "copy to read-only device \(other.path)")
-        if zuma_clone_range(fd, offset, other.fd, target, length) == 0 { return true }
-        let e = currentErrno()
-        switch e {
-        case EXDEV, EINVAL, EOPNOTSUPP, ENOTTY, ENOSYS, EBADF, EPERM, ETXTBSY:
-            cloneWorks = false
-            return false
-        default:
-            throw StoreError.io(operation: "FICLONERANGE to \(other.path)", path: path, errno: e)
-        }
+        try copyBetweenFiles(length, at: offset, to: device, at: target, works: \.cloneWorks, operation: "FICLONERANGE", zuma_clone_range)
     }
 
     /// Between two regular files (copy_file_range; ext4 copies page by page in the kernel).
@@ -127,18 +115,26 @@ public final class FileDevice: BlockDevice {
     /// give the commit its checksum without a reread; for megabytes in a fresh process, this
     /// saves the buffer's page faults and one pass over the data (10 MiB: 3 ms against 7 ms).
     public func copyInKernel(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool {
+        try copyBetweenFiles(length, at: offset, to: device, at: target, works: \.kernelCopyWorks, operation: "copy_file_range", zuma_copy_range)
+    }
+
+    /// A copy to another regular file with `call` (a C helper: 0, or -1 and errno). False when
+    /// the files cannot take it; a refusal is remembered in `works` and not asked again.
+    private func copyBetweenFiles(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64,
+                                  works: ReferenceWritableKeyPath<FileDevice, Bool>, operation: String,
+                                  _ call: (Int32, UInt64, Int32, UInt64, UInt64) -> Int32) throws -> Bool {
         guard let other = device as? FileDevice, identity.kind == .regularFile, other.identity.kind == .regularFile,
-              kernelCopyWorks, other.kernelCopyWorks else { return false }
+              self[keyPath: works], other[keyPath: works] else { return false }
         precondition(offset + length <= sizeBytes && target + length <= other.sizeBytes, "copy past the end of \(path) or \(other.path)")
         precondition(!other.readOnly, "copy to read-only device \(other.path)")
-        if zuma_copy_range(fd, offset, other.fd, target, length) == 0 { return true }
+        if call(fd, offset, other.fd, target, length) == 0 { return true }
         let e = currentErrno()
         switch e {
-        case EXDEV, EINVAL, EOPNOTSUPP, ENOSYS, EBADF, EPERM, ETXTBSY:
-            kernelCopyWorks = false
+        case EXDEV, EINVAL, EOPNOTSUPP, ENOTTY, ENOSYS, EBADF, EPERM, ETXTBSY:
+            self[keyPath: works] = false
             return false
         default:
-            throw StoreError.io(operation: "copy_file_range to \(other.path)", path: path, errno: e)
+            throw StoreError.io(operation: "\(operation) to \(other.path)", path: path, errno: e)
         }
     }
 

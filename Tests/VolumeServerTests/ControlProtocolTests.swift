@@ -94,11 +94,7 @@ import Testing
     /// with more or fewer bytes than asked for is refused (a server speaking nonsense).
     @Test(arguments: [([4096, 4096], nil), ([4096, 4097], "more than the 8192 bytes"), ([4096], "4096 of the 8192 bytes")])
     func readIntoTakesExactlyWhatWasAsked(pieces: [Int], refusal: String?) throws {
-        try withFakeServer(serve: { c in
-            _ = try c.request()
-            for (i, n) in pieces.enumerated() { try c.data([UInt8](repeating: UInt8(i + 1), count: n)) }
-            try c.reply(.ok(.none))
-        }) { client in
+        try withFakeServer(serve: { c in try c.answerWithData(pieces) }) { client in
             var buffer = [UInt8](repeating: 0, count: 8192)
             do {
                 try buffer.withUnsafeMutableBytes { try client.read(snapshot: nil, offset: 0, into: $0) }
@@ -115,11 +111,7 @@ import Testing
     @Test(arguments: [([3000, 1000, 5000], nil), ([3000, 1001, 4999], "across two of them"), ([4000], "1 of the 2 ranges"),
                       ([4000, 5000, 1], "more than the 2 ranges")])
     func readRangesHandsOverEachRange(pieces: [Int], refusal: String?) throws {
-        try withFakeServer(serve: { c in
-            _ = try c.request()
-            for (i, n) in pieces.enumerated() { try c.data([UInt8](repeating: UInt8(i + 1), count: n)) }
-            try c.reply(.ok(.none))
-        }) { client in
+        try withFakeServer(serve: { c in try c.answerWithData(pieces) }) { client in
             let buffer = BulkBuffer(capacity: 8192)
             var seen: [[UInt8]] = []
             do {
@@ -192,4 +184,12 @@ struct FakeServerConnection: Sendable {
     func reply(_ r: ControlReply) throws { try UnixSocket.writeAll(fd, ControlFrame.message(ControlCoding.encode(r)).encoded(), peer: "client") }
 
     func data(_ bytes: [UInt8]) throws { try UnixSocket.writeAll(fd, ControlFrame.data(bytes).encoded(), peer: "client") }
+
+    /// Takes a request and answers it with data frames of `pieces` bytes (the first all 1s,
+    /// the next all 2s...), then an empty reply.
+    func answerWithData(_ pieces: [Int]) throws {
+        _ = try request()
+        for (i, n) in pieces.enumerated() { try data([UInt8](repeating: UInt8(i + 1), count: n)) }
+        try reply(.ok(.none))
+    }
 }
