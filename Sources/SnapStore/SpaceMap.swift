@@ -87,34 +87,8 @@ final class SpaceMap {
         touch(chunk)
     }
 
-    /// Hands out a free, unpinned chunk (next fit), or throws `.noSpace`.
-    func allocate() throws -> UInt64 {
-        // Callers reserve space before they change anything (Store.ensureSpace), so running
-        // dry here means the reserve arithmetic is wrong; the handle is poisoned, not the disk.
-        guard reusable > 0 else { throw StoreError.corrupt("space map ran out of chunks in the middle of an operation (metadata reserve exceeded)") }
-        let wordCount = Int((chunkCount + 63) / 64)
-        var w = Int(cursor >> 6)
-        for _ in 0...wordCount {
-            if w >= wordCount { w = 0 }
-            var free = ~words[w]
-            if w == wordCount - 1 && chunkCount % 64 != 0 {
-                free &= (1 << (chunkCount % 64)) - 1
-            }
-            while free != 0 {
-                let bit = UInt64(free.trailingZeroBitCount)
-                let chunk = UInt64(w) * 64 + bit
-                free &= free - 1
-                if pinned.contains(chunk) { continue }
-                markAllocated(chunk)
-                allocations += 1
-                allocatedThisTransaction.insert(chunk)
-                cursor = chunk + 1
-                return chunk
-            }
-            w += 1
-        }
-        preconditionFailure("space map: \(reusable) reusable chunks but none found")
-    }
+    /// Hands out a free, unpinned chunk (next fit from the cursor), or throws.
+    func allocate() throws -> UInt64 { try allocateRun(upTo: 1).lowerBound }
 
     /// How far past the first free chunk `allocateRun` looks for a free extent long enough.
     static let runSearchWords = 1024
@@ -127,6 +101,8 @@ final class SpaceMap {
     /// later read of the snapshot takes them with one read.
     func allocateRun(upTo count: Int) throws -> Range<UInt64> {
         precondition(count >= 1)
+        // Callers reserve space before they change anything (Store.ensureSpace), so running
+        // dry here means the reserve arithmetic is wrong; the handle is poisoned, not the disk.
         guard reusable > 0 else { throw StoreError.corrupt("space map ran out of chunks in the middle of an operation (metadata reserve exceeded)") }
         let wordCount = Int((chunkCount + 63) / 64)
         var best: Range<UInt64>?
