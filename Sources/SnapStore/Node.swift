@@ -111,6 +111,11 @@ final class Node {
             at += entryBytes
         }
         guard block.isZero(at..<block.count) else { throw StoreError.corrupt("\(place): bytes after the last entry are not zero") }
+        // Stores written before 2026-12-03 can hold an internal node whose key[0], which
+        // lookups ignore, is not below key[1]: the writer did not lower it when a smaller key
+        // went into the first child, which later split. The tree is sound; such a key[0] is
+        // read as the lowest key, so the node is ordered in memory and when written again.
+        if h.level > 0 && count >= 2 && !(keys[0] < keys[1]) { keys[0] = Key.min }
         for i in 1..<max(count, 1) where !(keys[i - 1] < keys[i]) {
             throw StoreError.corrupt("\(place): keys out of order at entry \(i): \(keys[i - 1]) then \(keys[i])")
         }

@@ -178,6 +178,10 @@ final class Tree<Device: BlockDevice> {
         }
         while !n.isLeaf {
             let i = n.childIndex(for: key)
+            // key[0] of an internal node is a lower bound of its first child: a smaller key
+            // going there lowers it, so that every key of a node stays strictly increasing
+            // when the first child later splits (docs/FORMAT.md "Tree node", INVARIANTS I2).
+            if i == 0 && key < n.keys[0] { n.keys[0] = key }
             var child = try pager.shadow(try load(n.words[i], level: Int(n.level) - 1))
             n.words[i] = child.address
             if child.count >= capacity(child) {
