@@ -54,9 +54,13 @@ extension Store {
         var epoch = low.epoch
         while epoch < high.epoch, let hit = try exceptionsByEpoch.ceiling(Key(epoch, start)) {
             guard hit.key.hi < high.epoch else { break }
-            if hit.key.lo >= start {
-                heap.insert(MergeHead(chunk: hit.key.lo, epoch: hit.key.hi, source: 0))
+            if hit.key.hi != epoch && hit.key.lo < start {
+                // A later epoch, found at one of its chunks below `start`: it may have more
+                // from `start` on, so look again within it.
+                epoch = hit.key.hi
+                continue
             }
+            heap.insert(MergeHead(chunk: hit.key.lo, epoch: hit.key.hi, source: 0))
             if hit.key.hi == .max { break }
             epoch = hit.key.hi + 1
         }
