@@ -2,7 +2,8 @@
 # The whole test suite: unit, model, crash-simulation, format and scale tests (swift test),
 # the ddsnap end-to-end tests on files, the server end-to-end tests (as root: FUSE, loop
 # devices, ext4/xfs, NBD clients, fio, kill -9), delta streams, the zumastor end-to-end tests, the seed
-# guide's examples (ext4 and xfs), zumastor replicate, a minute of decoder fuzzing, and a smoke run of every benchmark (tiny sizes, no
+# guide's examples (ext4 and xfs), zumastor replicate, short forms of the restart soaks
+# (scripts/soak), a minute of decoder fuzzing, and a smoke run of every benchmark (tiny sizes, no
 # timing asserted: it only proves they still run). Prints "N passed, N failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,9 @@ bash scripts/setup.sh || exit 1
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-swift test -c release 2>&1 | tee "$log"
+# The debug self-check: the trees and the space map verified after every commit of every store
+# the tests open (StoreOptions.selfCheck).
+ZUMA_SELF_CHECK=1 swift test -c release 2>&1 | tee "$log"
 swift_rc=${PIPESTATUS[0]}
 # Swift Testing's closing line: "Test run with N tests in M suites passed|failed ...".
 swift_total=$(grep -oE 'Test run with [0-9]+ tests' "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
@@ -25,7 +28,8 @@ shell_failed=0
 shell_summary=""
 run_suite() {
     local name=$1 script=$2 binary=$3 rc passed failed
-    bash "$script" "$PWD/.build/static/release/$binary" 2>&1 | tee "$log"
+    shift 3
+    bash "$script" "$PWD/.build/static/release/$binary" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     passed=$(tail -n 1 "$log" | grep -oE '^[0-9]+' || echo 0)
     failed=$(tail -n 1 "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 1)
@@ -40,6 +44,10 @@ run_suite "delta streams end to end" Tests/cli/delta-e2e.sh ddsnap
 run_suite "zumastor end to end" Tests/cli/zumastor-e2e.sh zumastor
 run_suite "seed guide examples" Tests/cli/zumastor-seed-e2e.sh zumastor
 run_suite "zumastor replicate end to end" Tests/cli/replicate-e2e.sh zumastor
+# Short forms of the restart soaks (scripts/soak: 100, 100 and 50 cycles by default).
+run_suite "server restarts under load, kill -9" scripts/soak/server-restarts.sh ddsnap 12 KILL
+run_suite "server restarts under load, SIGTERM" scripts/soak/server-restarts.sh ddsnap 12 TERM
+run_suite "zumastor stop and start around a mounted ext4" scripts/soak/zumastor-restarts.sh zumastor 8
 
 # The delta-stream decoder under libFuzzer and AddressSanitizer for a minute, from valid streams.
 if Fuzz/run.sh 60 > "$log" 2>&1; then

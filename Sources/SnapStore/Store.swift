@@ -29,7 +29,17 @@ public struct StoreOptions: Sendable {
     /// Chunks a copy-out log may cover before a checkpoint: bounds the replay at open (two
     /// tree inserts per chunk).
     public var copyOutLogChunksMax: UInt64 = 65_536
+    /// Debug self-check: after every commit, verify the trees and the space map (the
+    /// structural half of `check`) and stop the process at the first commit that breaks them.
+    /// Costs a walk of all metadata per commit; on in the test suites, and wherever the
+    /// environment sets ZUMA_SELF_CHECK=1.
+    public var selfCheck: Bool = StoreOptions.selfCheckFromEnvironment
     public init() {}
+
+    public static var selfCheckFromEnvironment: Bool {
+        guard let value = getenv("ZUMA_SELF_CHECK") else { return false }
+        return String(cString: value) == "1"
+    }
 }
 
 public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
@@ -113,6 +123,8 @@ public final class Store<Device: BlockDevice> {
     public var originSizeBytes: UInt64 { superblock.originSizeBytes }
     public var volumeUUID: [UInt8] { superblock.volumeUUID }
     public var sequence: UInt64 { superblock.sequence }
+    /// Entries of the copy-out log the newest durable superblock carries (0 after a checkpoint).
+    public var copyOutLogEntryCount: Int { superblock.copyOutLog.count }
 
     public static func wallClockNanoseconds() -> UInt64 {
         var ts = timespec()
@@ -193,12 +205,41 @@ public final class Store<Device: BlockDevice> {
 
     // MARK: Open
 
-    /// Reads both superblock slots and returns the valid one with the highest sequence.
-    /// Slot 0 is at byte 0; slot 1 is at byte `chunkSize`, which we learn from slot 0, or
-    /// (when slot 0 is torn) by trying every legal chunk size.
-    /// The newest complete commit's superblock; `onEvent` hears when a newer, incomplete one
-    /// was skipped.
+    /// The newest complete commit's superblock (of both slots, the valid one with the
+    /// highest sequence whose verified runs read back); `onEvent` hears when a newer,
+    /// incomplete one was skipped.
     public static func readSuperblock(_ store: Device, onEvent: (StoreEvent) -> Void = { _ in }) throws -> Superblock {
+        let (candidates, found, versionError) = try decodeSlots(store)
+        var reasons = found
+        // The newest slot wins if its commit is complete: a single-flush commit interrupted
+        // by a crash fails its verified runs, and the other slot is the previous commit.
+        var skipped: (sequence: UInt64, reason: String)?
+        for sb in candidates {
+            do {
+                try verifyRuns(of: sb, on: store)
+                if let skipped {
+                    onEvent(.incompleteCommitSkipped(sequence: skipped.sequence, openedSequence: sb.sequence, reason: skipped.reason))
+                }
+                return sb
+            } catch let e as StoreError {
+                reasons.append("\(e)")
+                skipped = skipped ?? (sb.sequence, "\(e)")
+            }
+        }
+        if candidates.contains(where: { $0.sequence > 1 }) {
+            throw StoreError.corrupt("no complete commit in \(store.path): \(reasons.joined(separator: "; "))")
+        }
+        if !candidates.isEmpty {
+            throw StoreError.notAStore(path: store.path, reason: "its initialization did not complete")
+        }
+        if let versionError { throw versionError }
+        throw StoreError.notAStore(path: store.path, reason: reasons.first ?? "device too small")
+    }
+
+    /// The superblocks of both slots that decode (newest first), why the others did not, and
+    /// a version error if one was seen. Slot 0 is at byte 0; slot 1 is at byte `chunkSize`,
+    /// which we learn from slot 0, or (when slot 0 is torn) by trying every legal chunk size.
+    static func decodeSlots(_ store: Device) throws -> (found: [Superblock], reasons: [String], versionError: StoreError?) {
         var reasons: [String] = []
         var versionError: StoreError?
         func attempt(slot: UInt64, offset: UInt64) throws -> Superblock? {
@@ -228,30 +269,8 @@ public final class Store<Device: BlockDevice> {
                 size *= 2
             }
         }
-        // The newest slot wins if its commit is complete: a single-flush commit interrupted
-        // by a crash fails its verified runs, and the other slot is the previous commit.
-        var skipped: (sequence: UInt64, reason: String)?
-        for sb in [first, second].compactMap({ $0 }).sorted(by: { $0.sequence > $1.sequence }) {
-            do {
-                try verifyRuns(of: sb, on: store)
-                if let skipped {
-                    onEvent(.incompleteCommitSkipped(sequence: skipped.sequence, openedSequence: sb.sequence, reason: skipped.reason))
-                }
-                return sb
-            } catch let e as StoreError {
-                reasons.append("\(e)")
-                skipped = skipped ?? (sb.sequence, "\(e)")
-            }
-        }
-        let candidates = [first, second].compactMap { $0 }
-        if candidates.contains(where: { $0.sequence > 1 }) {
-            throw StoreError.corrupt("no complete commit in \(store.path): \(reasons.joined(separator: "; "))")
-        }
-        if !candidates.isEmpty {
-            throw StoreError.notAStore(path: store.path, reason: "its initialization did not complete")
-        }
-        if let versionError { throw versionError }
-        throw StoreError.notAStore(path: store.path, reason: reasons.first ?? "device too small")
+        let found = [first, second].compactMap { $0 }.sorted { $0.sequence > $1.sequence }
+        return (found, reasons, versionError)
     }
 
     /// Opens an existing store on `store` with `origin`, recovering the last commit and
@@ -406,7 +425,10 @@ public final class Store<Device: BlockDevice> {
         try checkUsable()
         guard changedSinceCommit || !singleFlush || (!mayLog && !superblock.copyOutLog.isEmpty) else { return }
         do {
-            if mayLog && singleFlush, try commitLog() { return noteFillLevel() }
+            if mayLog && singleFlush, try commitLog() {
+                noteFillLevel()
+                return try selfCheckAfterCommit()
+            }
             try space.shadowForCommit()                                     // 1
             let sequence = superblock.sequence + 1
             var runs = VerifiedRunList(chunkSize: chunkSize,
@@ -455,6 +477,7 @@ public final class Store<Device: BlockDevice> {
             throw e
         }
         noteFillLevel()
+        try selfCheckAfterCommit()
     }
 
     /// Durability barrier: every write acknowledged before it is durable when it returns.

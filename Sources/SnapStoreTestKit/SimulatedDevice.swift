@@ -24,7 +24,27 @@ public final class IOClock {
 }
 
 public final class SimulatedDevice: BlockDevice {
+    /// What a file on a given filesystem can do besides reads and writes. Each is simulated
+    /// with the crash behaviour of a write: until the next sync it may be lost, kept, or torn.
+    public struct Features: OptionSet, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// Sparse: blocks that read as zeros are holes (`dataExtents` skips them), and
+        /// `writeZeros` punches.
+        public static let holes = Features(rawValue: 1)
+        /// `copy` shares extents with another such device (FICLONERANGE; block aligned).
+        public static let reflinks = Features(rawValue: 2)
+        /// `copyInKernel` copies to another such device (copy_file_range).
+        public static let kernelCopy = Features(rawValue: 4)
+        /// A file on XFS or btrfs.
+        public static let all: Features = [.holes, .reflinks, .kernelCopy]
+    }
+
+    /// The block size of holes and reflinks.
+    public static let fileBlockBytes = 4096
+
     public let path: String
+    public var features: Features = []
     public let identity: DeviceIdentity
     public private(set) var sizeBytes: UInt64
     /// What a reader sees now.
@@ -40,8 +60,9 @@ public final class SimulatedDevice: BlockDevice {
     public private(set) var readHints: [Range<UInt64>] = []
     public func willRead(at offset: UInt64, length: UInt64) { readHints.append(offset..<(offset + length)) }
 
-    public init(path: String, sizeBytes: UInt64, clock: IOClock = IOClock(), identity: UInt64 = 1) {
+    public init(path: String, sizeBytes: UInt64, clock: IOClock = IOClock(), identity: UInt64 = 1, features: Features = []) {
         self.path = path
+        self.features = features
         self.sizeBytes = sizeBytes
         self.clock = clock
         self.identity = DeviceIdentity(kind: .regularFile, device: 42, inode: identity)
@@ -50,8 +71,9 @@ public final class SimulatedDevice: BlockDevice {
     }
 
     /// A device whose durable and current contents are `image` (a restart after a crash).
-    public init(path: String, image: [UInt8], clock: IOClock = IOClock(), identity: UInt64 = 1) {
+    public init(path: String, image: [UInt8], clock: IOClock = IOClock(), identity: UInt64 = 1, features: Features = []) {
         self.path = path
+        self.features = features
         sizeBytes = UInt64(image.count)
         self.clock = clock
         self.identity = DeviceIdentity(kind: .regularFile, device: 42, inode: identity)
@@ -71,9 +93,68 @@ public final class SimulatedDevice: BlockDevice {
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         precondition(offset + UInt64(buffer.count) <= sizeBytes, "write past the end of \(path)")
         try clock.tick()
-        let bytes = [UInt8](buffer)
-        current.replaceSubrange(Int(offset)..<(Int(offset) + bytes.count), with: bytes)
-        unsynced.append((Int(offset), bytes))
+        record([UInt8](buffer), at: Int(offset))
+    }
+
+    /// A change not yet durable: seen by readers now, kept, dropped or torn by a crash.
+    private func record(_ bytes: [UInt8], at offset: Int) {
+        current.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
+        unsynced.append((offset, bytes))
+    }
+
+    /// With `.holes`: the file blocks in `range` that hold a non-zero byte. A block of zeros
+    /// is reported as a hole, which is what a hole promises (it reads as zeros).
+    public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] {
+        guard features.contains(.holes) else { return range.isEmpty ? [] : [range] }
+        precondition(range.upperBound <= sizeBytes, "extents past the end of \(path)")
+        try clock.tick()
+        let b = UInt64(Self.fileBlockBytes)
+        var out: [Range<UInt64>] = []
+        var block = range.lowerBound / b * b
+        while block < range.upperBound {
+            let piece = max(block, range.lowerBound)..<min(block + b, range.upperBound)
+            let isData = current[Int(block)..<Int(min(block + b, sizeBytes))].contains { $0 != 0 }
+            if isData {
+                if let last = out.last, last.upperBound == piece.lowerBound {
+                    out[out.count - 1] = last.lowerBound..<piece.upperBound
+                } else {
+                    out.append(piece)
+                }
+            }
+            block += b
+        }
+        return out
+    }
+
+    /// With `.holes`, a punch: one operation, lost, kept or torn by a crash like a write.
+    public func writeZeros(at offset: UInt64, length: UInt64) throws {
+        guard features.contains(.holes) else { return try writeZeroBytes(at: offset, length: length) }
+        precondition(offset + length <= sizeBytes, "punch past the end of \(path)")
+        try clock.tick()
+        record([UInt8](repeating: 0, count: Int(length)), at: Int(offset))
+    }
+
+    /// With `.reflinks` on both devices and whole file blocks (or up to the source's end): the
+    /// target's range takes the source's current bytes, as one unsynced change of the target.
+    public func copy(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool {
+        let b = UInt64(Self.fileBlockBytes)
+        guard features.contains(.reflinks), let to = device as? SimulatedDevice, to.features.contains(.reflinks),
+              offset % b == 0, target % b == 0, length % b == 0 || offset + length == sizeBytes else { return false }
+        try copyBytes(length, at: offset, to: to, at: target)
+        return true
+    }
+
+    /// With `.kernelCopy` on both devices: like a write of the source's current bytes.
+    public func copyInKernel(_ length: UInt64, at offset: UInt64, to device: any BlockDevice, at target: UInt64) throws -> Bool {
+        guard features.contains(.kernelCopy), let to = device as? SimulatedDevice, to.features.contains(.kernelCopy) else { return false }
+        try copyBytes(length, at: offset, to: to, at: target)
+        return true
+    }
+
+    private func copyBytes(_ length: UInt64, at offset: UInt64, to: SimulatedDevice, at target: UInt64) throws {
+        precondition(offset + length <= sizeBytes && target + length <= to.sizeBytes, "copy past the end of \(path) or \(to.path)")
+        try clock.tick()
+        to.record(Array(current[Int(offset)..<Int(offset + length)]), at: Int(target))
     }
 
     public func sync() throws {

@@ -299,6 +299,11 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     /// Flushes and gives the store up; the host is unusable afterwards.
     public func close() throws { try withStore { try $0.close() } }
 
+    /// A host dropped without `close` (a `ddsnap` command that is done) closes the store too,
+    /// so the last superblock lists no runs and carries no log: later damage to the last
+    /// commit's blocks reads as damage, never as an interrupted commit. Closing twice is free.
+    deinit { try? store.close() }
+
     // MARK: Group commit
 
     private func writeOrigin(offset: UInt64, _ data: UnsafeRawBufferPointer) throws {

@@ -18,6 +18,7 @@ struct Fixture {
         options = StoreOptions()
         options.cacheSizeBytes = cacheBytes
         options.clock = { 1_700_000_000_000_000_000 }
+        options.selfCheck = true
     }
 
     func initialize() throws -> Store<SimulatedDevice> {

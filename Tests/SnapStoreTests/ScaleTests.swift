@@ -11,6 +11,7 @@ import SnapStoreTestKit
         let originChunks = 64
         var f = Fixture(originBytes: originChunks * 4096, storeBytes: 24_000 * 4096)
         f.options.cacheSizeBytes = 256 * 4096
+        f.options.selfCheck = false  // a walk of 10,000 records at each of 20,000 commits
         let s = try f.initialize()
         // Snapshot i is taken after writing chunk i % 64 with a stamp of i: every snapshot
         // differs from its neighbours, and each write after a snapshot copies one chunk out.
