@@ -310,7 +310,9 @@ extension Store {
 
     /// Copies out every chunk in `range` that a snapshot still reads from the origin, and
     /// commits, so that the origin may be overwritten there.
-    func protectChunks<Chunks: Sequence<UInt64>>(_ range: Chunks) throws {
+    /// `mayGiveUpSnapshots: false` (a resize): throws `noSpace` rather than delete or squash
+    /// a snapshot when the store runs short.
+    func protectChunks<Chunks: Sequence<UInt64>>(_ range: Chunks, mayGiveUpSnapshots: Bool = true) throws {
         if epochNewestLive == 0 { return }
         try mutate {
             var filteredFor = epochNewestLive
@@ -321,7 +323,7 @@ extension Store {
             var copied = false
             while !pending.isEmpty {
                 // Room for at least one copy-out; take as many as fit.
-                try ensureSpace(chunks: 1)
+                try ensureSpace(chunks: 1, mayGiveUpSnapshots: mayGiveUpSnapshots)
                 let room = space.reusable - 2 * reservePerOperation - space.commitReserve
                 let take = Int(min(UInt64(pending.count), room))
                 let newest = epochNewestLive

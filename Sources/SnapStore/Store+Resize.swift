@@ -57,8 +57,12 @@ extension Store {
         let oldSize = superblock.originSizeBytes
         if newSize == oldSize { return }
         if newSize < oldSize {
-            // Everything a snapshot reads past the new end must be in the store first.
-            try protectChunks((newSize / chunkSize)..<((oldSize + chunkSize - 1) / chunkSize))
+            // Everything a snapshot reads past the new end must be in the store first. A resize
+            // never gives up a snapshot for that room: it counts the copy-outs first and refuses,
+            // naming the shortfall, when the store cannot hold them.
+            let cut = (newSize / chunkSize)..<((oldSize + chunkSize - 1) / chunkSize)
+            try requireRoomForCopyOuts(of: cut, newSize: newSize)
+            try protectChunks(cut, mayGiveUpSnapshots: false)
             try mutate {
                 superblock.originSizeBytes = newSize
                 superblockDirty = true
@@ -82,6 +86,26 @@ extension Store {
                 superblockDirty = true
                 try commit()
             }
+        }
+    }
+
+    /// Throws a clean refusal when the copy-outs that `chunks` need (and the exception-tree
+    /// nodes to index them, every leaf counted half full) do not fit in the free store.
+    private func requireRoomForCopyOuts(of chunks: Range<UInt64>, newSize: UInt64) throws {
+        try checkUsable()
+        var needed: UInt64 = 0
+        let newest = epochNewestLive
+        for c in chunks where c < snapshotChunksMax {
+            if try needsCopyOut(c, newest: newest) { needed += 1 }
+        }
+        guard needed > 0 else { return }
+        if !space.pinned.isEmpty { try commit() }
+        let perLeaf = UInt64(max(Node.capacity(blockSize: chunkSizeBytes, stride: 1) / 2, 1))
+        let metadata = 2 * (needed / perLeaf + 1) + 2 * reservePerOperation + space.commitReserve
+        let available = space.reusable
+        guard available >= needed + metadata else {
+            let short = needed + metadata - available
+            throw StoreError.invalidArgument("shrinking the origin to \(formatCount(newSize)) bytes copies out \(formatCount(needed * chunkSize)) bytes that snapshots still read past the new end, and the snapshot store has \(formatCount(available * chunkSize)) bytes free: \(formatCount(short * chunkSize)) bytes short (with the metadata). Grow the snapshot store or delete snapshots first; no snapshot was touched")
         }
     }
 

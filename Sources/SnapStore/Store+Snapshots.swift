@@ -379,7 +379,7 @@ extension Store {
     /// DESIGN.md says: the unused snapshot of lowest priority (oldest first), else squash the
     /// in-use one of lowest priority; priority 127 is never given up. Throws `.noSpace`
     /// (changing nothing) only when nothing is left to give up.
-    func ensureSpace(chunks: UInt64) throws {
+    func ensureSpace(chunks: UInt64, mayGiveUpSnapshots: Bool = true) throws {
         while true {
             // Twice the reserve: one for this operation, one kept for deletes.
             let needed = chunks + 2 * reservePerOperation + space.commitReserve
@@ -388,7 +388,7 @@ extension Store {
                 try commit()
                 if space.reusable >= needed { return }
             }
-            guard try giveUpOneSnapshot() else { throw StoreError.noSpace }
+            guard mayGiveUpSnapshots, try giveUpOneSnapshot() else { throw StoreError.noSpace }
         }
     }
 

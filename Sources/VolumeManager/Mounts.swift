@@ -42,6 +42,31 @@ enum Mounts {
         }
     }
 
+    /// Processes other than this one whose working directory, root or an open file lies at
+    /// or below one of `directories` (what would make their unmount fail), as
+    /// "pid N (command): PATH", at most `limit` of them.
+    static func users(of directories: [String], limit: Int = 3) -> [String] {
+        let roots = directories.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        func inside(_ path: String) -> Bool { roots.contains { path == $0 || path.hasPrefix($0 + "/") } }
+        func link(_ path: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: path) }
+        var found: [String] = []
+        let me = getpid()
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), pid != me, found.count < limit else { continue }
+            let base = "/proc/\(entry)"
+            var hits = [link(base + "/cwd"), link(base + "/root")].compactMap { $0 }.filter { $0 != "/" }.filter(inside)
+            if hits.isEmpty {
+                for fd in (try? FileManager.default.contentsOfDirectory(atPath: base + "/fd")) ?? [] {
+                    if let target = link(base + "/fd/" + fd), inside(target) { hits.append(target); break }
+                }
+            }
+            guard let hit = hits.first else { continue }
+            let command = (try? String(contentsOfFile: base + "/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            found.append("pid \(pid) (\(command)): \(hit)")
+        }
+        return found
+    }
+
     /// Whether two paths lie on the same mounted filesystem.
     static func sameFilesystem(_ a: String, _ b: String) -> Bool {
         var sa = stat(), sb = stat()
@@ -49,9 +74,10 @@ enum Mounts {
     }
 
     /// Unmounts `directory` if something is mounted there.
-    static func unmount(_ directory: String) throws {
+    static func unmount(_ directory: String, lazilyIfBusy: Bool = false) throws {
         guard isMountPoint(directory) else { return }
         let (status, text) = try Subprocess.run("umount", [directory])
+        if status != 0 && lazilyIfBusy, (try? Subprocess.run("umount", ["-l", directory]))?.0 == 0 { return }
         guard status == 0 else {
             throw ZumastorError.failed("cannot unmount \(directory) (files open there? see lsof \(directory)): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
         }

@@ -66,13 +66,27 @@ public struct SnapshotLabel: Equatable, Sendable {
         return b[19] == UInt8(ascii: ".") && b.count > 20 && b.count <= 26 && b[20...].allSatisfy { (48...57).contains($0) }
     }
 
-    /// The directory name for a snapshot taken at `seconds` (local time), not in `taken`.
-    static func directory(at seconds: Int, avoiding taken: Set<String>) -> String {
-        let base = formatTime(seconds, utc: false)
-        if !taken.contains(base) { return base }
-        var n = 1
-        while taken.contains("\(base).\(n)") { n += 1 }
-        return "\(base).\(n)"
+    /// The directory name for a snapshot taken at `seconds` (local time): not in `taken`, and
+    /// after `last`, the name given before it. A name once given is never given again, even
+    /// after its snapshot went: a later snapshot of the same second takes the next suffix
+    /// (`.1`, `.2`, ...), and a clock set back keeps counting on from `last`.
+    static func directory(at seconds: Int, avoiding taken: Set<String>, after last: String? = nil) -> String {
+        var base = formatTime(seconds, utc: false)
+        var n = 0
+        if let last {
+            let (lastBase, lastN) = splitSuffix(last)
+            if base <= lastBase { (base, n) = (lastBase, lastN + 1) }
+        }
+        func name(_ n: Int) -> String { n == 0 ? base : "\(base).\(n)" }
+        while taken.contains(name(n)) { n += 1 }
+        return name(n)
+    }
+
+    /// "2026.12.03-10.07.29.2" -> ("2026.12.03-10.07.29", 2); no suffix: 0.
+    static func splitSuffix(_ directory: String) -> (base: String, n: Int) {
+        let baseLength = "YYYY.MM.DD-HH.MM.SS".count
+        guard directory.count > baseLength + 1, let n = Int(directory.dropFirst(baseLength + 1)) else { return (directory, 0) }
+        return (String(directory.prefix(baseLength)), n)
     }
 }
 

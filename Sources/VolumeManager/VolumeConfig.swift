@@ -31,6 +31,8 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
     public var schedule: [ScheduleEntry] = []
     /// The next snapshot id; it advances by two and never goes back.
     public var nextSnapshotTag: UInt64 = 0
+    /// The directory name given to the newest snapshot: names are never given twice.
+    public var lastSnapshotDirectory: String?
     /// Status and the log warn when the snapshot store is at least this full.
     public var warnFillPercent = 90
     /// Replication targets (canonical path of a replica's store or socket) -> the last snapshot
@@ -60,6 +62,7 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
         expediteFreeze = try c.decodeIfPresent(Bool.self, forKey: .expediteFreeze) ?? true
         schedule = try c.decodeIfPresent([ScheduleEntry].self, forKey: .schedule) ?? []
         nextSnapshotTag = try c.decodeIfPresent(UInt64.self, forKey: .nextSnapshotTag) ?? 0
+        lastSnapshotDirectory = try c.decodeIfPresent(String.self, forKey: .lastSnapshotDirectory)
         warnFillPercent = try c.decodeIfPresent(Int.self, forKey: .warnFillPercent) ?? 90
         replicated = try c.decodeIfPresent([String: UInt64].self, forKey: .replicated) ?? [:]
     }

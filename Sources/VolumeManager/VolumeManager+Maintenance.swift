@@ -27,8 +27,10 @@ extension VolumeManager {
     }
 
     /// Resizes the origin (the master stopped, the device grown first for a larger size) and/or
-    /// the snapshot store. Shrinking the origin copies out what snapshots still need first.
-    public func resize(_ name: String, origin: UInt64?, store: UInt64?) throws -> StoreStatus {
+    /// the snapshot store. Shrinking the origin copies out what snapshots still need first;
+    /// it never gives up a snapshot for that (the store refuses, naming the shortfall), and
+    /// it refuses to cut into the filesystem on the origin unless `force`.
+    public func resize(_ name: String, origin: UInt64?, store: UInt64?, force: Bool = false) throws -> StoreStatus {
         try withVolumeLock(name) {
             let c = try config(name)
             let client = try runningServer(name)
@@ -42,7 +44,10 @@ extension VolumeManager {
                 try requireUnmounted(c, verb: "resizing the origin")
                 let device = try FileDevice(path: c.origin, readOnly: true, lock: false)
                 guard origin <= device.sizeBytes else {
-                    throw ZumastorError.invalid("the origin \(c.origin) is \(device.sizeBytes) bytes; grow it before resizing the volume to \(origin) bytes")
+                    throw ZumastorError.invalid("the origin \(c.origin) is \(formatCount(device.sizeBytes)) bytes; grow it before resizing the volume to \(formatCount(origin)) bytes")
+                }
+                if origin < status.originSizeBytes, !force, let fs = FilesystemSize.claimed(on: c.origin), origin < fs.bytes {
+                    throw ZumastorError.invalid("the \(fs.type) filesystem on volume '\(name)' is \(formatCount(fs.bytes)) bytes: shrink it first (\(fs.type == "ext" ? "resize2fs" : fs.type == "btrfs" ? "btrfs filesystem resize" : "xfs cannot shrink; copy the data to a smaller filesystem"), or pass --force to cut it off at \(formatCount(origin)) bytes")
                 }
             }
             if let store { status = try client.resizeStore(to: store) }

@@ -128,17 +128,34 @@ extension VolumeManager {
 
     /// Unmounts everything below the snapshot directory, the Samba views, then the origin,
     /// and detaches the snapshot devices. Works without a server too (after a crash).
+    /// With no server (it died), the devices under the mounts are dead: what will not
+    /// unmount is detached lazily, since nothing can be written through it any more.
+    /// With a server, nothing is unmounted while a process still uses the origin or a
+    /// snapshot (the refusal names it), and a failure part way mounts again what was
+    /// unmounted (and restarts the schedule agent), so a refused stop changes nothing.
     func stopMasterLocked(_ c: VolumeConfig, _ client: ControlClient?) throws {
         let origin = mountPoint(c)
+        let snapshotMounts = Mounts.mountPoints(under: snapshotDirectory(c))
         let shadows = Mounts.mountPoints(under: origin).filter { ($0 as NSString).lastPathComponent.hasPrefix("@GMT-") && $0 != origin }
-        for point in shadows + Mounts.mountPoints(under: snapshotDirectory(c)) {
-            try Mounts.unmount(point)
-            if point.hasPrefix(origin + "/") { rmdir(point) }
+        do {
+            if client != nil {
+                let users = Mounts.users(of: (isMountPoint(origin) ? [origin] : []) + snapshotMounts)
+                if !users.isEmpty {
+                    throw ZumastorError.failed("volume '\(c.name)' is in use, nothing was stopped: \(users.joined(separator: "; ")) (see lsof \(origin))")
+                }
+            }
+            for point in shadows + snapshotMounts {
+                try Mounts.unmount(point, lazilyIfBusy: client == nil)
+                if point.hasPrefix(origin + "/") { rmdir(point) }
+            }
+            if let client {
+                for d in try client.devices() { if let tag = d.tag, !d.writable { _ = try client.detach(tag: tag) } }
+            }
+            try Mounts.unmount(origin, lazilyIfBusy: client == nil)
+        } catch {
+            if let client { try? startMasterLocked(c, client) }
+            throw error
         }
-        if let client {
-            for d in try client.devices() { if let tag = d.tag, !d.writable { _ = try client.detach(tag: tag) } }
-        }
-        try unmountOrigin(c)
     }
 
     /// `<origin mount>/.snapshot` -> the snapshot directory (--dotsnapshot).

@@ -105,7 +105,8 @@ extension VolumeManager {
     /// Throws, with nothing changed but the next id, when the snapshot could not be taken.
     func take(_ c: inout VolumeConfig, _ client: ControlClient, kinds: [String], existing known: [VolumeSnapshot]? = nil) throws -> VolumeSnapshot {
         let existing = try known ?? snapshots(client)
-        let label = SnapshotLabel(directory: SnapshotLabel.directory(at: Int(time(nil)), avoiding: Set(existing.compactMap { $0.label?.directory })),
+        let label = SnapshotLabel(directory: SnapshotLabel.directory(at: Int(time(nil)), avoiding: Set(existing.compactMap { $0.label?.directory }),
+                                                                     after: c.lastSnapshotDirectory),
                                   kinds: kinds)
         guard label.name.utf8.count <= 63 else {
             throw ZumastorError.invalid("the kinds \(kinds.joined(separator: ",")) do not fit in a snapshot name (63 bytes)")
@@ -114,6 +115,7 @@ extension VolumeManager {
         var tag = c.nextSnapshotTag
         if let highest = existing.map(\.tag).max(), tag <= highest { tag = (highest + 2) & ~1 }
         c.nextSnapshotTag = tag + 2
+        c.lastSnapshotDirectory = label.directory
         try c.save(paths.configFile(c.name))
         let info = try Mounts.whileFrozen(c.master ? mountPoint(c) : nil, expedite: c.expediteFreeze) {
             try client.createSnapshot(tag: tag, name: label.name, priority: 0)

@@ -86,13 +86,7 @@ public final class VolumeManager: Sendable {
         }
         let origin = try resolveDevice(d.origin, role: "origin")
         let store = try resolveDevice(d.store, role: "snapshot store")
-        guard origin != store else { throw ZumastorError.invalid("the origin and the snapshot store are the same device (\(origin))") }
-        for other in definedVolumes() {
-            guard let c = try? config(other) else { continue }
-            for (path, role) in [(origin, "origin"), (store, "snapshot store")] where path == c.origin || path == c.store {
-                throw ZumastorError.invalid("\(path) (the \(role)) is already used by volume '\(other)'")
-            }
-        }
+        try requireSeparateStorage(origin: origin, store: store)
         if d.initialize {
             let s = try Store.initialize(store: try FileDevice(path: store), origin: try FileDevice(path: origin),
                                          chunkSizeBytes: d.chunkSizeBytes ?? 16384, originPath: origin)
@@ -160,6 +154,40 @@ public final class VolumeManager: Sendable {
         try device.sync()
     }
 
+    /// Refuses an origin and a store that share storage under any names (the same file, a
+    /// loop device over it, a disk and its partition, a device-mapper device and what it is
+    /// built on), storage another volume uses, a mounted filesystem, or a device in use by
+    /// device-mapper or md.
+    private func requireSeparateStorage(origin: String, store: String) throws {
+        var footprints: [(path: String, role: String, print: DeviceFootprint)] = []
+        for (path, role) in [(origin, "origin"), (store, "snapshot store")] {
+            guard let f = DeviceFootprint(path: path) else {
+                throw ZumastorError.invalid("the \(role) \(path) is neither a regular file nor a block device")
+            }
+            if !f.holders.isEmpty {
+                throw ZumastorError.invalid("the \(role) \(path) is in use by \(f.holders.map { "/dev/" + $0 }.joined(separator: ", ")) (device-mapper or md)")
+            }
+            if let point = f.mountPoints().first {
+                throw ZumastorError.invalid("the \(role) \(path) holds the filesystem mounted at \(point); unmount it first")
+            }
+            footprints.append((path, role, f))
+        }
+        if let common = footprints[0].print.shared(with: footprints[1].print) {
+            throw ZumastorError.invalid("the origin \(origin) and the snapshot store \(store) are the same storage (both use \(common))")
+        }
+        for other in definedVolumes() {
+            guard let c = try? config(other) else { continue }
+            for (otherPath, otherRole) in [(c.origin, "origin"), (c.store, "snapshot store")] {
+                guard let theirs = DeviceFootprint(path: otherPath) else { continue }
+                for mine in footprints {
+                    if let common = mine.print.shared(with: theirs) {
+                        throw ZumastorError.invalid("\(mine.path) (the \(mine.role)) is already used by volume '\(other)': its \(otherRole) \(otherPath) uses \(common)")
+                    }
+                }
+            }
+        }
+    }
+
     private func resolveDevice(_ path: String, role: String) throws -> String {
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         guard let resolved = realpath(absolute, nil) else {
@@ -200,14 +228,20 @@ public final class VolumeManager: Sendable {
     public func mountPoint(_ c: VolumeConfig) -> String { c.mountPoint ?? paths.defaultMountPoint(c.name) }
 
     /// Stops the volume: a master's agent and mounts first, then the server (it detaches its
-    /// devices and commits); waits until the server is gone.
+    /// devices and commits); waits until the server is gone. A server that died (kill -9, a
+    /// crash) left its devices: their mounts, loop devices, block-file mount and /dev/mapper
+    /// names are released here, as the next start would, so no name is left to point at a
+    /// loop device the kernel hands to another disk.
     public func stopVolume(_ name: String) throws {
         try stopAgent(name)
         try withVolumeLock(name) {
             let c = try config(name)
             let client = server(name)
             if c.master { try stopMasterLocked(c, client) }
-            guard let client else { return }
+            guard let client else {
+                DeadServerLeftovers.release(volume: name, blockFileDirectory: paths.blockFiles(name))
+                return
+            }
             let pid = client.server.processID
             guard kill(pid, SIGTERM) == 0 else { return }
             for _ in 0..<600 {

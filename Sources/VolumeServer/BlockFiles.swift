@@ -31,11 +31,6 @@ final class BlockFiles: @unchecked Sendable {
         self.directory = directory
         self.host = host
         self.logger = logger
-        // A mount left by a server that was killed: its connection is dead; take it away.
-        if isMountPoint(directory) {
-            umount2(directory, Int32(MNT_DETACH))
-            logger.notice("removed the block-file mount an earlier server left at \(directory)")
-        }
         try makeDirectory(directory, mode: 0o700)
         var callbacks = zuma_fuse_callbacks(
             lookup: { ctx, name, out in BlockFiles.of(ctx).lookup(String(cString: name!), out!) },

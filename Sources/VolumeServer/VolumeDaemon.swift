@@ -261,25 +261,12 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
         if target == nil || dest == target { unlink(name) }
     }
 
-    /// Loop devices still bound to this volume's block files (a server killed with -9) are
-    /// detached, and names pointing at them removed.
+    /// What a server killed with -9 left behind, cleared before this one starts.
     private func clearLeftovers() {
-        let prefix = configuration.blockFileDirectory + "/"
-        let sys = "/sys/block"
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: sys)) ?? [] where entry.hasPrefix("loop") {
-            guard let backing = try? String(contentsOfFile: "\(sys)/\(entry)/loop/backing_file", encoding: .utf8)
-                .trimmingCharacters(in: .whitespacesAndNewlines), backing.hasPrefix(prefix) else { continue }
-            let loop = "/dev/\(entry)"
-            zuma_loop_detach(loop)
-            logger.notice("detached \(loop), left bound to \(backing) by an earlier server")
-        }
-        let dir = configuration.deviceNameDirectory
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        where entry == configuration.volume || (entry.hasPrefix(configuration.volume + "(") && entry.hasSuffix(")")) {
-            let path = dir + "/" + entry
-            if (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) != nil {
-                unlink(path)
-            }
+        let c = configuration
+        for line in DeadServerLeftovers.release(volume: c.volume, blockFileDirectory: c.blockFileDirectory,
+                                                deviceNameDirectory: c.deviceNameDirectory) {
+            logger.notice("\(line)")
         }
     }
 }

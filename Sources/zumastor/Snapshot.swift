@@ -1,4 +1,5 @@
 import ArgumentParser
+import SnapStore
 import Foundation
 import VolumeManager
 
@@ -65,14 +66,15 @@ struct Resize: ParsableCommand {
     @Argument(help: "The volume's name.") var volume: String
     @Option(help: "New origin size (K, M, G, T).", transform: parseSize) var origin: UInt64?
     @Option(help: "New snapshot store size (K, M, G, T).", transform: parseSize) var snapshot: UInt64?
+    @Flag(help: "Shrink the origin below the size its filesystem claims (that filesystem is cut off).") var force = false
 
     func validate() throws {
         if origin == nil && snapshot == nil { throw ValidationError("give --origin SIZE and/or --snapshot SIZE") }
     }
 
     func run() throws {
-        let status = try manager().resize(volume, origin: origin, store: snapshot)
-        print("Volume '\(volume)': origin \(status.originSizeBytes) bytes, snapshot store \(status.storeChunks * UInt64(status.chunkSizeBytes)) bytes.")
+        let status = try manager().resize(volume, origin: origin, store: snapshot, force: force)
+        print("Volume '\(volume)': origin \(formatCount(status.originSizeBytes)) bytes, snapshot store \(formatCount(status.storeChunks * UInt64(status.chunkSizeBytes))) bytes.")
     }
 }
 

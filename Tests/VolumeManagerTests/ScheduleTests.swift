@@ -31,6 +31,22 @@ import Testing
         #expect([third, first, second].sorted() == [first, second, third])
     }
 
+    /// Issue 19, item 5: rotation freed "...29.1", and the next snapshot of that second took
+    /// it again. A name follows the one given before it, whatever is still there.
+    @Test func aNameIsNeverGivenTwice() {
+        let first = SnapshotLabel.directory(at: 1_000_000_000, avoiding: [])
+        let second = SnapshotLabel.directory(at: 1_000_000_000, avoiding: [first], after: first)
+        // Both rotated away: the next one of the same second still takes a new name.
+        let third = SnapshotLabel.directory(at: 1_000_000_000, avoiding: [], after: second)
+        #expect(second == first + ".1")
+        #expect(third == first + ".2")
+        // A later second starts without a suffix; a clock set back counts on from the last name.
+        let later = SnapshotLabel.directory(at: 1_000_000_001, avoiding: [], after: third)
+        #expect(later == SnapshotLabel.directory(at: 1_000_000_001, avoiding: []))
+        #expect(SnapshotLabel.directory(at: 999_999_990, avoiding: [], after: later) == later + ".1")
+        #expect([third, later, first, second].sorted() == [first, second, third, later])
+    }
+
     // MARK: Rotation
 
     @Test func rotationKeepsTheNewestOfEachKind() {

@@ -75,7 +75,7 @@ expect_eq "the master mount holds the volume's files" "kept across restarts" "$(
 echo "written through the master mount" > "$M/second"
 expect_ok "status names the role" sh -c "'$Z' status '$V' | grep -q 'master, origin mounted at $M'"
 exec 9<"$M/second"
-expect_fail "stop refuses while files are open on the mount" "cannot unmount" "$Z" stop volume "$V"
+expect_fail "stop refuses while files are open on the mount, naming the user" "in use, nothing was stopped: pid [0-9]+ \\(.*\\): $M/second" "$Z" stop volume "$V"
 exec 9<&-
 expect_ok "the volume still runs after the refusal" sh -c "'$Z' status '$V' | grep -q running"
 expect_ok "stop volume unmounts the master" "$Z" stop volume "$V"
@@ -93,4 +93,72 @@ expect_eq "forget volume" "Forgot volume '$V'." "$("$Z" forget volume "$V" 2>&1)
 left=$(find "$ZUMASTOR_ROOT" -type f -o -type s -o -type l)
 expect_eq "forget: no files left under ZUMASTOR_ROOT" "" "$left"
 expect_ok "the origin keeps its data after forget" sh -c "e2fsck -fn '$WORK/origin.img' >/dev/null 2>&1"
+
+# Issue 19: what a sysadmin broke in half an hour. A second volume W, on files.
+W=zw$$
+VOLS+=("$W")
+WM="$ZUMASTOR_ROOT/var/run/zumastor/mount/$W"
+WS="$ZUMASTOR_ROOT/var/run/zumastor/snapshot/$W"
+wjson() { "$Z" status "$W" --json | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+truncate -s 256M w-origin.img; truncate -s 32M w-store.img
+
+# 2. One disk under two names: identities are compared, not names.
+wloop=$(losetup -f --show "$WORK/w-origin.img")
+expect_fail "19.2: a loop device over the origin as the store" "same storage" "$Z" define volume "$W" w-origin.img "$wloop" --initialize
+expect_fail "19.2: the store as the file behind the origin's loop device" "same storage" "$Z" define volume "$W" "$wloop" w-origin.img --initialize
+mkfs.ext4 -q "$wloop" && mkdir -p wmnt && mount "$wloop" wmnt && MOUNTS+=("$WORK/wmnt")
+expect_fail "19.2: a mounted filesystem as the origin" "holds the filesystem mounted at $WORK/wmnt" "$Z" define volume "$W" "$wloop" w-store.img --initialize
+expect_fail "19.2: the file behind a mounted loop device as the origin" "mounted at $WORK/wmnt" "$Z" define volume "$W" w-origin.img w-store.img --initialize
+umount wmnt; losetup -d "$wloop"
+expect_eq "19.2: nothing was defined by the refusals" "" "$(ls "$ZUMASTOR_ROOT/var/lib/zumastor/volumes")"
+expect_ok "19.2: the same files, unmounted, are accepted" "$Z" define volume "$W" w-origin.img w-store.img --initialize
+truncate -s 256M w2-origin.img
+wloop=$(losetup -f --show "$WORK/w-store.img")
+expect_fail "19.2: another volume's store under another name" "already used by volume '$W'" "$Z" define volume "${W}x" w2-origin.img "$wloop" --initialize
+losetup -d "$wloop"
+
+# 1. A shrink never deletes a snapshot: below the filesystem's size it needs --force, and a
+#    store too small for the copy-outs is refused with the shortfall, every snapshot kept.
+mkfs.ext4 -q "/dev/mapper/$W"
+for _ in 1 2 3; do "$Z" snapshot "$W" >/dev/null; done
+expect_fail "19.1: shrink below the ext4 filesystem" "ext filesystem on volume '$W' is 268,435,456 bytes.*resize2fs.*--force" "$Z" resize "$W" --origin 64M
+expect_fail "19.1: --force, the store too small for the copy-outs" "bytes short.*no snapshot was touched" "$Z" resize "$W" --origin 64M --force
+expect_eq "19.1: all three snapshots are still there" "3" "$(wjson 'len(d["snapshots"])')"
+expect_eq "19.1: the origin keeps its size" "268435456" "$(wjson 'd["originBytes"]')"
+expect_ok "19.1: the store checks clean" sh -c "'$Z' stop volume '$W' && '$(dirname "$Z")/ddsnap' check '$WORK/w-store.img' && '$Z' start volume '$W'"
+
+# 3. After kill -9 of the server, stop releases its devices, names and block-file mount.
+wpid=$(wjson 'd["serverPID"]')
+kill -9 "$wpid"; for _ in $(seq 50); do kill -0 "$wpid" 2>/dev/null || break; sleep 0.1; done
+expect_ok "19.3: stop after the server died" "$Z" stop volume "$W"
+[ ! -e "/dev/mapper/$W" ] && ok "19.3: no /dev/mapper name left" || not_ok "19.3: /dev/mapper/$W left" "$(ls -l /dev/mapper/)"
+! grep -q "$ZUMASTOR_ROOT/var/run/zumastor/devices/$W" /proc/mounts && ok "19.3: no dead block-file mount left" || not_ok "19.3: block-file mount left" "$(grep "$W" /proc/mounts)"
+left=$(for f in /sys/block/loop*/loop/backing_file; do grep -l "devices/$W/" "$f" 2>/dev/null; done)
+expect_eq "19.3: no loop device bound to the dead block files" "" "$left"
+expect_ok "19.3: start again" "$Z" start volume "$W"
+
+# 4. forget with a shell inside the master: refused before anything is unmounted.
+"$Z" define master "$W" >/dev/null
+"$Z" snapshot "$W" >/dev/null
+snapdir=$(wjson '[s["mountDirectory"] for s in d["snapshots"] if s["mountDirectory"]][-1]')
+( cd "$WM" && exec sleep 60 ) & holder=$!
+PIDS+=("$holder")
+sleep 0.3
+expect_fail "19.4: forget with a process inside the origin mount" "in use, nothing was stopped: pid $holder \\(sleep\\)" "$Z" forget volume "$W"
+mountpoint -q "$snapdir" && ok "19.4: the snapshot is still mounted" || not_ok "19.4: the snapshot was unmounted by the refused forget"
+expect_ok "19.4: the origin is still mounted" mountpoint -q "$WM"
+expect_eq "19.4: status still shows the snapshot mounted" "$snapdir" "$(wjson '[s["mountDirectory"] for s in d["snapshots"] if s["mountDirectory"]][-1]')"
+kill "$holder"; wait "$holder" 2>/dev/null
+
+# 5. Rotation never hands a directory name out again, even within one second.
+"$Z" define schedule "$W" --hourly 1 >/dev/null
+names=""
+for _ in 1 2 3 4; do
+    "$Z" snapshot "$W" hourly >/dev/null
+    names="$names $(wjson '[s["mountDirectory"] for s in d["snapshots"] if "hourly" in s.get("kinds", [])][-1]' | xargs basename)"
+done
+expect_eq "19.5: four hourly snapshots, four names" "4" "$(echo $names | tr ' ' '\n' | sort -u | wc -l)"
+expect_eq "19.5: names sort in creation order" "$(echo $names | tr ' ' '\n')" "$(echo $names | tr ' ' '\n' | sort)"
+expect_ok "19: forget the second volume" "$Z" forget volume "$W"
+
 finish
