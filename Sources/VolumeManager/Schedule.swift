@@ -10,6 +10,8 @@ import Foundation
 public struct ScheduleEntry: Codable, Equatable, Sendable {
     public var kind: String
     public var keep: Int
+    /// The most snapshots of one kind a schedule keeps (hourly: more than eleven years).
+    public static let keepMax = 100_000
 
     public init(kind: String, keep: Int) {
         (self.kind, self.keep) = (kind, keep)

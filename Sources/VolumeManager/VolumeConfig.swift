@@ -72,17 +72,90 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
 }
 
 extension VolumeConfig {
+    /// Reads a configuration; a damaged one is refused in one line that names the file, the
+    /// field and its value, and how to recover (the previous version is kept beside it).
     static func load(_ path: String) throws -> VolumeConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ZumastorError.config("cannot read \(path)")
+            throw ZumastorError.config("cannot read \(path): \(String(cString: strerror(errno)))")
         }
+        let backup = backupPath(path)
+        let hint = FileManager.default.fileExists(atPath: backup)
+            ? "the previous version is in \(backup) (cp \(backup) \(path))"
+            : "fix it, or forget the volume and define it again (its devices keep their data)"
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data)
+        } catch {
+            throw ZumastorError.config("\(path) is not valid JSON (\(data.isEmpty ? "it is empty" : "\((error as NSError).userInfo[NSDebugDescriptionErrorKey] ?? error)")); \(hint)")
+        }
+        if let problem = rangeProblem(object) { throw ZumastorError.config("\(path): \(problem); \(hint)") }
         do {
             return try JSONDecoder().decode(VolumeConfig.self, from: data)
+        } catch let e as DecodingError {
+            throw ZumastorError.config("\(path): \(describe(e, in: object)); \(hint)")
         } catch {
-            throw ZumastorError.config("\(path) is not a volume configuration: \(error)")
+            throw ZumastorError.config("\(path) is not a volume configuration (\(error)); \(hint)")
         }
     }
 
+    /// The numbers a decoder would only call "not valid JSON" when out of range, named with
+    /// their field and value.
+    private static func rangeProblem(_ object: Any) -> String? {
+        guard let d = object as? [String: Any] else { return "it holds \(type(of: object)), not an object of fields" }
+        func whole(_ v: Any) -> Int64? {
+            guard let n = v as? NSNumber else { return nil }
+            let x = n.doubleValue
+            return x.rounded() == x && abs(x) < 9.2e18 ? Int64(x) : nil
+        }
+        func show(_ v: Any) -> String {
+            (try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed])).map { String(decoding: $0, as: UTF8.self) } ?? "?"
+        }
+        var checks: [(String, Any, ClosedRange<Int64>)] = []
+        for key in ["nextSnapshotTag", "cacheSizeBytes"] { if let v = d[key] { checks.append((key, v, 0...Int64.max)) } }
+        if let v = d["warnFillPercent"] { checks.append(("warnFillPercent", v, 1...100)) }
+        for (i, e) in ((d["schedule"] as? [Any]) ?? []).enumerated() {
+            if let v = (e as? [String: Any])?["keep"] { checks.append(("schedule[\(i)].keep", v, 1...Int64(ScheduleEntry.keepMax))) }
+        }
+        for (target, v) in (d["replicated"] as? [String: Any]) ?? [:] { checks.append(("replicated[\(target)]", v, 0...Int64.max)) }
+        for (field, v, range) in checks where v is NSNumber {
+            guard let n = whole(v), range.contains(n) else {
+                return "field '\(field)' is \(show(v)): it must be a whole number from \(range.lowerBound) to \(range.upperBound)"
+            }
+        }
+        return nil
+    }
+
+    /// "field 'nextSnapshotTag' is -7, which is not ..." for a decoding error.
+    private static func describe(_ e: DecodingError, in object: Any) -> String {
+        func field(_ path: [CodingKey]) -> String { path.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
+        func value(_ path: [CodingKey]) -> String {
+            var at: Any? = object
+            for key in path {
+                if let i = key.intValue { at = (at as? [Any]).flatMap { i < $0.count ? $0[i] : nil } } else { at = (at as? [String: Any])?[key.stringValue] }
+            }
+            guard let at, let text = try? JSONSerialization.data(withJSONObject: at, options: [.fragmentsAllowed]) else { return "?" }
+            return String(decoding: text, as: UTF8.self)
+        }
+        switch e {
+        case let .keyNotFound(key, context):
+            return "field '\(field(context.codingPath + [key]))' is missing"
+        case let .valueNotFound(_, context):
+            return "field '\(field(context.codingPath))' is null"
+        case let .typeMismatch(type, context):
+            return "field '\(field(context.codingPath))' is \(value(context.codingPath)), not a \(type == String.self ? "string" : type == Bool.self ? "true or false" : "value of type \(type)")"
+        case let .dataCorrupted(context):
+            let p = context.codingPath
+            return p.isEmpty ? context.debugDescription : "field '\(field(p))' is \(value(p)): \(context.debugDescription.prefix(120))"
+        @unknown default:
+            return "\(e)"
+        }
+    }
+
+    /// The previous version of the configuration at `path`, kept by `save`.
+    static func backupPath(_ path: String) -> String { path + ".previous" }
+
+    /// Replaces the file atomically (write, fsync, rename), keeping the version it replaces
+    /// as `backupPath` (a hard link to it, made before the rename).
     func save(_ path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -95,6 +168,13 @@ extension VolumeConfig {
         let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd)
         close(fd)
+        if written == data.count, synced == 0, FileManager.default.fileExists(atPath: path),
+           (try? VolumeConfig.load(path)) != nil {
+            // Only a readable version is worth keeping: a damaged one would replace the good backup.
+            let backup = VolumeConfig.backupPath(path)
+            unlink(backup)
+            link(path, backup)
+        }
         guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
             unlink(temporary)
             throw ZumastorError.config("cannot write \(path): \(String(cString: strerror(errno)))")

@@ -41,7 +41,9 @@ extension VolumeManager {
 
     /// Sets the rotation of a master volume: how many snapshots of each kind are kept. The
     /// running schedule agent picks it up at once.
-    public func defineSchedule(_ name: String, _ schedule: [ScheduleEntry]) throws {
+    /// Sets the schedule and rotates at once; returns the snapshots the rotation dropped.
+    @discardableResult
+    public func defineSchedule(_ name: String, _ schedule: [ScheduleEntry]) throws -> [UInt64] {
         try withVolumeLock(name) {
             var c = try config(name)
             guard c.master else {
@@ -53,12 +55,20 @@ extension VolumeManager {
                 guard e.kind != SnapshotKind.replication else {
                     throw ZumastorError.invalid("'\(SnapshotKind.replication)' is the kind of the snapshots zumastor replicate takes; choose another name")
                 }
-                guard e.keep >= 1 else { throw ZumastorError.invalid("keep at least 1 '\(e.kind)' snapshot (got \(e.keep))") }
+                guard (1...ScheduleEntry.keepMax).contains(e.keep) else {
+                    throw ZumastorError.invalid("keep 1 to \(ScheduleEntry.keepMax) '\(e.kind)' snapshots (got \(e.keep))")
+                }
                 guard seen.insert(e.kind).inserted else { throw ZumastorError.invalid("'\(e.kind)' is given twice") }
             }
             c.schedule = schedule
             try c.save(paths.configFile(name))
             if let pid = agentPID(name) { kill(pid, SIGHUP) }
+            // A lower count takes effect now, not at the next snapshot.
+            guard let client = server(name) else { return [] }
+            let (dropped, problems) = rotate(c, client)
+            if !dropped.isEmpty { try? updateLinks(c, client) }
+            if !problems.isEmpty { throw ZumastorError.failed("the schedule is set, but " + problems.joined(separator: "; ")) }
+            return dropped
         }
     }
 

@@ -93,7 +93,12 @@ public final class VolumeManager: Sendable {
             try s.close()
             if d.zero { try zeroDevice(origin) }
         } else {
-            let sb = try Store.readSuperblock(try FileDevice(path: store, readOnly: true, lock: false))
+            let sb: Superblock
+            do {
+                sb = try Store.readSuperblock(try FileDevice(path: store, readOnly: true, lock: false))
+            } catch StoreError.notAStore {
+                throw ZumastorError.invalid("no snapshot store on \(store); use --initialize to create one (it erases what \(store) holds)")
+            }
             guard (try? resolveDevice(sb.originPath, role: "origin")) == origin else {
                 throw ZumastorError.invalid("\(store) is the snapshot store of \(sb.originPath), not of \(origin) (use --initialize to start over)")
             }

@@ -96,25 +96,36 @@ struct DefineSchedule: ParsableCommand {
         helpNames: [.long])
 
     @Argument(help: "The volume's name.") var volume: String
-    @Option(name: [.customShort("h"), .long], help: "Hourly snapshots to keep.") var hourly: Int?
-    @Option(name: [.customShort("d"), .long], help: "Daily snapshots to keep.") var daily: Int?
-    @Option(name: [.customShort("w"), .long], help: "Weekly snapshots to keep.") var weekly: Int?
-    @Option(name: [.customShort("m"), .long], help: "Monthly snapshots to keep.") var monthly: Int?
-    @Option(name: [.customShort("c"), .long], help: ArgumentHelp("A custom kind and how many to keep (repeatable).", valueName: "name,N"))
+    // `.unconditional`: "--hourly -1" reaches the count check instead of reading as a flag.
+    @Option(name: [.customShort("h"), .long], parsing: .unconditional, help: "Hourly snapshots to keep.", transform: parseKeep) var hourly: Int?
+    @Option(name: [.customShort("d"), .long], parsing: .unconditional, help: "Daily snapshots to keep.", transform: parseKeep) var daily: Int?
+    @Option(name: [.customShort("w"), .long], parsing: .unconditional, help: "Weekly snapshots to keep.", transform: parseKeep) var weekly: Int?
+    @Option(name: [.customShort("m"), .long], parsing: .unconditional, help: "Monthly snapshots to keep.", transform: parseKeep) var monthly: Int?
+    @Option(name: [.customShort("c"), .long], parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("A custom kind and how many to keep (repeatable).", valueName: "name,N"))
     var custom: [String] = []
+
+    /// The custom kinds, parsed and checked (so that a bad one shows this command's usage).
+    private func customEntries() throws -> [ScheduleEntry] {
+        try custom.map { c in
+            let parts = c.split(separator: ",", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--custom takes NAME,N (got '\(c)')") }
+            let kind = String(parts[0])
+            if ["hourly", "daily", "weekly", "monthly"].contains(kind) {
+                throw ValidationError("'\(kind)' is a scheduled kind, not a custom one: use --\(kind) \(parts[1])")
+            }
+            return ScheduleEntry(kind: kind, keep: try parseKeep(String(parts[1])))
+        }
+    }
+
+    func validate() throws { _ = try customEntries() }
 
     func run() throws {
         var schedule: [ScheduleEntry] = []
         for (kind, keep) in [("hourly", hourly), ("daily", daily), ("weekly", weekly), ("monthly", monthly)] {
             if let keep { schedule.append(ScheduleEntry(kind: kind, keep: keep)) }
         }
-        for c in custom {
-            let parts = c.split(separator: ",")
-            guard parts.count == 2, let keep = Int(parts[1]) else {
-                throw ValidationError("--custom takes NAME,N (got '\(c)')")
-            }
-            schedule.append(ScheduleEntry(kind: String(parts[0]), keep: keep))
-        }
+        schedule += try customEntries()
         try manager().defineSchedule(volume, schedule)
         print(schedule.isEmpty ? "Cleared the schedule of '\(volume)'."
               : "Schedule of '\(volume)': " + schedule.map { "\($0.kind) \($0.keep)" }.joined(separator: ", ") + ".")

@@ -64,8 +64,8 @@ struct Resize: ParsableCommand {
         abstract: "Resize the origin (master stopped; grow the device first) and/or the snapshot store of VOL.")
 
     @Argument(help: "The volume's name.") var volume: String
-    @Option(help: "New origin size (K, M, G, T).", transform: parseSize) var origin: UInt64?
-    @Option(help: "New snapshot store size (K, M, G, T).", transform: parseSize) var snapshot: UInt64?
+    @Option(parsing: .unconditional, help: "New origin size (K, M, G, T).", transform: parseSize) var origin: UInt64?
+    @Option(parsing: .unconditional, help: "New snapshot store size (K, M, G, T).", transform: parseSize) var snapshot: UInt64?
     @Flag(help: "Shrink the origin below the size its filesystem claims (that filesystem is cut off).") var force = false
 
     func validate() throws {

@@ -20,7 +20,17 @@ struct Status: ParsableCommand {
         let m = manager()
         if service { return try serviceStatus(m) }
         let names = try volume.map { _ = try m.config($0); return [$0] } ?? m.definedVolumes()
-        let statuses = try names.map { try m.status($0, usage: withUsage) }
+        // Every volume that can be read is shown; one whose configuration is damaged is named,
+        // with what is wrong, and the exit status is 1.
+        var statuses: [VolumeStatus] = []
+        var broken: [(name: String, error: String)] = []
+        for name in names {
+            do { statuses.append(try m.status(name, usage: withUsage)) } catch let e as ZumastorError where volume == nil {
+                guard case .config = e else { throw e }
+                broken.append((name, "\(e)"))
+            }
+        }
+        defer { if !broken.isEmpty { Foundation.exit(1) } }
         if let snap {
             let s = statuses[0]
             guard let found = s.snapshots.first(where: { $0.tag == snap }) else {
@@ -34,12 +44,13 @@ struct Status: ParsableCommand {
             return
         }
         if json {
-            let objects = statuses.map { volumeObject(m, $0) }
+            let objects = statuses.map { volumeObject(m, $0) } + broken.map { ["name": $0.name, "error": $0.error] as [String: Any] }
             printJSON(volume == nil ? objects as Any : objects[0] as Any)
             return
         }
-        if statuses.isEmpty { print("No volumes defined.") }
+        if statuses.isEmpty && broken.isEmpty { print("No volumes defined.") }
         for s in statuses { printVolume(m, s) }
+        for b in broken { print("Volume \(b.name): CONFIGURATION DAMAGED: \(b.error)\n") }
     }
 
     private func serviceStatus(_ m: VolumeManager) throws {

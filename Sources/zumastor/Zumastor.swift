@@ -48,5 +48,14 @@ func manager() -> VolumeManager { VolumeManager() }
 
 /// "16K" -> 16384 (powers of 1024).
 func parseSize(_ text: String) throws -> UInt64 {
+    if text.hasPrefix("-") { throw ValidationError("'\(text)' is not a size: sizes are positive (a number of bytes, or with K, M, G or T)") }
     do { return try ByteSize.parse(text) } catch { throw ValidationError("\(error)") }
+}
+
+/// How many snapshots of a kind to keep: 1 to `ScheduleEntry.keepMax`.
+func parseKeep(_ text: String) throws -> Int {
+    guard let n = Int(text), (1...ScheduleEntry.keepMax).contains(n) else {
+        throw ValidationError("'\(text)' is not a count of snapshots to keep: give a whole number from 1 to \(ScheduleEntry.keepMax)")
+    }
+    return n
 }

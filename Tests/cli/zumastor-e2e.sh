@@ -50,7 +50,7 @@ expect_fail "name with a space" "must be 1 to 64 letters" "$Z" define volume "a 
 expect_fail "device already used by another volume" "already used by volume '$V'" "$Z" define volume "${V}b" o2.img store.img --initialize
 expect_fail "missing device" "doesn't exist" "$Z" define volume "${V}b" "$WORK/nope.img" s2.img --initialize
 expect_fail "snapstore smaller than the minimum" "too small|at least|minimum" "$Z" define volume "${V}b" o2.img tiny.img --initialize
-expect_fail "store of another origin without --initialize" "not a snapshot store|snapshot store of" "$Z" define volume "${V}b" o2.img s2.img
+expect_fail "store of another origin without --initialize" "no snapshot store on .*s2.img; use --initialize|snapshot store of" "$Z" define volume "${V}b" o2.img s2.img
 expect_fail "the same volume twice" "already defined" "$Z" define volume "$V" o2.img s2.img --initialize
 expect_fail "start of an unknown volume" "not defined" "$Z" start volume nosuch
 expect_fail "stray words" "expected nothing" "$Z" stop everything now
@@ -159,6 +159,45 @@ for _ in 1 2 3 4; do
 done
 expect_eq "19.5: four hourly snapshots, four names" "4" "$(echo $names | tr ' ' '\n' | sort -u | wc -l)"
 expect_eq "19.5: names sort in creation order" "$(echo $names | tr ' ' '\n')" "$(echo $names | tr ' ' '\n' | sort)"
+# 8. Messages and counts.
+hourlies() { wjson 'sum(1 for s in d["snapshots"] if "hourly" in s["kinds"])'; }
+"$Z" define schedule "$W" --hourly 3 >/dev/null
+for _ in 1 2 3; do "$Z" snapshot "$W" hourly >/dev/null; done
+expect_eq "19.8: three hourly snapshots kept" "3" "$(hourlies)"
+expect_ok "19.8: lower the hourly count to 1" "$Z" define schedule "$W" --hourly 1
+expect_eq "19.8: the rotation ran when the schedule was defined" "1" "$(hourlies)"
+expect_fail "19.8: --hourly -1" "'-1' is not a count of snapshots to keep" "$Z" define schedule "$W" --hourly -1
+expect_fail "19.8: --hourly too large" "from 1 to 100000" "$Z" define schedule "$W" --hourly 9223372036854775807
+expect_fail "19.8: --custom hourly,3" "'hourly' is a scheduled kind, not a custom one: use --hourly 3" "$Z" define schedule "$W" --custom hourly,3
+out=$("$Z" define schedule "$W" --custom foo 2>&1)
+echo "$out" | grep -q "custom takes NAME,N" && echo "$out" | grep -q "Usage: zumastor define schedule" \
+    && ok "19.8: --custom foo shows define schedule's usage" || not_ok "19.8: --custom foo shows define schedule's usage" "$out"
+expect_fail "19.8: --origin -5M" "'-5M' is not a size" "$Z" resize "$W" --origin -5M
+expect_eq "19.8: the schedule is unchanged by the refusals" "hourly 1" "$(wjson 'd["schedule"][0]["kind"], d["schedule"][0]["keep"], len(d["schedule"])' | sed 's/ 1$//')"
+truncate -s 64M blank-origin.img; truncate -s 32M blank-store.img
+expect_fail "19.8: a blank store without --initialize" "no snapshot store on $WORK/blank-store.img; use --initialize" "$Z" define volume "${W}b" blank-origin.img blank-store.img
+expect_eq "19.8: resize prints byte counts with thousands separators" "Volume '$W': origin 268,435,456 bytes, snapshot store 50,331,648 bytes." "$("$Z" resize "$W" --snapshot 48M 2>&1)"
+
+# 7. A damaged configuration: one line naming the file, the field and the way back; status
+#    shows the healthy volumes and marks the damaged one.
+WC="$ZUMASTOR_ROOT/var/lib/zumastor/volumes/$W/config.json"
+expect_ok "19.7: the previous version of the configuration is kept" test -s "$WC.previous"
+cp "$WC" good-config.json
+echo "garbage{" > "$WC"
+expect_fail "19.7: garbage: status VOL names the file and the way back" "^zumastor: $WC is not valid JSON .*the previous version is in $WC.previous" "$Z" status "$W"
+[ "$("$Z" status "$W" 2>&1 | wc -l)" = 1 ] && ok "19.7: one line" || not_ok "19.7: one line" "$("$Z" status "$W" 2>&1)"
+expect_fail "19.7: garbage: snapshot refuses clearly" "$WC is not valid JSON" "$Z" snapshot "$W"
+python3 -c "import json; d=json.load(open('good-config.json')); d['nextSnapshotTag']=-7; json.dump(d, open('$WC', 'w'))"
+expect_fail "19.7: a negative id names the field and its value" "$WC: field 'nextSnapshotTag' is -7" "$Z" status "$W"
+truncate -s 256M w3-origin.img; truncate -s 64M w3-store.img
+VOLS+=("${W}c")
+"$Z" define volume "${W}c" w3-origin.img w3-store.img --initialize >/dev/null
+out=$("$Z" status 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "Volume ${W}c: running" && echo "$out" | grep -q "Volume $W: CONFIGURATION DAMAGED: $WC: field 'nextSnapshotTag' is -7" \
+    && ok "19.7: status shows the healthy volume and marks the damaged one (exit 1)" || not_ok "19.7: status of all volumes" "exit $rc: $out"
+cp "$WC.previous" "$WC"
+expect_ok "19.7: restored from the previous version" "$Z" status "$W"
+expect_ok "19: forget the third volume" "$Z" forget volume "${W}c"
 expect_ok "19: forget the second volume" "$Z" forget volume "$W"
 
 finish
