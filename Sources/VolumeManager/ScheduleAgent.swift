@@ -97,8 +97,10 @@ extension VolumeManager {
                 for kind in firing { due[kind] = clock.nextDue(kind, after: max(after, now)) }
             }
             warned = warnFill(name, c, warned: warned, log: log)
-            let next = due.values.min().map { $0 - Int(time(nil)) } ?? 60
-            var timeout = timespec(tv_sec: max(0, min(next, 60)), tv_nsec: next <= 0 ? 0 : 1_000_000)
+            if let client = server(name) { try? withVolumeLock(name) { _ = releaseSquashed(c, client) } }
+            // At least every 10 s: a snapshot squashed when the store filled is unmounted soon.
+            let next = due.values.min().map { $0 - Int(time(nil)) } ?? 10
+            var timeout = timespec(tv_sec: max(0, min(next, 10)), tv_nsec: next <= 0 ? 0 : 1_000_000)
             let signal = sigtimedwait(&signals, nil, &timeout)
             if signal == SIGTERM || signal == SIGINT {
                 log.info("schedule agent stops (signal \(signal))")

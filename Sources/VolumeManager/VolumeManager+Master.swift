@@ -126,6 +126,7 @@ extension VolumeManager {
             do { try linkDotSnapshot(c) } catch { problems.append("\(error)") }
         }
         if c.snapmount {
+            problems += releaseSquashed(c, client)
             for s in try snapshots(client) where mountDirectory(c, s) != nil {
                 do { try mountSnapshot(c, client, s) } catch { problems.append("snapshot \(s.tag): \(error)") }
             }

@@ -70,8 +70,10 @@ extension VolumeManager {
                 }
             }
             let client = try runningServer(name)
+            let released = releaseSquashed(c, client)
             let taken = try take(&c, client, kinds: kinds)
             var outcome = SnapshotOutcome(snapshot: taken)
+            outcome.problems = released
             if c.master && c.snapmount {
                 do {
                     try mountSnapshot(c, client, outcome.snapshot)
@@ -92,13 +94,62 @@ extension VolumeManager {
             let log = masterLog(name)
             log?.info("took \(kinds.isEmpty ? "manual" : kinds.joined(separator: "+")) snapshot \(taken.tag)\(outcome.mountDirectory.map { " at \($0)" } ?? "")\(outcome.dropped.isEmpty ? "" : "; rotation dropped \(outcome.dropped.map(String.init).joined(separator: ", "))")")
             for p in outcome.problems { log?.warning("\(p)") }
-            if let status = try? client.status(), status.percentUsed >= c.warnFillPercent {
-                let warning = "the snapshot store is \(status.percentUsed)% full (warning level \(c.warnFillPercent)%); when it fills, unused snapshots are deleted oldest first and mounted ones squashed"
+            if let warning = fillWarning(c, client) {
                 log?.warning("\(warning)")
                 outcome.warnings.append(warning)
             }
             return outcome
         }
+    }
+
+    /// The warning a store at or above the volume's fill level deserves (nil: below it).
+    func fillWarning(_ c: VolumeConfig, _ client: ControlClient) -> String? {
+        guard let status = try? client.status(), status.percentUsed >= c.warnFillPercent else { return nil }
+        return "the snapshot store of '\(c.name)' is \(status.percentUsed)% full (warning level \(c.warnFillPercent)%); when it fills, unused snapshots are deleted oldest first and mounted ones squashed"
+    }
+
+    /// The fill warnings of every running volume (what every zumastor command repeats on
+    /// standard error once a store has passed its level).
+    public func fillWarnings() -> [String] {
+        definedVolumes().compactMap { name in
+            guard let c = try? config(name), let client = server(name) else { return nil }
+            return fillWarning(c, client)
+        }
+    }
+
+    /// Squashed snapshots (given up when the store filled; their reads fail) are unmounted
+    /// (lazily when busy: nothing can be read there any more), detached, their directories
+    /// and Samba views removed, and the links updated. Returns what could not be done.
+    @discardableResult
+    func releaseSquashed(_ c: VolumeConfig, _ client: ControlClient) -> [String] {
+        guard let all = try? snapshots(client) else { return [] }
+        var problems: [String] = []
+        var released: [UInt64] = []
+        for s in all where s.info.squashed {
+            let directory = s.label.map { snapshotDirectory(c) + "/" + $0.directory }
+            let attached = (try? client.devices())?.contains { $0.tag == s.tag } ?? false
+            guard attached || directory.map({ isMountPoint($0) || FileManager.default.fileExists(atPath: $0) }) ?? false else { continue }
+            do {
+                let shadow = sambaDirectory(c, s)
+                if let directory, isMountPoint(shadow) && Mounts.sameFilesystem(shadow, directory) {
+                    try Mounts.unmount(shadow, lazilyIfBusy: true)
+                    rmdir(shadow)
+                }
+                if let directory {
+                    try Mounts.unmount(directory, lazilyIfBusy: true)
+                    rmdir(directory)
+                }
+                if attached { _ = try client.detach(tag: s.tag) }
+                released.append(s.tag)
+            } catch {
+                problems.append("squashed snapshot \(s.tag) could not be released: \(error)")
+            }
+        }
+        if !released.isEmpty {
+            masterLog(c.name)?.warning("the store filled: snapshot(s) \(released.map(String.init).joined(separator: ", ")) were squashed; unmounted and their links removed (delete them with zumastor delete)")
+            do { try updateLinks(c, client) } catch { problems.append("\(error)") }
+        }
+        return problems
     }
 
     /// Labels, freezes, creates and thaws: the snapshot of `kinds` (the volume lock held).
@@ -201,7 +252,8 @@ extension VolumeManager {
         guard c.master, c.snapmount else { return }
         let dir = snapshotDirectory(c)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let managed = try snapshots(client).compactMap { s in s.label.map { (tag: s.tag, label: $0) } }
+        // A squashed snapshot has nothing to read: no KIND.N names it.
+        let managed = try snapshots(client).filter { !$0.info.squashed }.compactMap { s in s.label.map { (tag: s.tag, label: $0) } }
         let wanted = Rotation.links(managed)
         for entry in try FileManager.default.contentsOfDirectory(atPath: dir) where Rotation.isLinkName(entry) {
             let path = dir + "/" + entry

@@ -19,7 +19,7 @@ struct Snapshot: ParsableCommand {
     func run() throws {
         let outcome = try manager().snapshot(volume, kinds: kind.map { [$0] } ?? [])
         print(outcome.snapshot.tag)
-        for w in outcome.warnings { FileHandle.standardError.write(Data("zumastor: warning: \(w)\n".utf8)) }
+        // The fill warning (outcome.warnings) is printed with every command's (Zumastor.main).
         guard outcome.problems.isEmpty else {
             Zumastor.fail("snapshot \(outcome.snapshot.tag) was taken, but: " + outcome.problems.joined(separator: "; "))
         }

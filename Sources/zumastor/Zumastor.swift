@@ -25,6 +25,10 @@ struct Zumastor: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            // Once a store has passed its fill level, every command says so on stderr.
+            if !(command is Agent) {
+                for w in manager().fillWarnings() { FileHandle.standardError.write(Data("zumastor: warning: \(w)\n".utf8)) }
+            }
         } catch let error as ZumastorError {
             fail(error)
         } catch let error as VolumeError {

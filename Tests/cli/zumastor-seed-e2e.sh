@@ -259,10 +259,15 @@ expect_fail "a fill level out of range" "1 to 100" "$Z" define volume "$V" fo.im
 expect_ok "define volume --warn-fill 20" "$Z" define volume "$V" fo.img fs.img --initialize --warn-fill 20
 mkfs.ext4 -q "/dev/mapper/$V"
 "$Z" define master "$V" >/dev/null
-id=$("$Z" snapshot "$V")
+"$Z" define schedule "$V" --hourly 4 >/dev/null
+S="$ZUMASTOR_ROOT/var/run/zumastor/snapshot/$V"
+id=$("$Z" snapshot "$V" hourly)
 head -c 8M /dev/urandom > "$M/eight"; sync
-out=$("$Z" snapshot "$V" 2>&1)
-echo "$out" | grep -q "warning: the snapshot store is [0-9]*% full (warning level 20%)" && ok "snapshot warns past the fill level" || not_ok "no fill warning" "$out"
+out=$("$Z" snapshot "$V" hourly 2>&1)
+echo "$out" | grep -q "warning: the snapshot store of '$V' is [0-9]*% full (warning level 20%)" && ok "snapshot warns past the fill level" || not_ok "no fill warning" "$out"
+out=$("$Z" status 2>&1 >/dev/null)
+echo "$out" | grep -q "warning: the snapshot store of '$V' is [0-9]*% full" && ok "any command warns on stderr past the fill level" || not_ok "no fill warning from status on stderr" "$out"
+squashed_dirs=$(json "$V" '" ".join(s["mountDirectory"] or "" for s in d["snapshots"])')
 expect_ok "status warns past the fill level" sh -c "'$Z' status '$V' | grep -q 'warning: *the snapshot store is'"
 expect_ok "master.log records the warning" grep -q "warning.*full (warning level 20%)" "$ZUMASTOR_ROOT/var/log/zumastor/$V/master.log"
 head -c 40M /dev/urandom > forty.src
@@ -270,6 +275,16 @@ cp forty.src "$M/forty" && sync && echo 3 > /proc/sys/vm/drop_caches
 expect_ok "writes go on when the store fills (read back from the device)" cmp forty.src "$M/forty"
 expect_eq "the mounted snapshots are squashed (store-full policy)" "squashed squashed" "$(json "$V" '" ".join(s["state"] for s in d["snapshots"])')"
 expect_ok "status shows the squashed snapshots" sh -c "'$Z' status '$V' | grep -q 'squashed:'"
+# Issue 19, item 6: squashed snapshots are unmounted by the running master (its agent looks
+# every 10 s), their directories and hourly.N links removed.
+for _ in $(seq 150); do
+    left=$(for d in $squashed_dirs; do [ -e "$d" ] && echo "$d"; done)
+    [ -z "$left" ] && break; sleep 0.1
+done
+expect_eq "19.6: the squashed snapshots are unmounted and their directories gone" "" "$left"
+expect_eq "19.6: no hourly.N link names a squashed snapshot" "" "$(find "$S" -maxdepth 1 -name 'hourly.*')"
+expect_eq "19.6: nothing of the volume's snapshots is mounted" "0" "$(grep -c "$S/" /proc/mounts)"
+expect_eq "19.6: no snapshot device stays attached" "1" "$(json "$V" 'len(d["devices"])')"
 expect_ok "forget the full volume" "$Z" forget volume "$V"
 
 # The systemd unit is valid (pointing at this build).
