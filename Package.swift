@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "VolumeServer", targets: ["VolumeServer"]),
         .library(name: "VolumeManager", targets: ["VolumeManager"]),
         .library(name: "Replication", targets: ["Replication"]),
+        .library(name: "VolumeInterface", targets: ["VolumeInterface"]),
         .executable(name: "zumastor", targets: ["zumastor"]),
         .executable(name: "ddsnap", targets: ["ddsnap"]),
     ],
@@ -30,13 +31,16 @@ let package = Package(
         .target(
             name: "SnapStore",
             dependencies: ["CSupport", .product(name: "HeapModule", package: "swift-collections")]),
+        // What a command can ask of a volume (VolumeAccess), its limits and errors: the server
+        // implements it, delta streams use it, and neither depends on the other.
+        .target(name: "VolumeInterface", dependencies: ["SnapStore"]),
         // Test doubles that are real implementations (a crashable block device).
         .target(name: "SnapStoreTestKit", dependencies: ["SnapStore"]),
         // The per-volume server: control socket, FUSE block files and loop devices, NBD.
         .target(
             name: "VolumeServer",
             dependencies: [
-                "SnapStore", "CSupport", "CFuse",
+                "SnapStore", "VolumeInterface", "CSupport", "CFuse",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -45,21 +49,21 @@ let package = Package(
         // Volume lifecycle on one machine (zumastor's logic): configuration, servers, devices.
         .target(
             name: "VolumeManager",
-            dependencies: ["SnapStore", "VolumeServer", "Replication", "CSupport", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["SnapStore", "VolumeInterface", "VolumeServer", "Replication", "CSupport", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "zumastor",
             dependencies: [
-                "SnapStore", "VolumeServer", "Replication", "VolumeManager",
+                "SnapStore", "VolumeInterface", "VolumeServer", "Replication", "VolumeManager",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Delta streams: changed chunks between two snapshots, encoded, checked and applied.
         .target(
             name: "Replication",
-            dependencies: ["SnapStore", "VolumeServer", "CLZMA", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["SnapStore", "VolumeInterface", "CLZMA", .product(name: "Crypto", package: "swift-crypto")]),
         .executableTarget(
             name: "ddsnap",
             dependencies: [
-                "SnapStore", "VolumeServer", "Replication",
+                "SnapStore", "VolumeInterface", "VolumeServer", "Replication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmarks: the curves of docs/BENCHMARKS.md (Benchmarks/run.sh runs them all).
@@ -75,11 +79,11 @@ let package = Package(
             dependencies: ["SnapStore", "SnapStoreTestKit"],
             exclude: ["Golden"]),
         .testTarget(name: "VolumeManagerTests", dependencies: ["VolumeManager"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "SnapStore", "VolumeServer"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "SnapStore", "VolumeInterface", "VolumeServer"]),
         .testTarget(
             name: "VolumeServerTests",
             dependencies: [
-                "VolumeServer", "SnapStore",
+                "VolumeServer", "VolumeInterface", "SnapStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]),

@@ -10,7 +10,7 @@
 
 import Crypto
 import SnapStore
-import VolumeServer
+import VolumeInterface
 
 public struct ApplyOutcome: Sendable {
     public var header: DeltaHeader

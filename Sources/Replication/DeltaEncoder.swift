@@ -5,7 +5,7 @@
 
 import Crypto
 import SnapStore
-import VolumeServer
+import VolumeInterface
 
 public enum Compression: Equatable, Sendable {
     case none

@@ -547,14 +547,3 @@ extension StoreError {
         }
     }
 }
-
-/// 1234567 -> "1,234,567" (sizes print like the original's).
-public func formatCount(_ n: UInt64) -> String {
-    let digits = Array(String(n))
-    var out = ""
-    for (i, d) in digits.enumerated() {
-        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
-        out.append(d)
-    }
-    return out
-}

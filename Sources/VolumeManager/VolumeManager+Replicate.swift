@@ -10,6 +10,7 @@ import Foundation
 import Replication
 import SnapStore
 import VolumeServer
+import VolumeInterface
 
 /// What `zumastor replicate` did.
 public struct ReplicationOutcome: Sendable {

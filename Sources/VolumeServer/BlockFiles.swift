@@ -10,6 +10,7 @@ import CFuse
 import Foundation
 import Logging
 import SnapStore
+import VolumeInterface
 
 final class BlockFiles: @unchecked Sendable {
     let directory: String
@@ -248,50 +249,4 @@ final class BlockFiles: @unchecked Sendable {
     }
 
     private func describe(_ ino: UInt64) -> String { tag(of: ino).map { "snapshot \($0)" } ?? "the origin" }
-}
-
-/// The errno a block device reports for an error.
-func errnoCode(_ error: Error) -> Int32 {
-    switch error {
-    case let e as StoreError:
-        switch e {
-        case .noSpace: return ENOSPC
-        case .outOfRange, .invalidArgument: return EINVAL
-        case .snapshotMissing: return ENOENT
-        case let .io(_, _, code): return code == ENOSPC ? ENOSPC : EIO
-        default: return EIO
-        }
-    case let e as VolumeError:
-        switch e {
-        case .inUse: return EBUSY
-        case .invalidArgument: return EINVAL
-        default: return EIO
-        }
-    default: return EIO
-    }
-}
-
-/// Creates a directory and its parents; an error names the directory.
-func makeDirectory(_ path: String, mode: Int = 0o755) throws {
-    do {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: mode])
-    } catch {
-        let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
-        throw VolumeError.system("cannot create directory \(path): \(underlying.map { describeErrno(Int32($0.code)) } ?? "\(error)")")
-    }
-}
-
-/// The text of a NUL-terminated C string held in an array.
-func stringFromC(_ chars: [CChar]) -> String {
-    String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-/// Whether `path` is a mount point (its device differs from its parent's).
-public func isMountPoint(_ path: String) -> Bool {
-    var a = stat(), b = stat()
-    guard lstat(path, &a) == 0, lstat(path + "/..", &b) == 0 else {
-        // A dead FUSE mount answers ENOTCONN: it is a mount point.
-        return errno == ENOTCONN
-    }
-    return a.st_dev != b.st_dev
 }

@@ -1,3 +1,5 @@
+import VolumeInterface
+
 // Sizes as sysadmins type them: "16K", "512M", "2G", "1T" (powers of 1024; "KiB" too),
 // plain numbers are bytes. Shared by ddsnap and zumastor.
 

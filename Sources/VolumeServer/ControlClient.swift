@@ -4,6 +4,7 @@
 
 import Foundation
 import SnapStore
+import VolumeInterface
 
 public final class ControlClient: VolumeAccess {
     public let socketPath: String

@@ -9,6 +9,7 @@
 
 import Foundation
 import SnapStore
+import VolumeInterface
 
 public enum ControlRequest: Codable, Equatable, Sendable {
     case hello

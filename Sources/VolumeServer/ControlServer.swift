@@ -10,6 +10,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SnapStore
+import VolumeInterface
 
 /// What the control socket can ask of the server beyond the store itself.
 protocol ServerOperations: AnyObject, Sendable {

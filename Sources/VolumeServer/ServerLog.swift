@@ -3,6 +3,7 @@
 
 import Foundation
 import Logging
+import VolumeInterface
 
 /// Where a server's log lines go: appended with O_APPEND, one write(2) per line.
 final class LogSink: @unchecked Sendable {

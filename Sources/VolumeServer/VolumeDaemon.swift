@@ -12,6 +12,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SnapStore
+import VolumeInterface
 
 public struct DaemonConfiguration: Sendable {
     public var volume: String

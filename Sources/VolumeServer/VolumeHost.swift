@@ -10,6 +10,7 @@
 
 import Foundation
 import SnapStore
+import VolumeInterface
 
 public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     public let storePath: String

@@ -1,6 +1,7 @@
 import ArgumentParser
 import SnapStore
 import VolumeServer
+import VolumeInterface
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -7,6 +7,7 @@ import Foundation
 import Replication
 import SnapStore
 import VolumeServer
+import VolumeInterface
 
 @main
 struct DDSnap: ParsableCommand {

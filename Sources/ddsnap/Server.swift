@@ -3,6 +3,7 @@ import CSupport
 import Foundation
 import SnapStore
 import VolumeServer
+import VolumeInterface
 
 struct Server: ParsableCommand {
     static let configuration = CommandConfiguration(

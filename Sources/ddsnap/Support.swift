@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import SnapStore
 import VolumeServer
+import VolumeInterface
 
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))

@@ -7,6 +7,7 @@ import Replication
 import SnapStore
 import VolumeManager
 import VolumeServer
+import VolumeInterface
 
 @main
 struct Zumastor: ParsableCommand {

@@ -4,6 +4,7 @@ import NIOEmbedded
 import SnapStore
 import Testing
 @testable import VolumeServer
+import VolumeInterface
 
 @Suite struct ControlProtocolTests {
     private func decoderChannel() throws -> EmbeddedChannel {

@@ -2,6 +2,7 @@ import Foundation
 import SnapStore
 import Testing
 @testable import VolumeServer
+import VolumeInterface
 
 @Suite struct GroupCommitTests {
     /// Writers on several threads while snapshots are taken: each snapshot keeps exactly

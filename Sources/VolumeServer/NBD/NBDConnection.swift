@@ -11,6 +11,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SnapStore
+import VolumeInterface
 
 /// What the connections of one server share.
 final class NBDContext: Sendable {

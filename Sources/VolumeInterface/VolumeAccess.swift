@@ -1,7 +1,8 @@
 // What a `ddsnap` command can ask of a volume, whether it opened the store itself
 // (`VolumeHost`) or reaches a running server through its control socket (`ControlClient`).
 // Both answer with the same values and throw the same errors, so a command prints the same
-// output either way.
+// output either way. This module is the layer between the store and its users: the server
+// implements it, delta streams (Replication) use it, and neither depends on the other.
 
 import Foundation
 import SnapStore
@@ -97,7 +98,7 @@ public let readRangesCountMax = 1024
 public let readRangesBytesMax: UInt64 = 64 << 20
 
 /// Refuses a list of ranges that breaks the limits of `read(snapshot:ranges:...)`.
-func checkReadRanges(_ ranges: [(offset: UInt64, length: Int)]) throws {
+public func checkReadRanges(_ ranges: [(offset: UInt64, length: Int)]) throws {
     guard ranges.count <= readRangesCountMax else {
         throw VolumeError.invalidArgument("\(ranges.count) ranges in one read: at most \(readRangesCountMax)")
     }
@@ -114,27 +115,8 @@ func checkReadRanges(_ ranges: [(offset: UInt64, length: Int)]) throws {
 }
 
 /// Refuses a buffer too short for the range that goes into it.
-func checkRangeBuffer(_ buffer: UnsafeMutableRawBufferPointer, _ length: Int) throws {
+public func checkRangeBuffer(_ buffer: UnsafeMutableRawBufferPointer, _ length: Int) throws {
     guard buffer.count >= length else {
         throw VolumeError.invalidArgument("a buffer of \(buffer.count) bytes for a read range of \(length)")
     }
-}
-
-/// Reaches the volume at `path`: through its server when `path` is a control socket, else by
-/// opening the store (and `origin`, or the one the store records), each under an exclusive
-/// lock (`StoreError.inUse` when a server or another command holds it).
-public func openVolume(_ path: String, origin: String? = nil, cacheSizeBytes: Int? = nil,
-                       onEvent: @escaping @Sendable (StoreEvent) -> Void = { _ in }) throws -> any VolumeAccess {
-    if isSocket(path) {
-        guard origin == nil, cacheSizeBytes == nil else {
-            throw VolumeError.invalidArgument("--origin and --cache-size apply when opening a store directly, not through a server's socket")
-        }
-        return try ControlClient(socketPath: path)
-    }
-    return try VolumeHost(storePath: path, originPath: origin, cacheSizeBytes: cacheSizeBytes, onEvent: onEvent)
-}
-
-public func isSocket(_ path: String) -> Bool {
-    var st = stat()
-    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK
 }
