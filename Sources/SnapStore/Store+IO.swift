@@ -21,7 +21,7 @@ extension Store {
     public func read(snapshot tag: UInt64? = nil, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
         try checkUsable()
         guard let tag else {
-            try checkRange(offset, buffer.count, size: superblock.originSizeBytes, what: "origin")
+            try checkOriginRange(offset: offset, length: buffer.count)
             try originDevice.read(into: buffer, at: offset)
             return
         }
@@ -186,29 +186,29 @@ extension Store {
 
     /// Writes `data` at `offset` of the origin (`tag == nil`) or of a writable snapshot.
     /// Origin writes are in place once any copy-out they need is durable; they are durable
-    /// themselves after `flush()`. Snapshot writes are durable after `flush()`.
+    /// themselves after `flush()`. An origin write is a thin form of `write(originBatch:)`, one
+    /// slice of at most a copy-out batch (256 chunks) at a time, so that one commit covers a
+    /// bounded amount of copy-outs.
     public func write(snapshot tag: UInt64? = nil, offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
         try checkUsable()
         if let tag {
             try writeSnapshot(tag: tag, offset: offset, data)
             return
         }
-        try checkRange(offset, data.count, size: superblock.originSizeBytes, what: "origin")
-        guard !data.isEmpty else { return }
-        let first = offset / chunkSize
-        let last = (offset + UInt64(data.count) - 1) / chunkSize
-        var chunk = first
-        while chunk <= last {
-            let end = min(last + 1, chunk + UInt64(Store.copyOutBatchChunks))
-            let copiedOut = !alreadyProtected(chunk..<end)
-            if copiedOut { try protectChunks(chunk..<end) }
-            let from = max(offset, chunk * chunkSize)
-            let to = min(offset + UInt64(data.count), end * chunkSize)
-            let slice = UnsafeRawBufferPointer(rebasing: data[Int(from - offset)..<Int(to - offset)])
-            try originDevice.write(slice, at: from)
-            if copiedOut { writeBehindAfterCopyOut(at: from, length: UInt64(slice.count)) }
-            chunk = end
+        try checkOriginRange(offset: offset, length: data.count)
+        let step = UInt64(Store.copyOutBatchChunks) * chunkSize
+        var done = 0
+        while done < data.count {
+            let at = offset + UInt64(done)
+            let end = min(data.count, done + Int(step - at % step))
+            try write(originBatch: [(at, UnsafeRawBufferPointer(rebasing: data[done..<end]))])
+            done = end
         }
+    }
+
+    /// The one check of an origin range: inside the origin, without overflow.
+    public func checkOriginRange(offset: UInt64, length: Int) throws {
+        try checkRange(offset, length, size: superblock.originSizeBytes, what: "origin")
     }
 
     /// An origin write that needs no copy-out (no live snapshot still reads any chunk it
@@ -218,7 +218,7 @@ extension Store {
     /// reads, never with anything else (a snapshot create in between would change the answer).
     public func writeOriginIfProtected(offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Bool {
         try checkUsable()
-        try checkRange(offset, data.count, size: superblock.originSizeBytes, what: "origin")
+        try checkOriginRange(offset: offset, length: data.count)
         guard !data.isEmpty else { return true }
         let first = offset / chunkSize
         let last = (offset + UInt64(data.count) - 1) / chunkSize
@@ -235,7 +235,7 @@ extension Store {
     /// that needed copy-outs does so for its extents of a chunk or more.
     public func write(originBatch extents: [(offset: UInt64, data: UnsafeRawBufferPointer)], writeBehind: Bool = false) throws {
         try checkUsable()
-        for e in extents { try checkRange(e.offset, e.data.count, size: superblock.originSizeBytes, what: "origin") }
+        for e in extents { try checkOriginRange(offset: e.offset, length: e.data.count) }
         let copiedOut = try protect(extents.map { ($0.offset, UInt64($0.data.count)) })
         for e in extents where !e.data.isEmpty { try originDevice.write(e.data, at: e.offset) }
         for e in extents where !e.data.isEmpty {
@@ -259,7 +259,7 @@ extension Store {
     /// one (discard, write-zeroes). Durable after `flush()`, like a write.
     public func writeZeros(originOffset offset: UInt64, length: UInt64) throws {
         try checkUsable()
-        try checkRange(offset, Int(min(length, UInt64(Int.max))), size: superblock.originSizeBytes, what: "origin")
+        try checkOriginRange(offset: offset, length: Int(min(length, UInt64(Int.max))))
         guard length > 0 else { return }
         try protect([(offset, length)])
         try originDevice.writeZeros(at: offset, length: length)

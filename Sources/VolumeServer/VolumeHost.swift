@@ -142,6 +142,12 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
             try withStore { try $0.writeZeros(originOffset: offset, length: length) }
             return
         }
+        try writeZeroBytes(snapshot: snapshot, offset: offset, length: length)
+    }
+
+    /// Writes zeros, allocated, over a range of the origin or a writable snapshot (NBD
+    /// WRITE_ZEROES with NO_HOLE; snapshots, which have no holes).
+    public func writeZeroBytes(snapshot: UInt64?, offset: UInt64, length: UInt64) throws {
         let zeros = [UInt8](repeating: 0, count: Int(min(length, UInt64(streamPieceBytes))))
         var done: UInt64 = 0
         try zeros.withUnsafeBytes { z in
@@ -308,18 +314,34 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     // MARK: Group commit
 
     private func writeOrigin(offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
-        // Rewrites of protected chunks need no commit: they go side by side, without a batch.
-        if try withStoreShared({ try $0.writeOriginIfProtected(offset: offset, data) }) { return }
-        // A bad range fails alone, before it can join (and fail) a batch.
-        let size = withStore { $0.originSizeBytes }
-        let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
-        guard !overflow, end <= size else {
-            throw StoreError.outOfRange("origin: bytes \(offset)..<\(overflow ? UInt64.max : end) are past its end at \(formatCount(size)) bytes")
+        if let failure = try writeOrigin([(offset, data)])[0] { throw failure }
+    }
+
+    /// Origin writes of one burst (an NBD connection's pipelined requests): each fails or
+    /// succeeds on its own, and all of them join the same group commit. Returns each one's
+    /// failure (nil: written).
+    public func writeOrigin(burst extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) -> [Error?] {
+        do { return try writeOrigin(extents) } catch { return extents.map { _ in error } }
+    }
+
+    private func writeOrigin(_ extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws -> [Error?] {
+        var failures = [Error?](repeating: nil, count: extents.count)
+        var mine: [(index: Int, write: PendingWrite)] = []
+        for (i, e) in extents.enumerated() {
+            do {
+                // Rewrites of protected chunks need no commit: they go side by side, without a batch.
+                if try withStoreShared({ try $0.writeOriginIfProtected(offset: e.offset, e.data) }) { continue }
+            } catch {
+                // A bad range fails alone, before it can join (and fail) a batch.
+                failures[i] = error
+                continue
+            }
+            mine.append((i, PendingWrite(offset: e.offset, data: e.data)))
         }
-        let mine = PendingWrite(offset: offset, data: data)
+        guard !mine.isEmpty else { return failures }
         batchCondition.lock()
-        queuedWrites.append(mine)
-        while !mine.done {
+        queuedWrites.append(contentsOf: mine.map(\.write))
+        while !mine.allSatisfy({ $0.write.done }) {
             if batchInProgress {
                 batchCondition.wait()
                 continue
@@ -350,6 +372,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
             batchCondition.broadcast()
         }
         batchCondition.unlock()
-        if let failure = mine.failure { throw failure }
+        for (i, w) in mine { failures[i] = w.failure }
+        return failures
     }
 }

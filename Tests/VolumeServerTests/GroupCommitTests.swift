@@ -5,6 +5,34 @@ import Testing
 import VolumeInterface
 
 @Suite struct GroupCommitTests {
+    /// An NBD burst: its writes join one group commit (one commit for all the copy-outs they
+    /// need), and a bad one fails alone.
+    @Test func aBurstOfWritesSharesOneCommitAndABadOneFailsAlone() throws {
+        let scratch = try ScratchVolume(originBytes: 2 << 20, storeBytes: 32 << 20)
+        let host = try scratch.host()
+        _ = try host.createSnapshot(tag: 1, name: "", priority: 0)
+        let before = try host.withStore { $0.sequence }
+        let blocks = (0..<6).map { [UInt8](repeating: UInt8($0 + 1), count: 65536) }
+        let offsets: [UInt64] = [0, 65536, 4 << 20, 3 * 65536, 5 * 65536, 7 * 65536]  // the third is past the end
+        let failures = try withBuffers(blocks) { host.writeOrigin(burst: Array(zip(offsets, $0))) }
+        #expect(failures.map { $0 == nil } == [true, true, false, true, true, true])
+        #expect(try host.withStore { $0.sequence } == before + 1, "one commit for the burst's copy-outs")
+        for (i, offset) in offsets.enumerated() where i != 2 {
+            var got = [UInt8](repeating: 0, count: 65536)
+            try got.withUnsafeMutableBytes { try host.read(snapshot: nil, offset: offset, into: $0) }
+            #expect(got == blocks[i])
+        }
+        #expect(try host.check(repair: false).isClean)
+    }
+
+    private func withBuffers<T>(_ arrays: [[UInt8]], _ body: ([UnsafeRawBufferPointer]) throws -> T) throws -> T {
+        func nest(_ k: Int, _ done: [UnsafeRawBufferPointer]) throws -> T {
+            guard k < arrays.count else { return try body(done) }
+            return try arrays[k].withUnsafeBytes { try nest(k + 1, done + [$0]) }
+        }
+        return try nest(0, [])
+    }
+
     /// Writers on several threads while snapshots are taken: each snapshot keeps exactly
     /// the origin as it was when it was taken (recorded atomically with the create), and
     /// the store checks clean.

@@ -311,9 +311,7 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         let structured = structuredReplies
         let loop = context.eventLoop
         let future = shared.pool.runIfActive(eventLoop: loop) { () -> [Result<ByteBuffer?, Error>] in
-            batch.map { item in
-                Result { try NBDConnectionHandler.perform(host, tag, item.request, item.payload, allocator: allocator, structured: structured) }
-            }
+            NBDConnectionHandler.performBurst(host, tag, batch, allocator: allocator, structured: structured)
         }
         let bound = NIOLoopBound(context, eventLoop: loop)
         future.whenComplete { [self] outcome in
@@ -340,6 +338,43 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// A burst's store work, in order, on one pool thread. Runs of plain origin writes (no
+    /// FUA) enter the host's group commit together, each with its own result.
+    private static func performBurst(_ host: VolumeHost, _ tag: UInt64?, _ batch: [(request: NBDRequest, payload: ByteBuffer?)],
+                                     allocator: ByteBufferAllocator, structured: Bool) -> [Result<ByteBuffer?, Error>] {
+        func isPlainOriginWrite(_ r: NBDRequest) -> Bool { tag == nil && r.type == NBD.cmdWrite && r.flags & NBD.cmdFlagFUA == 0 }
+        var results: [Result<ByteBuffer?, Error>] = []
+        results.reserveCapacity(batch.count)
+        var i = 0
+        while i < batch.count {
+            var end = i
+            while end < batch.count && isPlainOriginWrite(batch[end].request) { end += 1 }
+            if end - i >= 2 {
+                // The payloads stay alive (and in place) for the call: ByteBuffers held by `batch`.
+                let run = Array(batch[i..<end])
+                let failures = withPayloads(run.map { $0.payload! }) { pointers in
+                    host.writeOrigin(burst: zip(run, pointers).map { ($0.0.request.offset, $0.1) })
+                }
+                results += failures.map { $0.map { .failure($0) } ?? .success(nil) }
+                i = end
+                continue
+            }
+            let item = batch[i]
+            results.append(Result { try perform(host, tag, item.request, item.payload, allocator: allocator, structured: structured) })
+            i += 1
+        }
+        return results
+    }
+
+    /// Calls `body` with the readable bytes of every buffer.
+    private static func withPayloads<T>(_ buffers: [ByteBuffer], _ body: ([UnsafeRawBufferPointer]) -> T) -> T {
+        func nest(_ k: Int, _ done: [UnsafeRawBufferPointer]) -> T {
+            guard k < buffers.count else { return body(done) }
+            return buffers[k].withUnsafeReadableBytes { nest(k + 1, done + [$0]) }
+        }
+        return nest(0, [])
+    }
+
     /// One request's store work, on a pool thread: the read reply, or nil for a plain success.
     private static func perform(_ host: VolumeHost, _ tag: UInt64?, _ r: NBDRequest, _ payload: ByteBuffer?,
                                 allocator: ByteBufferAllocator, structured: Bool) throws -> ByteBuffer? {
@@ -349,14 +384,13 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         case NBD.cmdWrite:
             try payload!.withUnsafeReadableBytes { try host.write(snapshot: tag, offset: r.offset, $0) }
             if r.flags & NBD.cmdFlagFUA != 0 { try host.flush() }
+        case NBD.cmdWriteZeroes where r.flags & NBD.cmdFlagNoHole != 0:
+            // The client wants the range allocated: zeros written, not a hole.
+            try host.writeZeroBytes(snapshot: tag, offset: r.offset, length: UInt64(r.length))
+            if r.flags & NBD.cmdFlagFUA != 0 { try host.flush() }
         case NBD.cmdWriteZeroes:
-            let zeroes = [UInt8](repeating: 0, count: min(Int(r.length), 1 << 20))
-            var done: UInt64 = 0
-            while done < UInt64(r.length) {
-                let n = Int(min(UInt64(zeroes.count), UInt64(r.length) - done))
-                try zeroes.withUnsafeBytes { try host.write(snapshot: tag, offset: r.offset + done, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-                done += UInt64(n)
-            }
+            // The zero path of a FUSE discard: copy-outs where snapshots need them, then a hole.
+            try host.writeZeros(snapshot: tag, offset: r.offset, length: UInt64(r.length))
             if r.flags & NBD.cmdFlagFUA != 0 { try host.flush() }
         default:  // FLUSH, and TRIM with FUA
             try host.flush()
