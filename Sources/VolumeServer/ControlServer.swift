@@ -371,8 +371,12 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
 /// Listens on the control socket (owner-only permissions).
 final class ControlListener {
     let channel: Channel
+    /// Control connections open at once, each with its worker thread (docs/INVARIANTS.md 36).
+    static let connectionsMax = 32
+    private let limit = ConnectionLimit(maximum: ControlListener.connectionsMax, what: "control")
 
     init(path: String, group: EventLoopGroup, host: VolumeHost, server: ServerOperations, logger: Logger) throws {
+        let limit = self.limit
         // A socket file left by a server that died is replaced; a live server's is not
         // (the store lock, taken before, says nobody else serves this store).
         unlink(path)
@@ -382,6 +386,7 @@ final class ControlListener {
             .serverChannelOption(ChannelOptions.backlog, value: 64)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard limit.admit(channel, logger: logger) else { return }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(ControlFrameDecoder()))
                     try channel.pipeline.syncOperations.addHandler(ControlConnectionHandler(host: host, server: server, logger: logger))
                 }

@@ -154,6 +154,7 @@ go(snap, RO_EXPORT)
 snap_before = read_range(snap, BASE, 16 * 4096, 40)
 s = connect()
 go(s, EXPORT)
+original = read_range(s, BASE, 8 * 4096, 19)
 blocks = [bytes([i + 1]) * 4096 for i in range(8)]
 for i, b in enumerate(blocks):
     request(s, 1, BASE + i * 4096 if i != 4 else SIZE, 4096, cookie=20 + i, payload=b)
@@ -169,6 +170,8 @@ check("WRITE_ZEROES with NO_HOLE succeeds", simple_reply(s) == (0, 32))
 got = read_range(s, BASE, 8 * 4096, 33)
 check("both zeroed ranges read as zeros", got == b"\0" * (8 * 4096))
 check("the snapshot export keeps its data under the zeroed range", read_range(snap, BASE, 16 * 4096, 41) == snap_before)
+request(s, 1, BASE, 8 * 4096, flags=1, cookie=34, payload=original)
+check("the range written back as it was", simple_reply(s) == (0, 34))
 s.close()
 snap.close()
 

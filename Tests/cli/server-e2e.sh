@@ -214,6 +214,7 @@ stop_server "$SERVER_PID"; expect_eq "store-full server: SIGTERM exit 0" "0" "$S
 R=zr$$
 new_store "$R" 128M 512M
 start_server "$R" "$R.store" || not_ok "raw server starts"
+RAW_PID=$SERVER_PID
 S="$WORK/$R.sock"
 N="$WORK/$R.sock.nbd"
 DEV=$(attach "$S")
@@ -272,6 +273,16 @@ while read -r line; do
 done < control-malformed.out
 [ $ctl_rc -eq 0 ] || not_ok "control_malformed.py" "$(cat control-malformed.out)"
 expect_eq "malformed input changed nothing" "$(md5sum < in.raw)" "$(md5sum < "$DEV")"
+
+# The limits against a greedy client (docs/INVARIANTS.md 36): 1,000 control and NBD
+# connections, 1 GiB of NBD writes pipelined without reading a reply.
+python3 "$HERE/limits.py" "$S" "$N" "$R" "$RAW_PID" > limits.out 2>&1
+limits_rc=$?
+while read -r line; do
+    case "$line" in "ok - "*) ok "${line#ok - }" ;; "not ok - "*) not_ok "${line#not ok - }" ;; esac
+done < limits.out
+[ $limits_rc -eq 0 ] || not_ok "limits.py" "$(cat limits.out)"
+expect_ok "store checks clean after the greedy client" "$D" check "$S"
 
 # fio --verify through the device while snapshots are created and deleted underneath.
 fio --name=verify --filename="$DEV" --rw=randwrite --bs=4k --size=64M --offset=32M --direct=1 --ioengine=libaio \

@@ -19,6 +19,9 @@ final class NBDContext: Sendable {
     let host: VolumeHost
     let pool: NIOThreadPool
     let logger: Logger
+    /// NBD connections open at once, over every listener (docs/INVARIANTS.md 36).
+    static let connectionsMax = 32
+    let connections = ConnectionLimit(maximum: NBDContext.connectionsMax, what: "NBD")
 
     init(volume: String, host: VolumeHost, pool: NIOThreadPool, logger: Logger) {
         (self.volume, self.host, self.pool, self.logger) = (volume, host, pool, logger)
@@ -57,9 +60,14 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// The export once chosen: (tag or nil for the origin, size, read-only).
     private var export: (tag: UInt64?, size: UInt64, readOnly: Bool)?
     private var inFlight = 0
+    /// Bytes of the requests in flight (write payloads held, read replies to build).
+    private var inFlightBytes = 0
     private var disconnecting = false
     private var readingPaused = false
+    /// At most this many requests and bytes in flight per connection; past either, the
+    /// connection stops reading until half are answered (docs/INVARIANTS.md 36).
     private let inFlightMax = 64
+    static let inFlightBytesMax = 32 << 20
     private var peer = "?"
 
     init(context: NBDContext) { shared = context }
@@ -294,7 +302,8 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private func enqueue(_ context: ChannelHandlerContext, _ r: NBDRequest, _ payload: ByteBuffer?) {
         pending.append((r, payload))
         inFlight += 1
-        if inFlight >= inFlightMax && !readingPaused {
+        inFlightBytes += NBDConnectionHandler.bytes(of: r)
+        if (inFlight >= inFlightMax || inFlightBytes >= Self.inFlightBytesMax) && !readingPaused {
             readingPaused = true
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         }
@@ -334,8 +343,13 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                 }
             }
             context.flush()
-            finished(context, count: batch.count)
+            finished(context, count: batch.count, bytes: batch.reduce(0) { $0 + NBDConnectionHandler.bytes(of: $1.request) })
         }
+    }
+
+    /// What a request holds in memory while in flight: a write's payload, a read's reply.
+    private static func bytes(of r: NBDRequest) -> Int {
+        r.type == NBD.cmdWrite || r.type == NBD.cmdRead ? Int(r.length) : 0
     }
 
     /// A burst's store work, in order, on one pool thread. Runs of plain origin writes (no
@@ -398,9 +412,10 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         return nil
     }
 
-    private func finished(_ context: ChannelHandlerContext, count: Int) {
+    private func finished(_ context: ChannelHandlerContext, count: Int, bytes: Int) {
         inFlight -= count
-        if readingPaused && inFlight < inFlightMax / 2 {
+        inFlightBytes -= bytes
+        if readingPaused && inFlight < inFlightMax / 2 && inFlightBytes < Self.inFlightBytesMax / 2 {
             readingPaused = false
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
         }
@@ -495,6 +510,7 @@ final class NBDListener {
                                     value: AdaptiveRecvByteBufferAllocator(minimum: 64 << 10, initial: 256 << 10, maximum: 1 << 20))
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        guard context.connections.admit(channel, logger: context.logger) else { return }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder()))
                         try channel.pipeline.syncOperations.addHandler(NBDConnectionHandler(context: context))
                     }

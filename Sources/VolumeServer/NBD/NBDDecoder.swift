@@ -46,6 +46,10 @@ struct NBDDecoder: ByteToMessageDecoder {
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         if var pending = collecting {
+            // Taken out first, so the payload is uniquely referenced and grows in place: with
+            // `collecting` still holding it, every piece appended copied the whole payload
+            // (a 32 MiB write took 3 s to arrive in 1 MiB reads).
+            collecting = nil
             let need = Int(pending.request.length) - pending.payload.readableBytes
             var piece = buffer.readSlice(length: min(need, buffer.readableBytes))!
             pending.payload.writeBuffer(&piece)
