@@ -70,3 +70,12 @@ finish() {
     echo "$PASS passed, $FAIL failed"
     [ "$FAIL" -eq 0 ]
 }
+
+# stop_at NAME [DETAIL]: a failure that makes the cycles after it meaningless (soak tests):
+# counted, shown with the last lines of LOG_TO_SHOW if set, then the counts, and exit 1.
+stop_at() {
+    not_ok "$1" "${2:-}"
+    [ -n "${LOG_TO_SHOW:-}" ] && [ -s "$LOG_TO_SHOW" ] && tail -n 3 "$LOG_TO_SHOW" | sed 's/^/#   /'
+    finish
+    exit 1
+}
