@@ -52,7 +52,7 @@ public final class DeltaApplier {
     /// Applies the events `produce` hands to its argument: a decoder's, or an encoder's in the
     /// same process (no bytes in between to check). Once `produce` has returned after a
     /// trailer, the target snapshot is created; if it throws first, the replica is put back.
-    public func apply(events produce: ((DeltaEvent) throws -> Void) throws -> Void) throws -> ApplyOutcome {
+    package func apply(events produce: ((DeltaEvent) throws -> Void) throws -> Void) throws -> ApplyOutcome {
         do {
             try produce(handle)
             try submitFilling()

@@ -76,14 +76,7 @@ extension Store {
         sb.sequence += 1
         sb.verifiedRuns = listed
         sb.copyOutLog = log
-        try storeDevice.write(sb.encode(), at: Format.superblockSlots[Int(sb.sequence % 2)] * chunkSize)
-        try storeDevice.sync()
-        superblock = sb
-        pager.committedSequence = sb.sequence
-        space.logCommitted()
-        storeDataUnsynced = false
-        transactionDataRuns.removeAll(keepingCapacity: true)
-        markLogged()
+        try finishCommit(sb, checkpoint: false)
         return true
     }
 

@@ -292,3 +292,63 @@ final class SpaceMap {
         return nil
     }
 }
+
+// MARK: Loading
+
+extension SpaceMap {
+    /// The map the commit `sb` recorded: its index blocks and bitmap blocks read and verified
+    /// (checksum, address, sequence, counts, no bit past the end, both superblock slots in use).
+    static func load<Device: BlockDevice>(from store: Device, _ sb: Superblock) throws -> SpaceMap {
+        let bs = Int(sb.chunkSizeBytes)
+        let blocks = SpaceMap.blockCount(chunks: sb.storeChunkCount, blockSize: bs)
+        guard Int(sb.bitmapBlockCount) == blocks,
+              sb.indexAddresses.count == SpaceMap.indexCount(blocks: blocks, blockSize: bs) else {
+            throw StoreError.corrupt("superblock: \(sb.bitmapBlockCount) bitmap blocks and \(sb.indexAddresses.count) index blocks do not fit \(sb.storeChunkCount) chunks")
+        }
+        let per = (bs - Format.headerBytes) / 8
+        var buffer = [UInt8](repeating: 0, count: bs)
+        var blockAddresses: [UInt64] = []
+        for (j, address) in sb.indexAddresses.enumerated() {
+            guard address >= 2, address < sb.storeChunkCount else {
+                throw StoreError.corrupt("superblock: bitmap index block \(j) at \(address) is outside the store")
+            }
+            try store.read(into: &buffer, at: address * UInt64(bs))
+            try buffer.withUnsafeBytes { b in
+                let h = try BlockHeader.verify(b, expect: .bitmapIndex, address: address, maxSequence: sb.sequence)
+                let n = min(per, blocks - j * per)
+                guard Int(h.count) == n else { throw StoreError.corrupt("block \(address) (bitmap index block \(j)): holds \(h.count) addresses, expected \(n)") }
+                for k in 0..<n {
+                    let a = b.u64(Format.headerBytes + k * 8)
+                    guard a >= 2, a < sb.storeChunkCount else {
+                        throw StoreError.corrupt("block \(address) (bitmap index block \(j)): bitmap block \(j * per + k) at \(a) is outside the store")
+                    }
+                    blockAddresses.append(a)
+                }
+                guard b.isZero((Format.headerBytes + n * 8)..<bs) else { throw StoreError.corrupt("block \(address) (bitmap index block \(j)): reserved bytes are not zero") }
+            }
+        }
+        var words = [UInt64]()
+        words.reserveCapacity(blocks * per)
+        for (i, address) in blockAddresses.enumerated() {
+            try store.read(into: &buffer, at: address * UInt64(bs))
+            try buffer.withUnsafeBytes { b in
+                let h = try BlockHeader.verify(b, expect: .bitmap, address: address, maxSequence: sb.sequence)
+                guard h.count == UInt32(i) else { throw StoreError.corrupt("block \(address) (bitmap block): records index \(h.count), expected \(i)") }
+                for k in 0..<per { words.append(b.u64(Format.headerBytes + k * 8)) }
+            }
+        }
+        // Bits past the last chunk must be clear.
+        for c in sb.storeChunkCount..<UInt64(words.count * 64) where words[Int(c >> 6)] & (1 << (c & 63)) != 0 {
+            throw StoreError.corrupt("bitmap: chunk \(c) past the end of the store is marked in use")
+        }
+        let map = SpaceMap(chunkCount: sb.storeChunkCount, blockSize: bs, words: words,
+                           blockAddresses: blockAddresses, indexAddresses: sb.indexAddresses)
+        guard map.freeCount == sb.freeChunkCount else {
+            throw StoreError.corrupt("bitmap counts \(map.freeCount) free chunks, superblock records \(sb.freeChunkCount)")
+        }
+        for slot in Format.superblockSlots where !map.isAllocated(slot) {
+            throw StoreError.corrupt("bitmap: superblock slot \(slot) is not marked in use")
+        }
+        return map
+    }
+}

@@ -205,74 +205,6 @@ public final class Store<Device: BlockDevice> {
 
     // MARK: Open
 
-    /// The newest complete commit's superblock (of both slots, the valid one with the
-    /// highest sequence whose verified runs read back); `onEvent` hears when a newer,
-    /// incomplete one was skipped.
-    public static func readSuperblock(_ store: Device, onEvent: (StoreEvent) -> Void = { _ in }) throws -> Superblock {
-        let (candidates, found, versionError) = try decodeSlots(store)
-        var reasons = found
-        // The newest slot wins if its commit is complete: a single-flush commit interrupted
-        // by a crash fails its verified runs, and the other slot is the previous commit.
-        var skipped: (sequence: UInt64, reason: String)?
-        for sb in candidates {
-            do {
-                try verifyRuns(of: sb, on: store)
-                if let skipped {
-                    onEvent(.incompleteCommitSkipped(sequence: skipped.sequence, openedSequence: sb.sequence, reason: skipped.reason))
-                }
-                return sb
-            } catch let e as StoreError {
-                reasons.append("\(e)")
-                skipped = skipped ?? (sb.sequence, "\(e)")
-            }
-        }
-        if candidates.contains(where: { $0.sequence > 1 }) {
-            throw StoreError.corrupt("no complete commit in \(store.path): \(reasons.joined(separator: "; "))")
-        }
-        if !candidates.isEmpty {
-            throw StoreError.notAStore(path: store.path, reason: "its initialization did not complete")
-        }
-        if let versionError { throw versionError }
-        throw StoreError.notAStore(path: store.path, reason: reasons.first ?? "device too small")
-    }
-
-    /// The superblocks of both slots that decode (newest first), why the others did not, and
-    /// a version error if one was seen. Slot 0 is at byte 0; slot 1 is at byte `chunkSize`,
-    /// which we learn from slot 0, or (when slot 0 is torn) by trying every legal chunk size.
-    static func decodeSlots(_ store: Device) throws -> (found: [Superblock], reasons: [String], versionError: StoreError?) {
-        var reasons: [String] = []
-        var versionError: StoreError?
-        func attempt(slot: UInt64, offset: UInt64) throws -> Superblock? {
-            guard offset + UInt64(Format.superblockBytes) <= store.sizeBytes else { return nil }
-            var bytes = [UInt8](repeating: 0, count: Format.superblockBytes)
-            try store.read(into: &bytes, at: offset)
-            do {
-                let sb = try Superblock.decode(bytes, slot: slot)
-                return UInt64(sb.chunkSizeBytes) * slot == offset ? sb : nil
-            } catch let e as StoreError {
-                switch e {
-                case .unsupportedVersion, .unsupportedFeatures: versionError = e
-                default: break
-                }
-                reasons.append("\(e)")
-                return nil
-            }
-        }
-        let first = try attempt(slot: 0, offset: 0)
-        var second: Superblock?
-        if let first {
-            second = try attempt(slot: 1, offset: UInt64(first.chunkSizeBytes))
-        } else {
-            var size = Format.chunkSizeMin
-            while second == nil && size <= Format.chunkSizeMax {
-                second = try attempt(slot: 1, offset: UInt64(size))
-                size *= 2
-            }
-        }
-        let found = [first, second].compactMap { $0 }.sorted { $0.sequence > $1.sequence }
-        return (found, reasons, versionError)
-    }
-
     /// Opens an existing store on `store` with `origin`, recovering the last commit and
     /// finishing any delete that a crash interrupted.
     public convenience init(store: Device, origin: Device, options: StoreOptions = StoreOptions()) throws {
@@ -293,66 +225,12 @@ public final class Store<Device: BlockDevice> {
         guard origin.sizeBytes >= sb.originSizeBytes else {
             throw StoreError.originMismatch("origin \(origin.path) is \(formatCount(origin.sizeBytes)) bytes, smaller than the \(formatCount(sb.originSizeBytes)) bytes recorded: it shrank behind our back")
         }
-        let space = try Store.loadSpaceMap(store, sb)
+        let space = try SpaceMap.load(from: store, sb)
         self.init(store: store, origin: origin, superblock: sb, space: space, options: options)
         try loadSnapshotSummary()
         try replayCopyOutLog()
         if !superblock.hasTagIndex { try buildTagIndex() }
         try resumePendingReleases()
-    }
-
-    private static func loadSpaceMap(_ store: Device, _ sb: Superblock) throws -> SpaceMap {
-        let bs = Int(sb.chunkSizeBytes)
-        let blocks = SpaceMap.blockCount(chunks: sb.storeChunkCount, blockSize: bs)
-        guard Int(sb.bitmapBlockCount) == blocks,
-              sb.indexAddresses.count == SpaceMap.indexCount(blocks: blocks, blockSize: bs) else {
-            throw StoreError.corrupt("superblock: \(sb.bitmapBlockCount) bitmap blocks and \(sb.indexAddresses.count) index blocks do not fit \(sb.storeChunkCount) chunks")
-        }
-        let per = (bs - Format.headerBytes) / 8
-        var buffer = [UInt8](repeating: 0, count: bs)
-        var blockAddresses: [UInt64] = []
-        for (j, address) in sb.indexAddresses.enumerated() {
-            guard address >= 2, address < sb.storeChunkCount else {
-                throw StoreError.corrupt("superblock: bitmap index block \(j) at \(address) is outside the store")
-            }
-            try store.read(into: &buffer, at: address * UInt64(bs))
-            try buffer.withUnsafeBytes { b in
-                let h = try BlockHeader.verify(b, expect: .bitmapIndex, address: address, maxSequence: sb.sequence)
-                let n = min(per, blocks - j * per)
-                guard Int(h.count) == n else { throw StoreError.corrupt("block \(address) (bitmap index block \(j)): holds \(h.count) addresses, expected \(n)") }
-                for k in 0..<n {
-                    let a = b.u64(Format.headerBytes + k * 8)
-                    guard a >= 2, a < sb.storeChunkCount else {
-                        throw StoreError.corrupt("block \(address) (bitmap index block \(j)): bitmap block \(j * per + k) at \(a) is outside the store")
-                    }
-                    blockAddresses.append(a)
-                }
-                guard b.isZero((Format.headerBytes + n * 8)..<bs) else { throw StoreError.corrupt("block \(address) (bitmap index block \(j)): reserved bytes are not zero") }
-            }
-        }
-        var words = [UInt64]()
-        words.reserveCapacity(blocks * per)
-        for (i, address) in blockAddresses.enumerated() {
-            try store.read(into: &buffer, at: address * UInt64(bs))
-            try buffer.withUnsafeBytes { b in
-                let h = try BlockHeader.verify(b, expect: .bitmap, address: address, maxSequence: sb.sequence)
-                guard h.count == UInt32(i) else { throw StoreError.corrupt("block \(address) (bitmap block): records index \(h.count), expected \(i)") }
-                for k in 0..<per { words.append(b.u64(Format.headerBytes + k * 8)) }
-            }
-        }
-        // Bits past the last chunk must be clear.
-        for c in sb.storeChunkCount..<UInt64(words.count * 64) where words[Int(c >> 6)] & (1 << (c & 63)) != 0 {
-            throw StoreError.corrupt("bitmap: chunk \(c) past the end of the store is marked in use")
-        }
-        let map = SpaceMap(chunkCount: sb.storeChunkCount, blockSize: bs, words: words,
-                           blockAddresses: blockAddresses, indexAddresses: sb.indexAddresses)
-        guard map.freeCount == sb.freeChunkCount else {
-            throw StoreError.corrupt("bitmap counts \(map.freeCount) free chunks, superblock records \(sb.freeChunkCount)")
-        }
-        for slot in Format.superblockSlots where !map.isAllocated(slot) {
-            throw StoreError.corrupt("bitmap: superblock slot \(slot) is not marked in use")
-        }
-        return map
     }
 
     /// Reads every record once, in epoch order through the node cache, and keeps only
@@ -451,7 +329,6 @@ public final class Store<Device: BlockDevice> {
             if runs.abandoned || runs.runs.isEmpty {
                 try storeDevice.sync()
             }
-            storeDataUnsynced = false
             var sb = superblock
             sb.sequence = sequence
             sb.trees = [exceptionsByChunk.root, exceptionsByEpoch.root, privateChunks.root, snapshotTree.root, tagTree.root]
@@ -462,22 +339,36 @@ public final class Store<Device: BlockDevice> {
             sb.indexAddresses = space.indexAddresses
             sb.verifiedRuns = runs.abandoned ? [] : runs.runs
             sb.copyOutLog = []
-            let slot = Format.superblockSlots[Int(sequence % 2)]
-            try storeDevice.write(sb.encode(), at: slot * chunkSize)         // 4
-            try storeDevice.sync()                                          // 5
-            superblock = sb
-            pager.committedSequence = sequence
-            pager.committed()                                               // 6
-            space.committed()
-            transactionDataRuns.removeAll(keepingCapacity: true)
-            superblockDirty = false
-            markLogged()
+            try finishCommit(sb, checkpoint: true)                          // 4, 5, 6
         } catch let e as StoreError {
             poisoned = e
             throw e
         }
         noteFillLevel()
         try selfCheckAfterCommit()
+    }
+
+    /// The last steps of every commit, checkpoint or copy-out log: the superblock `sb` written
+    /// into the slot the last commit did not use (4), the store synced, which is the commit
+    /// point (5); then memory follows. After a checkpoint the chunks freed in the transaction
+    /// may be reused (6); after a log commit, what the transaction allocated counts as durable
+    /// (a later free pins it) and everything else waits for the next checkpoint.
+    func finishCommit(_ sb: Superblock, checkpoint: Bool) throws {
+        precondition(sb.sequence == superblock.sequence + 1)
+        try storeDevice.write(sb.encode(), at: Format.superblockSlots[Int(sb.sequence % 2)] * chunkSize)
+        try storeDevice.sync()
+        superblock = sb
+        pager.committedSequence = sb.sequence
+        if checkpoint {
+            pager.committed()
+            space.committed()
+            superblockDirty = false
+        } else {
+            space.logCommitted()
+        }
+        storeDataUnsynced = false
+        transactionDataRuns.removeAll(keepingCapacity: true)
+        markLogged()
     }
 
     /// Durability barrier: every write acknowledged before it is durable when it returns.

@@ -268,3 +268,75 @@ public struct Superblock: Equatable, Sendable {
         }
     }
 }
+
+// MARK: Reading the superblock of a store
+
+extension Store {
+    /// The newest complete commit's superblock (of both slots, the valid one with the
+    /// highest sequence whose verified runs read back); `onEvent` hears when a newer,
+    /// incomplete one was skipped.
+    public static func readSuperblock(_ store: Device, onEvent: (StoreEvent) -> Void = { _ in }) throws -> Superblock {
+        let (candidates, found, versionError) = try decodeSlots(store)
+        var reasons = found
+        // The newest slot wins if its commit is complete: a single-flush commit interrupted
+        // by a crash fails its verified runs, and the other slot is the previous commit.
+        var skipped: (sequence: UInt64, reason: String)?
+        for sb in candidates {
+            do {
+                try verifyRuns(of: sb, on: store)
+                if let skipped {
+                    onEvent(.incompleteCommitSkipped(sequence: skipped.sequence, openedSequence: sb.sequence, reason: skipped.reason))
+                }
+                return sb
+            } catch let e as StoreError {
+                reasons.append("\(e)")
+                skipped = skipped ?? (sb.sequence, "\(e)")
+            }
+        }
+        if candidates.contains(where: { $0.sequence > 1 }) {
+            throw StoreError.corrupt("no complete commit in \(store.path): \(reasons.joined(separator: "; "))")
+        }
+        if !candidates.isEmpty {
+            throw StoreError.notAStore(path: store.path, reason: "its initialization did not complete")
+        }
+        if let versionError { throw versionError }
+        throw StoreError.notAStore(path: store.path, reason: reasons.first ?? "device too small")
+    }
+
+    /// The superblocks of both slots that decode (newest first), why the others did not, and
+    /// a version error if one was seen. Slot 0 is at byte 0; slot 1 is at byte `chunkSize`,
+    /// which we learn from slot 0, or (when slot 0 is torn) by trying every legal chunk size.
+    static func decodeSlots(_ store: Device) throws -> (found: [Superblock], reasons: [String], versionError: StoreError?) {
+        var reasons: [String] = []
+        var versionError: StoreError?
+        func attempt(slot: UInt64, offset: UInt64) throws -> Superblock? {
+            guard offset + UInt64(Format.superblockBytes) <= store.sizeBytes else { return nil }
+            var bytes = [UInt8](repeating: 0, count: Format.superblockBytes)
+            try store.read(into: &bytes, at: offset)
+            do {
+                let sb = try Superblock.decode(bytes, slot: slot)
+                return UInt64(sb.chunkSizeBytes) * slot == offset ? sb : nil
+            } catch let e as StoreError {
+                switch e {
+                case .unsupportedVersion, .unsupportedFeatures: versionError = e
+                default: break
+                }
+                reasons.append("\(e)")
+                return nil
+            }
+        }
+        let first = try attempt(slot: 0, offset: 0)
+        var second: Superblock?
+        if let first {
+            second = try attempt(slot: 1, offset: UInt64(first.chunkSizeBytes))
+        } else {
+            var size = Format.chunkSizeMin
+            while second == nil && size <= Format.chunkSizeMax {
+                second = try attempt(slot: 1, offset: UInt64(size))
+                size *= 2
+            }
+        }
+        let found = [first, second].compactMap { $0 }.sorted { $0.sequence > $1.sequence }
+        return (found, reasons, versionError)
+    }
+}
