@@ -1,6 +1,7 @@
 // What storage a path really occupies, so that one disk is never taken twice under two names:
-// a file is its (device, inode); a block device is its device number, its partitions, the
-// devices it is built on (device-mapper slaves), and for a loop device the file behind it.
+// a file is its (device, inode); a block device is its device number, its partitions, and for
+// a loop device the file behind it. A device that device-mapper or md builds on is in use
+// (its holders), and refused for that.
 // Two paths overlap when their footprints share anything. Names, symbolic links and
 // /dev/disk/by-* aliases do not matter.
 
@@ -55,10 +56,9 @@ struct DeviceFootprint {
             .trimmingCharacters(in: .whitespacesAndNewlines), let behind = DeviceFootprint(path: backing) {
             units.formUnion(behind.units)
         }
-        // Device-mapper and md: the devices underneath; and who is built on this one.
-        for slave in (try? fm.contentsOfDirectory(atPath: "\(sys)/slaves")) ?? [] {
-            if let (m, n) = DeviceFootprint.readDev("\(sys)/slaves/\(slave)/dev") { addBlock(major: m, minor: n, depth: depth + 1) }
-        }
+        // Device-mapper and md devices built on this one hold it (it is in use). Their own
+        // slaves are not part of a footprint: two logical volumes of one physical volume
+        // share the PV but not a block of it, and the PV itself is refused for its holders.
         if depth == 0 { holders = ((try? fm.contentsOfDirectory(atPath: "\(sys)/holders")) ?? []).sorted() }
     }
 

@@ -160,9 +160,9 @@ public final class VolumeManager: Sendable {
     }
 
     /// Refuses an origin and a store that share storage under any names (the same file, a
-    /// loop device over it, a disk and its partition, a device-mapper device and what it is
-    /// built on), storage another volume uses, a mounted filesystem, or a device in use by
-    /// device-mapper or md.
+    /// loop device over it, a disk and its partition), storage another volume uses, a mounted
+    /// filesystem, or a device that device-mapper or md builds on (an LVM physical volume:
+    /// two logical volumes of it are separate storage and are accepted).
     private func requireSeparateStorage(origin: String, store: String) throws {
         var footprints: [(path: String, role: String, print: DeviceFootprint)] = []
         for (path, role) in [(origin, "origin"), (store, "snapshot store")] {
