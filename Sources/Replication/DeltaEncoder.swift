@@ -139,48 +139,59 @@ public final class DeltaEncoder {
             if group.count == readRangesCountMax || groupBytes >= Self.groupBytes { try readGroup() }
         }
         if let base = header.base {
-            // A batch of chunk numbers at a time, read after the list call returns (a server
-            // holds its store while it lists).
-            if let known = changes, known.base == base.tag, known.target == target {
-                for c in known.chunks where c < volumeChunks { try runs.add(c, flush) }
-            } else {
-                var next: UInt64 = 0
-                var batch: [UInt64] = []
-                batch.reserveCapacity(Int(batchChunks))
-                while true {
-                    batch.removeAll(keepingCapacity: true)
-                    try source.changedChunks(from: .snapshot(base.tag), to: .snapshot(target), startingAt: next, limit: batchChunks) { batch.append($0) }
-                    guard let last = batch.last else { break }
-                    for c in batch where c < volumeChunks { try runs.add(c, flush) }
-                    // A short batch is the last one.
-                    if batch.count < batchChunks { break }
-                    next = last + 1
-                }
-            }
+            try listChanges(from: base.tag, below: volumeChunks) { try runs.add($0, flush) }
         } else {
-            // Chunks the target cannot hold data in (holes of a file origin without copies in
-            // the store) become zero records without being read.
-            var window: UInt64 = 0
-            while window < volumeChunks {
-                let end = min(window + dataRangesChunksMax, volumeChunks)
-                var c = window
-                for r in try source.dataRanges(snapshot: target, chunks: window..<end) + [end..<end] {
-                    if c < r.lowerBound {
-                        try runs.finish(flush)
-                        try readGroup()
-                        try emitZeros(c..<r.lowerBound, header: header, emit: emit)
-                    }
-                    for d in r { try runs.add(d, flush) }
-                    c = max(c, r.upperBound)
-                }
-                window = end
-            }
+            try listData(below: volumeChunks, data: { try runs.add($0, flush) }, zeros: { zeros in
+                try runs.finish(flush)
+                try readGroup()
+                try self.emitZeros(zeros, header: header, emit: emit)
+            })
         }
         try runs.finish(flush)
         try readGroup()
         try handle(.trailer(totals))
         progress?.finish()
         return totals
+    }
+
+    /// The chunks below `volumeChunks` that changed since snapshot `base`, in increasing order:
+    /// the list kept from the header's count when it is this one, else a batch of chunk numbers
+    /// at a time, each used after its list call returns (a server holds its store while it lists).
+    private func listChanges(from base: UInt64, below volumeChunks: UInt64, _ body: (UInt64) throws -> Void) throws {
+        if let known = changes, known.base == base, known.target == target {
+            for c in known.chunks where c < volumeChunks { try body(c) }
+            return
+        }
+        var next: UInt64 = 0
+        var batch: [UInt64] = []
+        batch.reserveCapacity(Int(batchChunks))
+        while true {
+            batch.removeAll(keepingCapacity: true)
+            try source.changedChunks(from: .snapshot(base), to: .snapshot(target), startingAt: next, limit: batchChunks) { batch.append($0) }
+            guard let last = batch.last else { break }
+            for c in batch where c < volumeChunks { try body(c) }
+            // A short batch is the last one.
+            if batch.count < batchChunks { break }
+            next = last + 1
+        }
+    }
+
+    /// Every chunk of a full stream in order: those the target may hold data in go to `data`;
+    /// stretches it cannot (holes of a file origin without copies in the store) go to `zeros`
+    /// without being read.
+    private func listData(below volumeChunks: UInt64, data: (UInt64) throws -> Void,
+                          zeros: (Range<UInt64>) throws -> Void) throws {
+        var window: UInt64 = 0
+        while window < volumeChunks {
+            let end = min(window + dataRangesChunksMax, volumeChunks)
+            var c = window
+            for r in try source.dataRanges(snapshot: target, chunks: window..<end) + [end..<end] {
+                if c < r.lowerBound { try zeros(c..<r.lowerBound) }
+                for d in r { try data(d) }
+                c = max(c, r.upperBound)
+            }
+            window = end
+        }
     }
 
     private var runBuffer: BulkBuffer?

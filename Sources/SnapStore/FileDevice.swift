@@ -60,30 +60,28 @@ public final class FileDevice: BlockDevice {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         precondition(offset + UInt64(buffer.count) <= sizeBytes, "read past the end of \(path)")
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if currentErrno() == EINTR { continue }
-                throw StoreError.io(operation: "read", path: path, errno: currentErrno())
-            }
-            if n == 0 {
-                // The file is shorter than its recorded size: it was truncated behind our back.
-                throw StoreError.originMismatch("\(path) ended at byte \(offset + UInt64(done)), before its expected size \(sizeBytes)")
-            }
-            done += n
-        }
+        try transfer("read", count: buffer.count, at: offset) { pread(fd, buffer.baseAddress! + $0, buffer.count - $0, $1) }
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         precondition(!readOnly, "write to read-only device \(path)")
         precondition(offset + UInt64(buffer.count) <= sizeBytes, "write past the end of \(path)")
+        try transfer("write", count: buffer.count, at: offset) { pwrite(fd, buffer.baseAddress! + $0, buffer.count - $0, $1) }
+    }
+
+    /// Repeats `step(done, file offset)` (a pread or pwrite of the rest) until `count` bytes
+    /// moved, past interruptions. A read that meets the end of the file means the file is
+    /// shorter than its recorded size: it was truncated behind our back.
+    private func transfer(_ operation: String, count: Int, at offset: UInt64, _ step: (Int, off_t) -> Int) throws {
         var done = 0
-        while done < buffer.count {
-            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+        while done < count {
+            let n = step(done, off_t(offset) + off_t(done))
             if n < 0 {
                 if currentErrno() == EINTR { continue }
-                throw StoreError.io(operation: "write", path: path, errno: currentErrno())
+                throw StoreError.io(operation: operation, path: path, errno: currentErrno())
+            }
+            if n == 0 {
+                throw StoreError.originMismatch("\(path) ended at byte \(offset + UInt64(done)), before its expected size \(sizeBytes)")
             }
             done += n
         }

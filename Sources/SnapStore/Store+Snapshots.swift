@@ -260,12 +260,29 @@ extension Store {
     func release(epoch s: UInt64) throws {
         guard var r = try record(epoch: s) else { preconditionFailure("release of unknown epoch \(s)") }
         precondition(r.state == .deleting || r.state == .squashing)
-        let batchMax = 2048
-        // Private chunks first.
+        try releasePrivateChunks(epoch: s)
+        try releaseExceptions(&r)
+        if r.state == .deleting {
+            try ensureReleaseSpace()
+            try removeRecord(r)
+        } else {
+            r.state = .squashed
+            r.cursorEpoch = 0
+            r.cursorChunk = 0
+            try store(r)
+        }
+        superblockDirty = true
+    }
+
+    /// Entries freed per batch of a release; a full batch ends in a commit of its own.
+    private static var releaseBatchMax: Int { 2048 }
+
+    /// Frees the chunks only snapshot `s` used (written to the snapshot itself).
+    private func releasePrivateChunks(epoch s: UInt64) throws {
         while true {
             var batch: [(Key, UInt64)] = []
             try privateChunks.scan(from: Key(s, 0)) { key, node, i in
-                guard key.hi == s, batch.count < batchMax else { return false }
+                guard key.hi == s, batch.count < Self.releaseBatchMax else { return false }
                 batch.append((key, node.value(i)))
                 return true
             }
@@ -277,15 +294,20 @@ extension Store {
             }
             // A short batch was the last: the caller's commit covers it (a small delete is
             // one commit, atomic like any other).
-            if batch.count < batchMax { break }
+            if batch.count < Self.releaseBatchMax { break }
             try commit()
         }
-        let (previous, next) = try liveNeighbours(of: s)
+    }
+
+    /// Frees the exceptions that die with the snapshot of record `r`, from the cursor the
+    /// record keeps (so a release cut by a crash goes on where its last commit left it).
+    private func releaseExceptions(_ r: inout SnapshotRecord) throws {
+        let (previous, next) = try liveNeighbours(of: r.epoch)
         var cursor = Key(r.cursorEpoch, r.cursorChunk)
         while true {
             var batch: [(epoch: UInt64, chunk: UInt64, at: UInt64)] = []
             try exceptionsByEpoch.scan(from: cursor) { key, node, i in
-                guard key.hi < next, batch.count < batchMax else { return false }
+                guard key.hi < next, batch.count < Self.releaseBatchMax else { return false }
                 batch.append((key.hi, key.lo, node.value(i)))
                 return true
             }
@@ -307,19 +329,9 @@ extension Store {
             r.cursorChunk = cursor.lo
             try ensureReleaseSpace()
             try store(r)
-            if batch.count < batchMax { break }
+            if batch.count < Self.releaseBatchMax { break }
             try commit()
         }
-        if r.state == .deleting {
-            try ensureReleaseSpace()
-            try removeRecord(r)
-        } else {
-            r.state = .squashed
-            r.cursorEpoch = 0
-            r.cursorChunk = 0
-            try store(r)
-        }
-        superblockDirty = true
     }
 
     // MARK: Priority and use counts

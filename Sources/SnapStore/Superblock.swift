@@ -166,68 +166,41 @@ public struct Superblock: Equatable, Sendable {
             b.putU32(warnFillPercent, 240)
             b.putU32(UInt32(verifiedRuns.count), 244)
             b.putU32(UInt32(copyOutLog.count), 248)
-            for (i, c) in path.enumerated() { b.putU8(c, Superblock.pathOffset + i) }
-            for (i, a) in indexAddresses.enumerated() { b.putU64(a, Superblock.indexOffset + i * 8) }
-            let runsAt = Superblock.indexOffset + indexAddresses.count * 8
-            for (i, r) in verifiedRuns.enumerated() {
-                b.putU64(r.address, runsAt + i * Superblock.runBytes)
-                b.putU32(r.count, runsAt + i * Superblock.runBytes + 8)
-                b.putU32(r.crc, runsAt + i * Superblock.runBytes + 12)
-            }
-            let logAt = runsAt + verifiedRuns.count * Superblock.runBytes
-            for (i, e) in copyOutLog.enumerated() {
-                let at = logAt + i * Superblock.logEntryBytes
-                b.putU64(e.chunk, at)
-                b.putU64(e.epoch, at + 8)
-                b.putU64(e.address, at + 16)
-                b.putU32(e.count, at + 24)
-            }
+            encodeLists(b, path: path)
             BlockHeader.seal(b, type: .superblock)
         }
         return bytes
+    }
+
+    /// The variable part: the origin path, index addresses, verified runs, copy-out log.
+    private func encodeLists(_ b: UnsafeMutableRawBufferPointer, path: [UInt8]) {
+        for (i, c) in path.enumerated() { b.putU8(c, Superblock.pathOffset + i) }
+        for (i, a) in indexAddresses.enumerated() { b.putU64(a, Superblock.indexOffset + i * 8) }
+        let runsAt = Superblock.indexOffset + indexAddresses.count * 8
+        for (i, r) in verifiedRuns.enumerated() {
+            b.putU64(r.address, runsAt + i * Superblock.runBytes)
+            b.putU32(r.count, runsAt + i * Superblock.runBytes + 8)
+            b.putU32(r.crc, runsAt + i * Superblock.runBytes + 12)
+        }
+        let logAt = runsAt + verifiedRuns.count * Superblock.runBytes
+        for (i, e) in copyOutLog.enumerated() {
+            let at = logAt + i * Superblock.logEntryBytes
+            b.putU64(e.chunk, at)
+            b.putU64(e.epoch, at + 8)
+            b.putU64(e.address, at + 16)
+            b.putU32(e.count, at + 24)
+        }
     }
 
     /// Decodes one slot. Throws a reason when the slot is not a valid superblock.
     public static func decode(_ bytes: [UInt8], slot: UInt64) throws -> Superblock {
         precondition(bytes.count == Format.superblockBytes)
         return try bytes.withUnsafeBytes { b in
-            guard Array(b[8..<16]) == Format.magic else { throw StoreError.corrupt("superblock slot \(slot): bad magic") }
-            guard b.u16(4) == BlockType.superblock.rawValue else { throw StoreError.corrupt("superblock slot \(slot): wrong block type") }
-            let sum = crc32c(UnsafeRawBufferPointer(rebasing: b[4...]), seed: BlockType.superblock.salt)
-            guard sum == b.u32(0) else { throw StoreError.corrupt("superblock slot \(slot): checksum mismatch") }
-            let version = b.u16(6)
-            guard version == Format.version else { throw StoreError.unsupportedVersion(version) }
-            guard b.u64(16) == slot else { throw StoreError.corrupt("superblock slot \(slot): records slot \(b.u64(16))") }
-            let incompat = b.u32(36)
-            guard incompat & ~Format.incompatFeaturesKnown == 0 else { throw StoreError.unsupportedFeatures(incompat) }
-            let tagged = incompat & Format.incompatTagIndex != 0
-            let pathField = tagged ? Format.originPathMax : Format.originPathField
-            let pathLength = Int(b.u32(228))
-            let indexCount = Int(b.u32(236))
-            let runCount = Int(b.u32(244))
-            let logCount = Int(b.u32(248))
-            guard pathLength <= pathField, indexCount <= indexAddressesMax,
-                  runCount <= runCapacity(indexCount: indexCount),
-                  logCount <= logCapacity(indexCount: indexCount, runCount: runCount) else {
-                throw StoreError.corrupt("superblock slot \(slot): path, index, run or log count out of range")
-            }
-            guard (runCount > 0) == (incompat & Format.incompatVerifiedCommit != 0) else {
-                throw StoreError.corrupt("superblock slot \(slot): \(runCount) verified runs disagree with the verified-commit feature bit")
-            }
-            guard (logCount > 0) == (incompat & Format.incompatCopyOutLog != 0) else {
-                throw StoreError.corrupt("superblock slot \(slot): \(logCount) copy-out log entries disagree with the copy-out-log feature bit")
-            }
-            let runsAt = indexOffset + indexCount * 8
-            let logAt = runsAt + runCount * runBytes
-            let logEnd = logAt + logCount * logEntryBytes
-            guard b.isZero(252..<256), b.isZero((pathOffset + pathLength)..<(pathOffset + pathField)),
-                  b.isZero(logEnd..<Format.superblockBytes),
-                  (0..<logCount).allSatisfy({ b.u32(logAt + $0 * logEntryBytes + 28) == 0 }) else {
-                throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero")
-            }
+            let incompat = try checkHeader(b, slot: slot)
+            let layout = try Layout(b, incompat: incompat, slot: slot)
             var trees: [TreeRoot] = []
             for i in 0..<TreeKind.allCases.count {
-                guard i < fixedRoots || tagged else { trees.append(TreeRoot()); continue }
+                guard i < fixedRoots || layout.tagged else { trees.append(TreeRoot()); continue }
                 let at = rootOffset(i)
                 guard b.u32(at + 12) == 0 else { throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero") }
                 trees.append(TreeRoot(root: b.u64(at), height: b.u32(at + 8), count: b.u64(at + 16)))
@@ -240,7 +213,7 @@ public struct Superblock: Equatable, Sendable {
                 volumeUUID: Array(b[64..<80]),
                 createdNanoseconds: b.u64(104),
                 originIdentity: DeviceIdentity(kind: kind, device: b.u64(208), inode: b.u64(216)),
-                originPath: String(decoding: b[pathOffset..<(pathOffset + pathLength)], as: UTF8.self))
+                originPath: String(decoding: b[pathOffset..<(pathOffset + layout.pathLength)], as: UTF8.self))
             sb.sequence = b.u64(24)
             sb.featuresIncompat = incompat & ~(Format.incompatVerifiedCommit | Format.incompatCopyOutLog)
             sb.featuresRoCompat = b.u32(40)
@@ -251,13 +224,13 @@ public struct Superblock: Equatable, Sendable {
             sb.trees = trees
             sb.bitmapBlockCount = b.u32(232)
             sb.warnFillPercent = b.u32(240)
-            sb.indexAddresses = (0..<indexCount).map { b.u64(indexOffset + $0 * 8) }
-            sb.verifiedRuns = (0..<runCount).map {
-                let at = runsAt + $0 * runBytes
+            sb.indexAddresses = (0..<layout.indexCount).map { b.u64(indexOffset + $0 * 8) }
+            sb.verifiedRuns = (0..<layout.runCount).map {
+                let at = layout.runsAt + $0 * runBytes
                 return VerifiedRun(address: b.u64(at), count: b.u32(at + 8), crc: b.u32(at + 12))
             }
-            sb.copyOutLog = (0..<logCount).map {
-                let at = logAt + $0 * logEntryBytes
+            sb.copyOutLog = (0..<layout.logCount).map {
+                let at = layout.logAt + $0 * logEntryBytes
                 return CopyOutLogEntry(chunk: b.u64(at), epoch: b.u64(at + 8), address: b.u64(at + 16), count: b.u32(at + 24))
             }
             let cs = Int(sb.chunkSizeBytes)
@@ -265,6 +238,58 @@ public struct Superblock: Equatable, Sendable {
                 throw StoreError.corrupt("superblock slot \(slot): chunk size \(cs) is not a power of two in 4 KiB...1 MiB")
             }
             return sb
+        }
+    }
+
+    /// Magic, block type, checksum, version, slot and known features; returns the incompatible
+    /// feature bits.
+    private static func checkHeader(_ b: UnsafeRawBufferPointer, slot: UInt64) throws -> UInt32 {
+        guard Array(b[8..<16]) == Format.magic else { throw StoreError.corrupt("superblock slot \(slot): bad magic") }
+        guard b.u16(4) == BlockType.superblock.rawValue else { throw StoreError.corrupt("superblock slot \(slot): wrong block type") }
+        let sum = crc32c(UnsafeRawBufferPointer(rebasing: b[4...]), seed: BlockType.superblock.salt)
+        guard sum == b.u32(0) else { throw StoreError.corrupt("superblock slot \(slot): checksum mismatch") }
+        let version = b.u16(6)
+        guard version == Format.version else { throw StoreError.unsupportedVersion(version) }
+        guard b.u64(16) == slot else { throw StoreError.corrupt("superblock slot \(slot): records slot \(b.u64(16))") }
+        let incompat = b.u32(36)
+        guard incompat & ~Format.incompatFeaturesKnown == 0 else { throw StoreError.unsupportedFeatures(incompat) }
+        return incompat
+    }
+
+    /// Where the variable part's lists lie, checked against the block and the feature bits,
+    /// with every byte after them and in the path field's tail zero.
+    private struct Layout {
+        let tagged: Bool
+        let pathLength, indexCount, runCount, logCount: Int
+        let runsAt, logAt: Int
+
+        init(_ b: UnsafeRawBufferPointer, incompat: UInt32, slot: UInt64) throws {
+            tagged = incompat & Format.incompatTagIndex != 0
+            let pathField = tagged ? Format.originPathMax : Format.originPathField
+            pathLength = Int(b.u32(228))
+            indexCount = Int(b.u32(236))
+            runCount = Int(b.u32(244))
+            logCount = Int(b.u32(248))
+            guard pathLength <= pathField, indexCount <= indexAddressesMax,
+                  runCount <= runCapacity(indexCount: indexCount),
+                  logCount <= logCapacity(indexCount: indexCount, runCount: runCount) else {
+                throw StoreError.corrupt("superblock slot \(slot): path, index, run or log count out of range")
+            }
+            guard (runCount > 0) == (incompat & Format.incompatVerifiedCommit != 0) else {
+                throw StoreError.corrupt("superblock slot \(slot): \(runCount) verified runs disagree with the verified-commit feature bit")
+            }
+            guard (logCount > 0) == (incompat & Format.incompatCopyOutLog != 0) else {
+                throw StoreError.corrupt("superblock slot \(slot): \(logCount) copy-out log entries disagree with the copy-out-log feature bit")
+            }
+            runsAt = indexOffset + indexCount * 8
+            logAt = runsAt + runCount * runBytes
+            let logEnd = logAt + logCount * logEntryBytes
+            let (pathLength, logCount, logAt) = (pathLength, logCount, logAt)
+            guard b.isZero(252..<256), b.isZero((pathOffset + pathLength)..<(pathOffset + pathField)),
+                  b.isZero(logEnd..<Format.superblockBytes),
+                  (0..<logCount).allSatisfy({ b.u32(logAt + $0 * logEntryBytes + 28) == 0 }) else {
+                throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero")
+            }
         }
     }
 }

@@ -17,62 +17,39 @@ public final class ControlClient: VolumeAccess {
     public init(socketPath: String) throws {
         self.socketPath = socketPath
         fd = try UnixSocket.connect(path: socketPath)
-        guard case let .server(info) = try call(.hello) else { throw unexpected("hello") }
-        server = info
+        server = try ask(.hello)
     }
 
     deinit { Foundation.close(fd) }
 
     // MARK: VolumeAccess
 
-    public func status() throws -> StoreStatus {
-        guard case let .status(s) = try call(.status) else { throw unexpected("status") }
-        return s
-    }
+    public func status() throws -> StoreStatus { try ask(.status) }
 
-    public func snapshots() throws -> [SnapshotInfo] {
-        guard case let .snapshots(s) = try call(.list) else { throw unexpected("list") }
-        return s
-    }
+    public func snapshots() throws -> [SnapshotInfo] { try ask(.list) }
 
-    public func snapshot(tag: UInt64) throws -> SnapshotInfo? {
-        guard case let .snapshot(s) = try call(.snapshot(tag: tag)) else { throw unexpected("snapshot") }
-        return s
-    }
+    public func snapshot(tag: UInt64) throws -> SnapshotInfo? { try ask(.snapshot(tag: tag)) }
 
     public func createSnapshot(tag: UInt64, name: String, priority: Int8, createdNanoseconds: UInt64?) throws -> SnapshotInfo {
-        guard case let .snapshot(s?) = try call(.create(tag: tag, name: name, priority: priority, created: createdNanoseconds)) else { throw unexpected("create") }
-        return s
+        try ask(.create(tag: tag, name: name, priority: priority, created: createdNanoseconds))
     }
 
-    public func deleteSnapshot(tag: UInt64) throws -> UInt64 {
-        guard case let .count(n) = try call(.delete(tag: tag)) else { throw unexpected("delete") }
-        return n
-    }
+    public func deleteSnapshot(tag: UInt64) throws -> UInt64 { try ask(.delete(tag: tag)) }
 
-    public func adjustUsecount(tag: UInt64, by delta: Int64) throws -> UInt32 {
-        guard case let .usecount(n) = try call(.usecount(tag: tag, delta: delta)) else { throw unexpected("usecount") }
-        return n
-    }
+    public func adjustUsecount(tag: UInt64, by delta: Int64) throws -> UInt32 { try ask(.usecount(tag: tag, delta: delta)) }
 
-    public func setPriority(tag: UInt64, _ priority: Int8) throws {
-        guard case .none = try call(.priority(tag: tag, priority: priority)) else { throw unexpected("priority") }
-    }
+    public func setPriority(tag: UInt64, _ priority: Int8) throws { try ask(.priority(tag: tag, priority: priority)) as Void }
 
-    public func usage(tag: UInt64) throws -> SnapshotUsage {
-        guard case let .usage(u) = try call(.usage(tag: tag)) else { throw unexpected("usage") }
-        return u
-    }
+    public func usage(tag: UInt64) throws -> SnapshotUsage { try ask(.usage(tag: tag)) }
 
     public func read(snapshot: UInt64?, offset: UInt64, length: UInt64?,
                      to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        try send(.message(ControlCoding.encode(ControlRequest.read(snapshot: snapshot, offset: offset, length: length))))
-        let result = try receiveReply { piece in try sink(piece) }
-        guard case .none = result else { throw unexpected("read") }
+        try send(.read(snapshot: snapshot, offset: offset, length: length))
+        try expect(try receiveReply { piece in try sink(piece) }, for: .read(snapshot: snapshot, offset: offset, length: length)) as Void
     }
 
     public func read(snapshot: UInt64?, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        try send(.message(ControlCoding.encode(ControlRequest.read(snapshot: snapshot, offset: offset, length: UInt64(buffer.count)))))
+        try send(.read(snapshot: snapshot, offset: offset, length: UInt64(buffer.count)))
         var filled = 0
         let result = try receiveReply(into: { count in
             guard count <= buffer.count - filled else {
@@ -81,7 +58,7 @@ public final class ControlClient: VolumeAccess {
             defer { filled += count }
             return UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + count)])
         })
-        guard case .none = result else { throw unexpected("read") }
+        try expect(result, for: .read(snapshot: snapshot, offset: offset, length: UInt64(buffer.count))) as Void
         guard filled == buffer.count else {
             throw VolumeError.protocolViolation("the server sent \(filled) of the \(buffer.count) bytes asked for")
         }
@@ -91,7 +68,8 @@ public final class ControlClient: VolumeAccess {
                      into buffer: (Int) throws -> UnsafeMutableRawBufferPointer, each: (Int) throws -> Void) throws {
         try checkReadRanges(ranges)
         guard !ranges.isEmpty else { return }
-        try send(.message(ControlCoding.encode(ControlRequest.readRanges(snapshot: snapshot, ranges: ranges.map { [$0.offset, UInt64($0.length)] }))))
+        let request = ControlRequest.readRanges(snapshot: snapshot, ranges: ranges.map { [$0.offset, UInt64($0.length)] })
+        try send(request)
         // Range `current` has `filled` bytes so far, in `destination`; it is handed to `each`
         // when the next frame or the reply arrives. Once `buffer` or `each` fails, the rest of
         // the stream is read and dropped (the connection stays usable), and the failure is
@@ -128,7 +106,7 @@ public final class ControlClient: VolumeAccess {
             return result
         } }
         if let failure { throw failure }
-        guard case .none = result else { throw unexpected("readRanges") }
+        try expect(result, for: request) as Void
         guard current == ranges.count else {
             throw VolumeError.protocolViolation("the server sent \(current) of the \(ranges.count) ranges asked for")
         }
@@ -136,7 +114,8 @@ public final class ControlClient: VolumeAccess {
 
     public func write(snapshot: UInt64?, offset: UInt64, flush: Bool,
                       from source: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> UInt64 {
-        try send(.message(ControlCoding.encode(ControlRequest.write(snapshot: snapshot, offset: offset, flush: flush))))
+        let request = ControlRequest.write(snapshot: snapshot, offset: offset, flush: flush)
+        try send(request)
         var buffer = [UInt8](repeating: 0, count: streamPieceBytes)
         while true {
             let n = try buffer.withUnsafeMutableBytes { try source($0) }
@@ -149,8 +128,7 @@ public final class ControlClient: VolumeAccess {
             }
         }
         try? send(.end)
-        guard case let .count(written) = try receiveReply() else { throw unexpected("write") }
-        return written
+        return try expect(try receiveReply(), for: request)
     }
 
     public func write(originExtents extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
@@ -167,7 +145,8 @@ public final class ControlClient: VolumeAccess {
 
     public func changedChunks(from: StoreSide, to: StoreSide, startingAt start: UInt64, limit: UInt64?,
                               _ body: (UInt64) throws -> Void) throws {
-        try send(.message(ControlCoding.encode(ControlRequest.changelist(from: from, to: to, start: start, limit: limit))))
+        let request = ControlRequest.changelist(from: from, to: to, start: start, limit: limit)
+        try send(request)
         let result = try receiveReply { piece in
             guard piece.count % 8 == 0 else { throw VolumeError.protocolViolation("changelist piece of \(piece.count) bytes") }
             var i = 0
@@ -178,17 +157,13 @@ public final class ControlClient: VolumeAccess {
                 i += 8
             }
         }
-        guard case .none = result else { throw unexpected("changelist") }
+        try expect(result, for: request) as Void
     }
 
-    public func flush() throws {
-        guard case .none = try call(.flush) else { throw unexpected("flush") }
-    }
+    public func flush() throws { try ask(.flush) as Void }
 
     public func dataRanges(snapshot: UInt64?, chunks: Range<UInt64>) throws -> [Range<UInt64>] {
-        guard case let .ranges(pairs) = try call(.dataRanges(snapshot: snapshot, first: chunks.lowerBound, end: chunks.upperBound)) else {
-            throw unexpected("dataRanges")
-        }
+        let pairs: [[UInt64]] = try ask(.dataRanges(snapshot: snapshot, first: chunks.lowerBound, end: chunks.upperBound))
         return try pairs.map { p in
             guard p.count == 2, p[0] < p[1], p[0] >= chunks.lowerBound, p[1] <= chunks.upperBound else {
                 throw VolumeError.protocolViolation("data range \(p) outside \(chunks)")
@@ -197,46 +172,23 @@ public final class ControlClient: VolumeAccess {
         }
     }
 
-    public func adoptVolumeUUID(_ uuid: [UInt8]) throws {
-        guard case .none = try call(.adoptUUID(uuid: formatUUID(uuid))) else { throw unexpected("adoptUUID") }
-    }
+    public func adoptVolumeUUID(_ uuid: [UInt8]) throws { try ask(.adoptUUID(uuid: formatUUID(uuid))) as Void }
 
-    public func revert(to tag: UInt64) throws -> Int {
-        guard case let .count(n) = try call(.revert(tag: tag)) else { throw unexpected("revert") }
-        return Int(n)
-    }
+    public func revert(to tag: UInt64) throws -> Int { Int(try ask(.revert(tag: tag)) as UInt64) }
 
-    public func resizeOrigin(to bytes: UInt64) throws -> StoreStatus {
-        guard case let .status(s) = try call(.resizeOrigin(bytes: bytes)) else { throw unexpected("resize") }
-        return s
-    }
+    public func resizeOrigin(to bytes: UInt64) throws -> StoreStatus { try ask(.resizeOrigin(bytes: bytes)) }
 
-    public func resizeStore(to bytes: UInt64) throws -> StoreStatus {
-        guard case let .status(s) = try call(.resizeStore(bytes: bytes)) else { throw unexpected("resize") }
-        return s
-    }
+    public func resizeStore(to bytes: UInt64) throws -> StoreStatus { try ask(.resizeStore(bytes: bytes)) }
 
-    public func check(repair: Bool) throws -> CheckReport {
-        guard case let .check(r) = try call(.check(repair: repair)) else { throw unexpected("check") }
-        return r
-    }
+    public func check(repair: Bool) throws -> CheckReport { try ask(.check(repair: repair)) }
 
     // MARK: Server-only requests
 
-    public func attach(tag: UInt64?, writable: Bool) throws -> AttachedDevice {
-        guard case let .device(d) = try call(.attach(tag: tag, writable: writable)) else { throw unexpected("attach") }
-        return d
-    }
+    public func attach(tag: UInt64?, writable: Bool) throws -> AttachedDevice { try ask(.attach(tag: tag, writable: writable)) }
 
-    public func detach(tag: UInt64?) throws -> AttachedDevice {
-        guard case let .device(d) = try call(.detach(tag: tag)) else { throw unexpected("detach") }
-        return d
-    }
+    public func detach(tag: UInt64?) throws -> AttachedDevice { try ask(.detach(tag: tag)) }
 
-    public func devices() throws -> [AttachedDevice] {
-        guard case let .devices(d) = try call(.devices) else { throw unexpected("devices") }
-        return d
-    }
+    public func devices() throws -> [AttachedDevice] { try ask(.devices) }
 
     // MARK: Frames
 
@@ -246,8 +198,22 @@ public final class ControlClient: VolumeAccess {
         return try receiveReply()
     }
 
-    private func unexpected(_ what: String) -> VolumeError {
-        .protocolViolation("the server's reply to '\(what)' is not of the expected kind")
+    /// Sends a request without a data stream and returns the value of its reply, of the type
+    /// the caller expects.
+    private func ask<Value>(_ request: ControlRequest) throws -> Value {
+        try expect(try call(request), for: request)
+    }
+
+    /// The value of a reply to `request`; a reply of another kind breaks the protocol.
+    private func expect<Value>(_ result: ControlResult, for request: ControlRequest) throws -> Value {
+        guard let value = result.value as? Value else {
+            throw VolumeError.protocolViolation("the server's reply to '\(request.name)' is not of the expected kind")
+        }
+        return value
+    }
+
+    private func send(_ request: ControlRequest) throws {
+        try send(.message(ControlCoding.encode(request)))
     }
 
     private func send(_ frame: ControlFrame) throws {

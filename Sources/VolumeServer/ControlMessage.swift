@@ -77,6 +77,32 @@ public enum ControlResult: Codable, Equatable, Sendable {
     case ranges([[UInt64]])
 }
 
+extension ControlResult {
+    /// The value the result carries (`()` for `.none`): a client that knows the type it asked
+    /// for takes it with one cast (`ControlClient.ask`) instead of a match per request.
+    var value: Any {
+        switch self {
+        case .none: return ()
+        case let .server(v): return v
+        case let .status(v): return v
+        case let .snapshots(v): return v
+        case let .snapshot(v): return v as Any
+        case let .count(v): return v
+        case let .usecount(v): return v
+        case let .usage(v): return v
+        case let .check(v): return v
+        case let .device(v): return v
+        case let .devices(v): return v
+        case let .ranges(v): return v
+        }
+    }
+}
+
+extension ControlRequest {
+    /// The request's name on the wire (its case), for messages and logs.
+    var name: String { "\(self)".prefix(while: { $0 != "(" }).description }
+}
+
 /// An error carried back to the client as the same error value the server saw.
 public enum ControlFailure: Codable, Equatable, Sendable {
     case store(StoreError)

@@ -82,7 +82,10 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     private let server: ServerOperations
     private let logger: Logger
     private let queue = FrameQueue()
-    /// Frames buffered before reading pauses (bounds memory on a fast writer).
+    /// Frames queued before the connection stops reading (it reads again at half). The worker
+    /// waits for each reply to be written, so a client that sends without reading replies
+    /// holds at most this many frames, the frame being cut (1 MiB + 4 KiB), and what one read
+    /// event already took (`ControlListener.readsPerEvent` × `readBytesMax`).
     private let queuedFramesMax = 8
     private var channel: Channel?
 
@@ -168,7 +171,7 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             return false
         } catch {
             if case .write = request { if !drainWrite() { return false } }
-            logger.info("request \(describe(request)) failed: \(error)")
+            logger.info("request \(request.name) failed: \(error)")
             reply(.failed(ControlFailure(error)))
         }
         return true
@@ -176,6 +179,8 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
 
     private enum ConnectionGone: Error { case gone }
 
+    /// One request, one line each: the store's answers come from the host, the server's own
+    /// from `server`; the streaming requests have functions of their own below.
     private func perform(_ request: ControlRequest) throws -> ControlResult {
         switch request {
         case .hello: return .server(server.info)
@@ -183,58 +188,15 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         case .list: return .snapshots(try host.snapshots())
         case let .snapshot(tag): return .snapshot(try host.snapshot(tag: tag))
         case let .create(tag, name, priority, created):
-            let info = try host.createSnapshot(tag: tag, name: name, priority: priority, createdNanoseconds: created)
-            logger.info("created snapshot \(tag)")
-            return .snapshot(info)
-        case let .delete(tag):
-            let freed = try host.deleteSnapshot(tag: tag)
-            logger.info("deleted snapshot \(tag), freed \(freed) chunks")
-            return .count(freed)
+            return .snapshot(noted(try host.createSnapshot(tag: tag, name: name, priority: priority, createdNanoseconds: created)) { _ in "created snapshot \(tag)" })
+        case let .delete(tag): return .count(noted(try host.deleteSnapshot(tag: tag)) { "deleted snapshot \(tag), freed \($0) chunks" })
         case let .usecount(tag, delta): return .usecount(try host.adjustUsecount(tag: tag, by: delta))
-        case let .priority(tag, priority):
-            try host.setPriority(tag: tag, priority)
-            return .none
+        case let .priority(tag, priority): try host.setPriority(tag: tag, priority); return .none
         case let .usage(tag): return .usage(try host.usage(tag: tag))
-        case let .read(snapshot, offset, length):
-            let total = try host.readLength(snapshot: snapshot, offset: offset, length: length)
-            try streamData { try sendRange(snapshot: snapshot, offset: offset, length: total) }
-            return .none
-        case let .readRanges(snapshot, pairs):
-            let ranges = try pairs.map { p -> (offset: UInt64, length: Int) in
-                guard p.count == 2, p[1] <= readRangesBytesMax else { throw VolumeError.protocolViolation("a read range is not an [offset, length] pair of at most \(readRangesBytesMax) bytes") }
-                return (p[0], Int(p[1]))
-            }
-            try checkReadRanges(ranges)
-            try streamData {
-                for r in ranges { try sendRange(snapshot: snapshot, offset: r.offset, length: UInt64(r.length)) }
-            }
-            return .none
-        case .flush:
-            try host.flush()
-            return .none
-        case let .write(snapshot, offset, flush):
-            var finished = false
-            let written = try host.write(snapshot: snapshot, offset: offset, flush: flush ?? true) { buffer in
-                if finished { return 0 }
-                switch next() {
-                case .gone: throw ConnectionGone.gone
-                case let .broken(e): throw e
-                case .frame(.end):
-                    finished = true
-                    return 0
-                case let .frame(.data(bytes)):
-                    guard bytes.count <= buffer.count else {
-                        throw VolumeError.protocolViolation("data frame of \(bytes.count) bytes is larger than \(buffer.count)")
-                    }
-                    bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
-                    return bytes.count
-                case .frame(.message):
-                    throw VolumeError.protocolViolation("a request arrived in the middle of a write's data")
-                }
-            }
-            if !finished { _ = drainWrite() }
-            logger.info("wrote \(written) bytes at \(offset) of \(snapshot.map { "snapshot \($0)" } ?? "the origin")")
-            return .count(written)
+        case let .read(snapshot, offset, length): return try sendRead(snapshot: snapshot, offset: offset, length: length)
+        case let .readRanges(snapshot, pairs): return try sendRanges(snapshot: snapshot, pairs: pairs)
+        case .flush: try host.flush(); return .none
+        case let .write(snapshot, offset, flush): return try receiveWrite(snapshot: snapshot, offset: offset, flush: flush ?? true)
         case let .dataRanges(snapshot, first, end):
             guard first <= end else { throw VolumeError.protocolViolation("chunk range \(first)..<\(end)") }
             return .ranges(try host.dataRanges(snapshot: snapshot, chunks: first..<end).map { [$0.lowerBound, $0.upperBound] })
@@ -243,36 +205,85 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             try host.adoptVolumeUUID(uuid)
             logger.info("the store is now a replica of volume \(text)")
             return .none
-        case let .changelist(from, to, start, limit):
-            var piece: [UInt8] = []
-            piece.reserveCapacity(streamPieceBytes)
-            try host.changedChunks(from: from, to: to, startingAt: start ?? 0, limit: limit) { chunk in
-                for b in 0..<8 { piece.append(UInt8(truncatingIfNeeded: chunk >> (8 * UInt64(b)))) }
-                if piece.count >= streamPieceBytes {
-                    try send(.data(piece))
-                    piece.removeAll(keepingCapacity: true)
-                }
-            }
-            if !piece.isEmpty { try send(.data(piece)) }
-            return .none
-        case let .revert(tag):
-            let n = try host.revert(to: tag)
-            logger.info("reverted the origin to snapshot \(tag) (\(n) chunks)")
-            return .count(UInt64(n))
+        case let .changelist(from, to, start, limit): return try sendChangelist(from: from, to: to, start: start ?? 0, limit: limit)
+        case let .revert(tag): return .count(UInt64(noted(try host.revert(to: tag)) { "reverted the origin to snapshot \(tag) (\($0) chunks)" }))
         case let .resizeOrigin(bytes):
-            let s = try host.resizeOrigin(to: bytes)
-            logger.info("origin resized to \(bytes) bytes")
+            let status = noted(try host.resizeOrigin(to: bytes)) { _ in "origin resized to \(bytes) bytes" }
             server.originResized()
-            return .status(s)
-        case let .resizeStore(bytes):
-            let s = try host.resizeStore(to: bytes)
-            logger.info("store resized to \(bytes) bytes")
-            return .status(s)
+            return .status(status)
+        case let .resizeStore(bytes): return .status(noted(try host.resizeStore(to: bytes)) { _ in "store resized to \(bytes) bytes" })
         case let .check(repair): return .check(try host.check(repair: repair))
         case let .attach(tag, writable): return .device(try server.attach(tag: tag, writable: writable))
         case let .detach(tag): return .device(try server.detach(tag: tag))
         case .devices: return .devices(server.devices())
         }
+    }
+
+    /// Logs what a request changed, and passes its value on.
+    private func noted<Value>(_ value: Value, _ message: (Value) -> String) -> Value {
+        logger.info("\(message(value))")
+        return value
+    }
+
+    private func sendRead(snapshot: UInt64?, offset: UInt64, length: UInt64?) throws -> ControlResult {
+        let total = try host.readLength(snapshot: snapshot, offset: offset, length: length)
+        try streamData { try sendRange(snapshot: snapshot, offset: offset, length: total) }
+        return .none
+    }
+
+    private func sendRanges(snapshot: UInt64?, pairs: [[UInt64]]) throws -> ControlResult {
+        let ranges = try pairs.map { p -> (offset: UInt64, length: Int) in
+            guard p.count == 2, p[1] <= readRangesBytesMax else {
+                throw VolumeError.protocolViolation("a read range is not an [offset, length] pair of at most \(readRangesBytesMax) bytes")
+            }
+            return (p[0], Int(p[1]))
+        }
+        try checkReadRanges(ranges)
+        try streamData {
+            for r in ranges { try sendRange(snapshot: snapshot, offset: r.offset, length: UInt64(r.length)) }
+        }
+        return .none
+    }
+
+    /// A write's data frames, up to its end frame, into the origin or a snapshot.
+    private func receiveWrite(snapshot: UInt64?, offset: UInt64, flush: Bool) throws -> ControlResult {
+        var finished = false
+        let written = try host.write(snapshot: snapshot, offset: offset, flush: flush) { buffer in
+            if finished { return 0 }
+            switch next() {
+            case .gone: throw ConnectionGone.gone
+            case let .broken(e): throw e
+            case .frame(.end):
+                finished = true
+                return 0
+            case let .frame(.data(bytes)):
+                guard bytes.count <= buffer.count else {
+                    throw VolumeError.protocolViolation("data frame of \(bytes.count) bytes is larger than \(buffer.count)")
+                }
+                bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+                return bytes.count
+            case .frame(.message):
+                throw VolumeError.protocolViolation("a request arrived in the middle of a write's data")
+            }
+        }
+        if !finished { _ = drainWrite() }
+        logger.info("wrote \(written) bytes at \(offset) of \(snapshot.map { "snapshot \($0)" } ?? "the origin")")
+        return .count(written)
+    }
+
+    /// The changed chunks as data frames of u64 LE chunk numbers.
+    private func sendChangelist(from: StoreSide, to: StoreSide, start: UInt64, limit: UInt64?) throws -> ControlResult {
+        var piece: [UInt8] = []
+        piece.reserveCapacity(streamPieceBytes)
+        try host.changedChunks(from: from, to: to, startingAt: start, limit: limit) { chunk in
+            for b in 0..<8 { piece.append(UInt8(truncatingIfNeeded: chunk >> (8 * UInt64(b)))) }
+            if piece.count >= streamPieceBytes {
+                try send(.data(piece))
+                piece.removeAll(keepingCapacity: true)
+            }
+        }
+        if !piece.isEmpty { try send(.data(piece)) }
+        return .none
     }
 
     /// Skips the rest of a failed write's data, up to its end frame; false if the connection went.
@@ -362,10 +373,6 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     private func reply(_ reply: ControlReply) {
         try? send(.message(ControlCoding.encode(reply)))
     }
-
-    private func describe(_ request: ControlRequest) -> String {
-        "\(request)".prefix(while: { $0 != "(" }).description
-    }
 }
 
 /// Listens on the control socket (owner-only permissions).
@@ -374,6 +381,9 @@ final class ControlListener {
     /// Control connections open at once, each with its worker thread (docs/INVARIANTS.md 36).
     static let connectionsMax = 32
     private let limit = ConnectionLimit(maximum: ControlListener.connectionsMax, what: "control")
+    /// Reads per readable event, and the most bytes one read takes.
+    static let readsPerEvent: UInt = 4
+    static let readBytesMax = 64 << 10
 
     init(path: String, group: EventLoopGroup, host: VolumeHost, server: ServerOperations, logger: Logger) throws {
         let limit = self.limit
@@ -384,6 +394,10 @@ final class ControlListener {
         defer { umask(oldMask) }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
+            // What one read event may bring past the queue's pause (docs/INVARIANTS.md 36).
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: ControlListener.readsPerEvent)
+            .childChannelOption(ChannelOptions.recvAllocator,
+                                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: ControlListener.readBytesMax))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard limit.admit(channel, logger: logger) else { return }

@@ -47,6 +47,24 @@ release_devices_under() {
     awk -v w="$dir/" 'index($2, w) == 1 { print $2 }' /proc/mounts | while read -r m; do umount -l "$m"; done
 }
 
+# unmount_listed POINT...: unmounts each, last first (lazily if busy).
+unmount_listed() {
+    local i points=("$@")
+    for ((i = ${#points[@]} - 1; i >= 0; i--)); do umount "${points[i]}" 2>/dev/null || umount -l "${points[i]}" 2>/dev/null; done
+}
+
+# unmount_under DIR: everything mounted below DIR, deepest first (lazily if busy).
+unmount_under() {
+    awk -v w="$1/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+}
+
+# require_root_and_fuse WHAT: a test that needs root and /dev/fuse fails at once without them.
+require_root_and_fuse() {
+    if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/fuse ]; then
+        not_ok "$1 need root and /dev/fuse"; finish; exit 1
+    fi
+}
+
 # remove_device_names VOL...: the /dev/mapper names (symbolic links) of those volumes.
 remove_device_names() {
     local v n
@@ -65,6 +83,9 @@ stop_volume_processes() {
         done
     done
 }
+
+# md5: the MD5 of standard input, the digest alone.
+md5() { md5sum | cut -d' ' -f1; }
 
 finish() {
     echo "$PASS passed, $FAIL failed"

@@ -21,6 +21,9 @@ IN_FLIGHT_BYTES = 32 << 20             # NBDConnectionHandler.inFlightBytesMax
 # What one greedy NBD connection may hold: its in-flight bytes, one request being decoded, read
 # buffers; plus the pool's batch. Twice that, for the allocator's slack.
 MEMORY_BOUND = 2 * (2 * IN_FLIGHT_BYTES + (32 << 20) + (4 << 20))
+# One control connection: 8 queued frames of up to 1 MiB, the frame being cut, one read event's
+# bytes, the reply being written; twice that, for the allocator's slack.
+CONTROL_QUEUE_BOUND = 2 * (8 * (1 << 20) + (1 << 20) + 4 * (64 << 10) + (1 << 20)) + (8 << 20)
 
 
 def check(name, cond, detail=""):
@@ -127,4 +130,49 @@ check("1 GiB of pipelined writes all answered", sorted(replies) == [(0, 100 + i)
 check(f"the server's memory stays within {MEMORY_BOUND >> 20} MiB over its start meanwhile ({(peak[0] - base) >> 20} MiB)",
       peak[0] - base < MEMORY_BOUND)
 print(f"# pipelined writes: {time.time() - started:.1f} s", file=sys.stderr)
+started = time.time()
+
+# One control connection pipelines 256 MiB of frames (requests and 1 MiB data frames outside a
+# write, each answered with a failure) and reads no reply: the worker blocks on its first
+# unread replies, the connection stops reading, and the server's memory stays put.
+def frame(kind, payload):
+    return struct.pack("<IBB", len(payload) + 2, 1, kind) + payload
+
+
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(CONTROL)
+base = rss()
+piece = frame(1, b'{"hello":{}}') * 64 + frame(2, b"\x5a" * (1 << 20))
+sent = [0]
+
+
+def flood():
+    try:
+        for _ in range(256):
+            s.sendall(piece)
+            sent[0] += len(piece)
+    except OSError:
+        pass
+
+
+flooder = threading.Thread(target=flood, daemon=True)
+flooder.start()
+time.sleep(3)
+flood_peak = rss()
+check(f"a control client pipelining frames without reading is held back ({sent[0] >> 20} MiB of 256 taken in 3 s)",
+      sent[0] < (64 << 20))
+check(f"its queue stays within {CONTROL_QUEUE_BOUND >> 20} MiB of the server's memory ({(flood_peak - base) >> 20} MiB)",
+      flood_peak - base < CONTROL_QUEUE_BOUND)
+s.close()
+flooder.join(10)
+time.sleep(0.5)
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.settimeout(10)
+c.connect(CONTROL)
+c.sendall(frame(1, b'{"hello":{}}'))
+header = c.recv(6, socket.MSG_WAITALL)
+reply = c.recv(struct.unpack("<I", header[:4])[0] - 2, socket.MSG_WAITALL) if len(header) == 6 else b""
+c.close()
+check("the server answers a new control connection after it", b'"ok"' in reply, reply[:80].decode(errors="replace"))
+print(f"# pipelined control frames: {time.time() - started:.1f} s", file=sys.stderr)
 sys.exit(1 if tapcheck.failures else 0)

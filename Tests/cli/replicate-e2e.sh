@@ -12,15 +12,13 @@ D="$(dirname "$Z")/ddsnap"
 export ZUMASTOR_ROOT="$WORK/root"
 cd "$WORK"
 
-if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/fuse ]; then
-    not_ok "replication tests need root and /dev/fuse"; finish; exit 1
-fi
+require_root_and_fuse "replication tests"
 
 VOLS=()
 MOUNTS=()
 SERVERS=()
 r_cleanup() {
-    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null; done
+    unmount_listed "${MOUNTS[@]}"
     for pid in "${SERVERS[@]}"; do kill -TERM "$pid" 2>/dev/null; for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; done
     stop_volume_processes "$Z" "${VOLS[@]}"
     release_devices_under "$WORK"

@@ -18,9 +18,7 @@ fi
 MOUNTS=()   # mount points we mounted, unmounted in reverse order
 VOLS=()     # volume names whose /dev/mapper names we may have made
 server_cleanup() {
-    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-        mountpoint -q "${MOUNTS[i]}" && umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null
-    done
+    unmount_listed "${MOUNTS[@]}"
     for pid in "${PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || continue
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -8,14 +8,12 @@ Z=${1:?usage: zumastor-e2e.sh PATH/TO/zumastor}
 export ZUMASTOR_ROOT="$WORK/root"
 cd "$WORK"
 
-if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/fuse ]; then
-    not_ok "zumastor tests need root and /dev/fuse"; finish; exit 1
-fi
+require_root_and_fuse "zumastor tests"
 
 VOLS=()
 MOUNTS=()
 z_cleanup() {
-    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null; done
+    unmount_listed "${MOUNTS[@]}"
     # Agents and servers of our volumes, by the pids their status reports, then anything bound to our files.
     stop_volume_processes "$Z" "${VOLS[@]}"
     release_devices_under "$WORK"

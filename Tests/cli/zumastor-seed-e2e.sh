@@ -12,9 +12,7 @@ Z=${1:?usage: zumastor-seed-e2e.sh PATH/TO/zumastor}
 HERE=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$WORK"
 
-if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/fuse ]; then
-    not_ok "zumastor tests need root and /dev/fuse"; finish; exit 1
-fi
+require_root_and_fuse "zumastor tests"
 
 VOLS=()
 LOOPS=()
@@ -31,7 +29,7 @@ print(d.get("agentPID", ""), d.get("serverPID", ""))' 2>/dev/null | tr ' ' '\n' 
             done
         done
     done
-    awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    unmount_under "$WORK"
     release_devices_under "$WORK"
     for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
     remove_device_names "${VOLS[@]}"

@@ -27,7 +27,6 @@ soak_cleanup() {
     cleanup
 }
 trap soak_cleanup EXIT
-md5() { md5sum | cut -d' ' -f1; }
 
 truncate -s 128M "$S/origin"; truncate -s 256M "$S/store"
 "$D" initialize -y -c 16k "$S/store" "$S/origin" >/dev/null || stop_at "initialize"

@@ -19,13 +19,12 @@ H="$ZUMASTOR_ROOT/var/run/zumastor/snapshot/$V/hourly.0"
 LOG_TO_SHOW="$ZUMASTOR_ROOT/var/log/zumastor/$V/server.log"
 soak_cleanup() {
     stop_volume_processes "$Z" "$V"
-    awk -v w="$S/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+    unmount_under "$S"
     release_devices_under "$S"
     remove_device_names "$V"
     cleanup
 }
 trap soak_cleanup EXIT
-md5() { md5sum | cut -d' ' -f1; }
 
 truncate -s 256M "$S/origin.img"; truncate -s 256M "$S/store.img"
 "$Z" define volume "$V" "$S/origin.img" "$S/store.img" --initialize >/dev/null || stop_at "define volume"

@@ -124,23 +124,8 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func handleOption(_ context: ChannelHandlerContext, code: UInt32, data: ByteBuffer) {
-        var data = data
         switch code {
-        case NBD.optExportName:
-            let name = data.readString(length: data.readableBytes) ?? ""
-            switch shared.resolve(name) {
-            case let .failure(e):
-                // This option cannot carry an error: the protocol says to end the session.
-                shared.logger.info("NBD client \(peer) asked for export '\(name)': \(e.message); closing")
-                context.close(promise: nil)
-            case let .success(tag):
-                guard let (size, flags) = begin(tag: tag) else { return context.close(promise: nil) }
-                var out = context.channel.allocator.buffer(capacity: 134)
-                out.writeInteger(size)
-                out.writeInteger(flags)
-                if !noZeroes { out.writeRepeatingByte(0, count: 124) }
-                context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-            }
+        case NBD.optExportName: exportName(context, data)
         case NBD.optAbort:
             optionReply(context, code, NBD.repAck)
             context.close(promise: nil)
@@ -161,58 +146,80 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             structuredReplies = true
             optionReply(context, code, NBD.repAck)
-        case NBD.optInfo, NBD.optGo:
-            guard let nameLength = data.readInteger(as: UInt32.self), nameLength <= data.readableBytes,
-                  let name = data.readString(length: Int(nameLength)), let count = data.readInteger(as: UInt16.self),
-                  data.readableBytes == Int(count) * 2 else {
-                return optionReply(context, code, NBD.repErrInvalid, message: "malformed \(code == NBD.optGo ? "GO" : "INFO") option")
-            }
-            var wanted: Set<UInt16> = []
-            for _ in 0..<count { wanted.insert(data.readInteger(as: UInt16.self)!) }
-            let tag: UInt64?
-            switch shared.resolve(name) {
-            case let .failure(e): return optionReply(context, code, NBD.repErrUnknown, message: e.message)
-            case let .success(t): tag = t
-            }
-            guard let size = shared.host.sizeBytes(snapshot: tag) else {
-                return optionReply(context, code, NBD.repErrUnknown, message: "export '\(name)' went away")
-            }
-            let flags = transmissionFlags(readOnly: isReadOnly(tag))
-            var info = context.channel.allocator.buffer(capacity: 12)
-            info.writeInteger(NBD.infoExport)
-            info.writeInteger(size)
-            info.writeInteger(flags)
-            optionReply(context, code, NBD.repInfo, payload: info, flush: false)
-            var blocks = context.channel.allocator.buffer(capacity: 14)
-            blocks.writeInteger(NBD.infoBlockSize)
-            blocks.writeInteger(UInt32(1))
-            blocks.writeInteger(NBD.preferredBlockBytes)
-            blocks.writeInteger(UInt32(NBD.requestBytesMax))
-            optionReply(context, code, NBD.repInfo, payload: blocks, flush: false)
-            if wanted.contains(NBD.infoName) {
-                var n = context.channel.allocator.buffer(capacity: 2 + name.utf8.count)
-                n.writeInteger(NBD.infoName)
-                n.writeString(name)
-                optionReply(context, code, NBD.repInfo, payload: n, flush: false)
-            }
-            if wanted.contains(NBD.infoDescription) {
-                let text = tag.map { "snapshot \($0) of volume \(shared.volume)" } ?? "volume \(shared.volume)"
-                var d = context.channel.allocator.buffer(capacity: 2 + text.utf8.count)
-                d.writeInteger(NBD.infoDescription)
-                d.writeString(text)
-                optionReply(context, code, NBD.repInfo, payload: d, flush: false)
-            }
-            if code == NBD.optGo {
-                guard begin(tag: tag) != nil else {
-                    return optionReply(context, code, NBD.repErrUnknown, message: "export '\(name)' went away")
-                }
-            }
-            optionReply(context, code, NBD.repAck)
+        case NBD.optInfo, NBD.optGo: infoOrGo(context, code, data)
         case NBD.optStartTLS:
             optionReply(context, code, NBD.repErrPolicy, message: "TLS is not offered on this socket")
         default:
             optionReply(context, code, NBD.repErrUnsupported, message: "option \(code) is not supported")
         }
+    }
+
+    /// EXPORT_NAME: the old way to choose an export, which cannot carry an error.
+    private func exportName(_ context: ChannelHandlerContext, _ data: ByteBuffer) {
+        var data = data
+        let name = data.readString(length: data.readableBytes) ?? ""
+        switch shared.resolve(name) {
+        case let .failure(e):
+            // The protocol says to end the session.
+            shared.logger.info("NBD client \(peer) asked for export '\(name)': \(e.message); closing")
+            context.close(promise: nil)
+        case let .success(tag):
+            guard let (size, flags) = begin(tag: tag) else { return context.close(promise: nil) }
+            var out = context.channel.allocator.buffer(capacity: 134)
+            out.writeInteger(size)
+            out.writeInteger(flags)
+            if !noZeroes { out.writeRepeatingByte(0, count: 124) }
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        }
+    }
+
+    /// INFO and GO: the export's information replies; GO then enters transmission.
+    private func infoOrGo(_ context: ChannelHandlerContext, _ code: UInt32, _ data: ByteBuffer) {
+        var data = data
+        guard let nameLength = data.readInteger(as: UInt32.self), nameLength <= data.readableBytes,
+              let name = data.readString(length: Int(nameLength)), let count = data.readInteger(as: UInt16.self),
+              data.readableBytes == Int(count) * 2 else {
+            return optionReply(context, code, NBD.repErrInvalid, message: "malformed \(code == NBD.optGo ? "GO" : "INFO") option")
+        }
+        var wanted: Set<UInt16> = []
+        for _ in 0..<count { wanted.insert(data.readInteger(as: UInt16.self)!) }
+        let tag: UInt64?
+        switch shared.resolve(name) {
+        case let .failure(e): return optionReply(context, code, NBD.repErrUnknown, message: e.message)
+        case let .success(t): tag = t
+        }
+        guard let size = shared.host.sizeBytes(snapshot: tag) else {
+            return optionReply(context, code, NBD.repErrUnknown, message: "export '\(name)' went away")
+        }
+        var info = context.channel.allocator.buffer(capacity: 12)
+        info.writeInteger(NBD.infoExport)
+        info.writeInteger(size)
+        info.writeInteger(transmissionFlags(readOnly: isReadOnly(tag)))
+        optionReply(context, code, NBD.repInfo, payload: info, flush: false)
+        var blocks = context.channel.allocator.buffer(capacity: 14)
+        blocks.writeInteger(NBD.infoBlockSize)
+        blocks.writeInteger(UInt32(1))
+        blocks.writeInteger(NBD.preferredBlockBytes)
+        blocks.writeInteger(UInt32(NBD.requestBytesMax))
+        optionReply(context, code, NBD.repInfo, payload: blocks, flush: false)
+        if wanted.contains(NBD.infoName) { infoText(context, code, NBD.infoName, name) }
+        if wanted.contains(NBD.infoDescription) {
+            infoText(context, code, NBD.infoDescription, tag.map { "snapshot \($0) of volume \(shared.volume)" } ?? "volume \(shared.volume)")
+        }
+        if code == NBD.optGo {
+            guard begin(tag: tag) != nil else {
+                return optionReply(context, code, NBD.repErrUnknown, message: "export '\(name)' went away")
+            }
+        }
+        optionReply(context, code, NBD.repAck)
+    }
+
+    /// An information reply that carries a text (NBD_INFO_NAME, NBD_INFO_DESCRIPTION).
+    private func infoText(_ context: ChannelHandlerContext, _ code: UInt32, _ type: UInt16, _ text: String) {
+        var payload = context.channel.allocator.buffer(capacity: 2 + text.utf8.count)
+        payload.writeInteger(type)
+        payload.writeString(text)
+        optionReply(context, code, NBD.repInfo, payload: payload, flush: false)
     }
 
     private func isReadOnly(_ tag: UInt64?) -> Bool {
