@@ -78,7 +78,13 @@ let package = Package(
             name: "SnapStoreTests",
             dependencies: ["SnapStore", "SnapStoreTestKit"],
             exclude: ["Golden"]),
-        .testTarget(name: "VolumeManagerTests", dependencies: ["VolumeManager"]),
+        .testTarget(
+            name: "VolumeManagerTests",
+            dependencies: [
+                "VolumeManager", "VolumeServer", "VolumeInterface", "SnapStore",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "SnapStore", "VolumeInterface", "VolumeServer"]),
         .testTarget(
             name: "VolumeServerTests",

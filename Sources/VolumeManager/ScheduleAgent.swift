@@ -28,20 +28,19 @@ extension VolumeManager {
     func startAgent(_ name: String) throws {
         if agentPID(name) != nil { return }
         try FileManager.default.createDirectory(atPath: paths.run + "/agents", withIntermediateDirectories: true)
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        defer { close(null) }
         // ZUMASTOR_EXE, else this program or the one beside ddsnap, else on PATH.
         guard let path = Executables.find("zumastor", variable: "ZUMASTOR_EXE", besides: ddsnapPath) else {
             throw ZumastorError.failed("cannot find the zumastor executable to run the schedule of \(name)")
         }
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path, "agent", name] as [String]).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let pid = argv.withUnsafeBufferPointer { zuma_spawn_detached(path, $0.baseAddress, null) }
-        guard pid > 0 else { throw ZumastorError.failed("cannot start the schedule agent of \(name): \(String(cString: strerror(errno)))") }
+        let pid: pid_t
+        do {
+            pid = try system.spawnDetached(path, ["agent", name])
+        } catch {
+            throw ZumastorError.failed("cannot start the schedule agent of \(name): \(error)")
+        }
         for _ in 0..<100 {
             if agentPID(name) != nil { break }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
+            if system.exited(pid) {
                 throw ZumastorError.failed("the schedule agent of \(name) exited at once (see \(paths.logDirectory(name))/master.log)")
             }
             usleep(50_000)
@@ -51,7 +50,7 @@ extension VolumeManager {
     /// Stops the agent (SIGTERM) and waits for it; a snapshot under way completes first.
     func stopAgent(_ name: String) throws {
         guard let pid = agentPID(name) else { return }
-        kill(pid, SIGTERM)
+        _ = system.signal(pid, SIGTERM)
         for _ in 0..<1200 {
             if agentPID(name) == nil { return }
             usleep(50_000)

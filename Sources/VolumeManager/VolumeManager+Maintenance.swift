@@ -58,7 +58,7 @@ extension VolumeManager {
 
     private func requireUnmounted(_ c: VolumeConfig, verb: String) throws {
         let point = mountPoint(c)
-        if isMountPoint(point) {
+        if system.isMountPoint(point) {
             throw ZumastorError.invalid("volume '\(c.name)' is mounted at \(point); stop the services using it and the master first (zumastor stop master \(c.name)) before \(verb)")
         }
     }

@@ -62,7 +62,7 @@ extension VolumeManager {
             }
             c.schedule = schedule
             try c.save(paths.configFile(name))
-            if let pid = agentPID(name) { kill(pid, SIGHUP) }
+            if let pid = agentPID(name) { _ = system.signal(pid, SIGHUP) }
             // A lower count takes effect now, not at the next snapshot.
             guard let client = server(name) else { return [] }
             let (dropped, problems) = rotate(c, client)
@@ -98,7 +98,7 @@ extension VolumeManager {
                 changed.mountPoint = newPoint == paths.defaultMountPoint(name) ? nil : newPoint
             }
             if let options { changed.mountOptions = options.isEmpty ? nil : options }
-            let running = c.master && isMountPoint(mountPoint(c))
+            let running = c.master && system.isMountPoint(mountPoint(c))
             if running {
                 try stopMasterLocked(c, server(name))
                 do {
@@ -119,7 +119,7 @@ extension VolumeManager {
         }
     }
 
-    func startMasterLocked(_ c: VolumeConfig, _ client: ControlClient) throws {
+    func startMasterLocked(_ c: VolumeConfig, _ client: any VolumeServerLink) throws {
         try mountOrigin(c)
         var problems: [String] = []
         if c.dotsnapshot {
@@ -144,25 +144,25 @@ extension VolumeManager {
     /// With a server, nothing is unmounted while a process still uses the origin or a
     /// snapshot (the refusal names it), and a failure part way mounts again what was
     /// unmounted (and restarts the schedule agent), so a refused stop changes nothing.
-    func stopMasterLocked(_ c: VolumeConfig, _ client: ControlClient?) throws {
+    func stopMasterLocked(_ c: VolumeConfig, _ client: (any VolumeServerLink)?) throws {
         let origin = mountPoint(c)
-        let snapshotMounts = Mounts.mountPoints(under: snapshotDirectory(c))
-        let shadows = Mounts.mountPoints(under: origin).filter { ($0 as NSString).lastPathComponent.hasPrefix("@GMT-") && $0 != origin }
+        let snapshotMounts = system.mountPoints(under: snapshotDirectory(c))
+        let shadows = system.mountPoints(under: origin).filter { ($0 as NSString).lastPathComponent.hasPrefix("@GMT-") && $0 != origin }
         do {
             if client != nil {
-                let users = Mounts.users(of: (isMountPoint(origin) ? [origin] : []) + snapshotMounts)
+                let users = system.users(of: (system.isMountPoint(origin) ? [origin] : []) + snapshotMounts)
                 if !users.isEmpty {
                     throw ZumastorError.failed("volume '\(c.name)' is in use, nothing was stopped: \(users.joined(separator: "; ")) (see lsof \(origin))")
                 }
             }
             for point in shadows + snapshotMounts {
-                try Mounts.unmount(point, lazilyIfBusy: client == nil)
+                try system.unmount(point, lazilyIfBusy: client == nil)
                 if point.hasPrefix(origin + "/") { rmdir(point) }
             }
             if let client {
                 for d in try client.devices() { if let tag = d.tag, !d.writable { _ = try client.detach(tag: tag) } }
             }
-            try Mounts.unmount(origin, lazilyIfBusy: client == nil)
+            try system.unmount(origin, lazilyIfBusy: client == nil)
         } catch {
             if let client { try? startMasterLocked(c, client) }
             throw error
@@ -186,13 +186,13 @@ extension VolumeManager {
     /// Mounts a master's origin device at its mount point (nothing to do when it is mounted).
     func mountOrigin(_ c: VolumeConfig) throws {
         let target = mountPoint(c)
-        if isMountPoint(target) { return }
+        if system.isMountPoint(target) { return }
         do {
-            try Mounts.mount("/dev/mapper/\(c.name)", at: target, options: c.mountOptions)
+            try system.mount("/dev/mapper/\(c.name)", at: target, options: c.mountOptions)
         } catch {
             throw ZumastorError.failed("\(error) (is there a filesystem on /dev/mapper/\(c.name)?)")
         }
     }
 
-    func unmountOrigin(_ c: VolumeConfig) throws { try Mounts.unmount(mountPoint(c)) }
+    func unmountOrigin(_ c: VolumeConfig) throws { try system.unmount(mountPoint(c)) }
 }

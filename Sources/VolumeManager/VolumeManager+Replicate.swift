@@ -90,7 +90,7 @@ extension VolumeManager {
 
     /// The newest snapshot both hold, the same on both sides (nil: the replica is empty and
     /// takes a full copy), and the source's status when it was asked for.
-    func sharedBase(source: ControlClient, existing: [VolumeSnapshot], replica: any VolumeAccess, target: String) throws -> (UInt64?, StoreStatus?) {
+    func sharedBase(source: any VolumeServerLink, existing: [VolumeSnapshot], replica: any VolumeAccess, target: String) throws -> (UInt64?, StoreStatus?) {
         let held = try replica.snapshots()
         guard !held.isEmpty else { return (nil, nil) }
         let status = try source.status()

@@ -47,14 +47,14 @@ extension VolumeManager {
     }
 
     /// The volume's server, or an error telling how to start it.
-    func runningServer(_ name: String) throws -> ControlClient {
+    func runningServer(_ name: String) throws -> any VolumeServerLink {
         guard let client = server(name) else {
             throw ZumastorError.failed("volume '\(name)' is not running: start the service (zumastor start, or systemctl start zumastor) or the volume (zumastor start volume \(name))")
         }
         return client
     }
 
-    func snapshots(_ client: ControlClient) throws -> [VolumeSnapshot] {
+    func snapshots(_ client: any VolumeServerLink) throws -> [VolumeSnapshot] {
         try client.snapshots().map { VolumeSnapshot(info: $0, label: SnapshotLabel(name: $0.name)) }.sorted { $0.tag < $1.tag }
     }
 
@@ -103,7 +103,7 @@ extension VolumeManager {
     }
 
     /// The warning a store at or above the volume's fill level deserves (nil: below it).
-    func fillWarning(_ c: VolumeConfig, _ client: ControlClient) -> String? {
+    func fillWarning(_ c: VolumeConfig, _ client: any VolumeServerLink) -> String? {
         guard let status = try? client.status(), status.percentUsed >= c.warnFillPercent else { return nil }
         return "the snapshot store of '\(c.name)' is \(status.percentUsed)% full (warning level \(c.warnFillPercent)%); when it fills, unused snapshots are deleted oldest first and mounted ones squashed"
     }
@@ -121,22 +121,22 @@ extension VolumeManager {
     /// (lazily when busy: nothing can be read there any more), detached, their directories
     /// and Samba views removed, and the links updated. Returns what could not be done.
     @discardableResult
-    func releaseSquashed(_ c: VolumeConfig, _ client: ControlClient) -> [String] {
+    func releaseSquashed(_ c: VolumeConfig, _ client: any VolumeServerLink) -> [String] {
         guard let all = try? snapshots(client) else { return [] }
         var problems: [String] = []
         var released: [UInt64] = []
         for s in all where s.info.squashed {
             let directory = s.label.map { snapshotDirectory(c) + "/" + $0.directory }
             let attached = (try? client.devices())?.contains { $0.tag == s.tag } ?? false
-            guard attached || directory.map({ isMountPoint($0) || FileManager.default.fileExists(atPath: $0) }) ?? false else { continue }
+            guard attached || directory.map({ system.isMountPoint($0) || FileManager.default.fileExists(atPath: $0) }) ?? false else { continue }
             do {
                 let shadow = sambaDirectory(c, s)
-                if let directory, isMountPoint(shadow) && Mounts.sameFilesystem(shadow, directory) {
-                    try Mounts.unmount(shadow, lazilyIfBusy: true)
+                if let directory, system.isMountPoint(shadow) && system.sameFilesystem(shadow, directory) {
+                    try system.unmount(shadow, lazilyIfBusy: true)
                     rmdir(shadow)
                 }
                 if let directory {
-                    try Mounts.unmount(directory, lazilyIfBusy: true)
+                    try system.unmount(directory, lazilyIfBusy: true)
                     rmdir(directory)
                 }
                 if attached { _ = try client.detach(tag: s.tag) }
@@ -154,7 +154,7 @@ extension VolumeManager {
 
     /// Labels, freezes, creates and thaws: the snapshot of `kinds` (the volume lock held).
     /// Throws, with nothing changed but the next id, when the snapshot could not be taken.
-    func take(_ c: inout VolumeConfig, _ client: ControlClient, kinds: [String], existing known: [VolumeSnapshot]? = nil) throws -> VolumeSnapshot {
+    func take(_ c: inout VolumeConfig, _ client: any VolumeServerLink, kinds: [String], existing known: [VolumeSnapshot]? = nil) throws -> VolumeSnapshot {
         let existing = try known ?? snapshots(client)
         let label = SnapshotLabel(directory: SnapshotLabel.directory(at: Int(time(nil)), avoiding: Set(existing.compactMap { $0.label?.directory }),
                                                                      after: c.lastSnapshotDirectory),
@@ -168,7 +168,7 @@ extension VolumeManager {
         c.nextSnapshotTag = tag + 2
         c.lastSnapshotDirectory = label.directory
         try c.save(paths.configFile(c.name))
-        let info = try Mounts.whileFrozen(c.master ? mountPoint(c) : nil, expedite: c.expediteFreeze) {
+        let info = try system.whileFrozen(c.master ? mountPoint(c) : nil, expedite: c.expediteFreeze) {
             try client.createSnapshot(tag: tag, name: label.name, priority: 0)
         }
         return VolumeSnapshot(info: info, label: label)
@@ -191,7 +191,7 @@ extension VolumeManager {
 
     /// Deletes the snapshots the schedule drops (unmounting them first). Returns the dropped
     /// tags and what could not be done; a snapshot that stays busy goes at a later rotation.
-    func rotate(_ c: VolumeConfig, _ client: ControlClient) -> ([UInt64], [String]) {
+    func rotate(_ c: VolumeConfig, _ client: any VolumeServerLink) -> ([UInt64], [String]) {
         guard let all = try? snapshots(client) else { return ([], ["cannot list the snapshots of \(c.name)"]) }
         let managed = all.filter { $0.label != nil }
         let expired = Rotation.expired(managed.map { ($0.tag, $0.kinds) }, schedule: c.schedule)
@@ -211,31 +211,31 @@ extension VolumeManager {
 
     /// Attaches snapshot `s` read-only and mounts it at its directory (and, with --samba, at
     /// `@GMT-<UTC time>` in the origin).
-    func mountSnapshot(_ c: VolumeConfig, _ client: ControlClient, _ s: VolumeSnapshot) throws {
+    func mountSnapshot(_ c: VolumeConfig, _ client: any VolumeServerLink, _ s: VolumeSnapshot) throws {
         guard let directory = mountDirectory(c, s) else { return }
         let devices = try client.devices()
         let device = try devices.first { $0.tag == s.tag } ?? client.attach(tag: s.tag, writable: false)
-        if !isMountPoint(directory) {
-            let type = Mounts.filesystemType(device.name)
-            try Mounts.mount(device.name, at: directory, options: Mounts.snapshotOptions(type), type: type)
+        if !system.isMountPoint(directory) {
+            let type = system.filesystemType(device.name)
+            try system.mount(device.name, at: directory, options: Mounts.snapshotOptions(type), type: type)
         }
-        if c.samba, isMountPoint(mountPoint(c)) {
+        if c.samba, system.isMountPoint(mountPoint(c)) {
             let shadow = sambaDirectory(c, s)
-            if !isMountPoint(shadow) { try Mounts.bind(directory, at: shadow) }
+            if !system.isMountPoint(shadow) { try system.bind(directory, at: shadow) }
         }
     }
 
     /// Unmounts snapshot `s` (its Samba view first) and detaches its device.
-    func unmountSnapshot(_ c: VolumeConfig, _ client: ControlClient, _ s: VolumeSnapshot, removeDirectory: Bool) throws {
+    func unmountSnapshot(_ c: VolumeConfig, _ client: any VolumeServerLink, _ s: VolumeSnapshot, removeDirectory: Bool) throws {
         if let label = s.label {
             let directory = snapshotDirectory(c) + "/" + label.directory
             // Two snapshots of one second share an @GMT name: the view goes with its own snapshot.
             let shadow = sambaDirectory(c, s)
-            if isMountPoint(shadow) && isMountPoint(directory) && Mounts.sameFilesystem(shadow, directory) {
-                try Mounts.unmount(shadow)
+            if system.isMountPoint(shadow) && system.isMountPoint(directory) && system.sameFilesystem(shadow, directory) {
+                try system.unmount(shadow)
                 rmdir(shadow)
             }
-            try Mounts.unmount(directory)
+            try system.unmount(directory)
             if removeDirectory { rmdir(directory) }
         }
         if try client.devices().contains(where: { $0.tag == s.tag }) { _ = try client.detach(tag: s.tag) }
@@ -248,7 +248,7 @@ extension VolumeManager {
 
     /// Makes the `<kind>.N` links in the snapshot directory name the snapshots of each kind,
     /// newest first; stale links go. Each link is replaced atomically.
-    func updateLinks(_ c: VolumeConfig, _ client: ControlClient) throws {
+    func updateLinks(_ c: VolumeConfig, _ client: any VolumeServerLink) throws {
         guard c.master, c.snapmount else { return }
         let dir = snapshotDirectory(c)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -48,10 +48,13 @@ public final class VolumeManager: Sendable {
     public let paths: ZumastorPaths
     /// The `ddsnap` executable that serves volumes.
     public let ddsnapPath: String
+    /// Servers, processes and mounts.
+    public let system: any VolumeSystem
 
-    public init(paths: ZumastorPaths = .fromEnvironment(), ddsnapPath: String? = nil) {
+    public init(paths: ZumastorPaths = .fromEnvironment(), ddsnapPath: String? = nil, system: any VolumeSystem = LinuxSystem()) {
         self.paths = paths
         self.ddsnapPath = ddsnapPath ?? VolumeManager.findDDSnap()
+        self.system = system
     }
 
     /// ZUMASTOR_DDSNAP, else the `ddsnap` beside this executable, else the one on PATH.
@@ -125,7 +128,7 @@ public final class VolumeManager: Sendable {
         let c = try config(name)
         try stopVolume(name)
         let snapshotDir = snapshotDirectory(c)
-        if !Mounts.mountPoints(under: snapshotDir).isEmpty || isMountPoint(mountPoint(c)) {
+        if !system.mountPoints(under: snapshotDir).isEmpty || system.isMountPoint(mountPoint(c)) {
             throw ZumastorError.failed("volume '\(name)' still has mounts under \(snapshotDir) or at \(mountPoint(c)); unmount them first")
         }
         try FileManager.default.removeItem(atPath: paths.volumeDirectory(name))
@@ -205,10 +208,8 @@ public final class VolumeManager: Sendable {
     // MARK: Running
 
     /// The running server of a volume, if it answers.
-    public func server(_ name: String) -> ControlClient? {
-        let socket = paths.serverSocket(name)
-        guard FileManager.default.fileExists(atPath: socket) else { return nil }
-        return try? ControlClient(socketPath: socket)
+    public func server(_ name: String) -> (any VolumeServerLink)? {
+        system.server(socket: paths.serverSocket(name))
     }
 
     /// Starts the volume's server (if it is not running), attaches the origin, and starts a
@@ -217,10 +218,8 @@ public final class VolumeManager: Sendable {
         try withVolumeLock(name) {
             let c = try config(name)
             if server(name) == nil {
-                var arguments = ["server", c.store, "--name", name, "--socket", paths.serverSocket(name),
-                                 "--block-files", paths.blockFiles(name), "--log", paths.serverLog(name)]
-                if let cache = c.cacheSizeBytes { arguments += ["--cache-size", String(cache)] }
-                try run(ddsnapPath, arguments)
+                try system.startServer(ServerLaunch(executable: ddsnapPath, volume: name, store: c.store, socket: paths.serverSocket(name),
+                                                    blockFiles: paths.blockFiles(name), log: paths.serverLog(name), cacheSizeBytes: c.cacheSizeBytes))
             }
             guard let client = server(name) else { throw ZumastorError.failed("the server of volume '\(name)' started but does not answer on \(paths.serverSocket(name))") }
             if !(try client.devices()).contains(where: { $0.tag == nil }) {
@@ -244,13 +243,13 @@ public final class VolumeManager: Sendable {
             let client = server(name)
             if c.master { try stopMasterLocked(c, client) }
             guard let client else {
-                DeadServerLeftovers.release(volume: name, blockFileDirectory: paths.blockFiles(name))
+                system.releaseDeadServer(volume: name, blockFiles: paths.blockFiles(name))
                 return
             }
-            let pid = client.server.processID
-            guard kill(pid, SIGTERM) == 0 else { return }
+            let pid = client.serverInfo.processID
+            guard system.signal(pid, SIGTERM) else { return }
             for _ in 0..<600 {
-                if kill(pid, 0) != 0 { return }
+                if !system.signal(pid, 0) { return }
                 usleep(100_000)
             }
             throw ZumastorError.failed("the server of volume '\(name)' (pid \(pid)) did not stop within 60 s")
@@ -276,7 +275,7 @@ public final class VolumeManager: Sendable {
         var s = VolumeStatus(config: try config(name))
         s.agentPID = agentPID(name)
         if let client = server(name) {
-            s.server = client.server
+            s.server = client.serverInfo
             s.devices = (try? client.devices()) ?? []
             s.store = try? client.status()
             s.snapshots = (try? snapshots(client)) ?? []
@@ -285,14 +284,5 @@ public final class VolumeManager: Sendable {
             }
         }
         return s
-    }
-
-    /// Runs a helper to completion; a non-zero exit becomes an error carrying what it printed.
-    private func run(_ executable: String, _ arguments: [String]) throws {
-        let (status, text) = try Subprocess.run(executable, arguments)
-        guard status == 0 else {
-            let reason = text.split(separator: "\n").last.map(String.init) ?? "exit \(status)"
-            throw ZumastorError.failed(reason.hasPrefix("ddsnap: ") ? String(reason.dropFirst(8)) : reason)
-        }
     }
 }
