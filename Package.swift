@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // C shim: hardware CRC32C, block-device size ioctl, flock.
@@ -49,7 +52,7 @@ let package = Package(
         // Volume lifecycle on one machine (zumastor's logic): configuration, servers, devices.
         .target(
             name: "VolumeManager",
-            dependencies: ["SnapStore", "VolumeInterface", "VolumeServer", "Replication", "CSupport", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["SnapStore", "VolumeInterface", "VolumeServer", "Replication", "Transport", "CSupport", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "zumastor",
             dependencies: [
@@ -60,10 +63,24 @@ let package = Package(
         .target(
             name: "Replication",
             dependencies: ["SnapStore", "VolumeInterface", "CLZMA", .product(name: "Crypto", package: "swift-crypto")]),
+        // Between hosts: this host's key and certificate, and TLS 1.3 with pinned peer keys.
+        .target(
+            name: "Transport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .executableTarget(
             name: "ddsnap",
             dependencies: [
-                "SnapStore", "VolumeInterface", "VolumeServer", "Replication",
+                "SnapStore", "VolumeInterface", "VolumeServer", "Replication", "Transport",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Benchmarks: the curves of docs/BENCHMARKS.md (Benchmarks/run.sh runs them all).
@@ -85,6 +102,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .testTarget(
+            name: "TransportTests",
+            dependencies: ["Transport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl")]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "SnapStore", "VolumeInterface", "VolumeServer"]),
         .testTarget(
             name: "VolumeServerTests",

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the build (libfuse3, liblzma), the tests (filesystems, fio, NBD clients) and the
-# benchmarks (nbdkit; nbdfuse comes with libnbd-bin; rsync) use.
-PACKAGES=(python3 coreutils util-linux libfuse3-dev liblzma-dev fuse3 e2fsprogs xfsprogs fio nbdkit libnbd-bin qemu-utils kmod rsync)
+# benchmarks (nbdkit; nbdfuse comes with libnbd-bin; rsync) use; openssl checks key fingerprints.
+PACKAGES=(python3 coreutils util-linux libfuse3-dev liblzma-dev fuse3 e2fsprogs xfsprogs fio nbdkit libnbd-bin qemu-utils kmod rsync openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -44,6 +44,7 @@ run_suite "delta streams end to end" Tests/cli/delta-e2e.sh ddsnap
 run_suite "zumastor end to end" Tests/cli/zumastor-e2e.sh zumastor
 run_suite "seed guide examples" Tests/cli/zumastor-seed-e2e.sh zumastor
 run_suite "zumastor replicate end to end" Tests/cli/replicate-e2e.sh zumastor
+run_suite "delta streams between hosts (TLS, pinned keys)" Tests/cli/network-e2e.sh ddsnap
 # Short forms of the restart soaks (scripts/soak: 100, 100 and 50 cycles by default).
 run_suite "server restarts under load, kill -9" scripts/soak/server-restarts.sh ddsnap 12 KILL
 run_suite "server restarts under load, SIGTERM" scripts/soak/server-restarts.sh ddsnap 12 TERM

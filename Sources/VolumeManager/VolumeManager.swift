@@ -6,6 +6,7 @@
 import CSupport
 import Foundation
 import SnapStore
+import Transport
 import VolumeServer
 
 public struct VolumeDefinition: Sendable {
@@ -256,7 +257,21 @@ public final class VolumeManager: Sendable {
         }
     }
 
-    public func startAll() throws { try forEachVolume("start", startVolume) }
+    /// The service's start: this host's identity first (made at the first start), then every volume.
+    public func startAll() throws {
+        _ = try hostIdentity()
+        try forEachVolume("start", startVolume)
+    }
+
+    /// This host's key and certificate for replication between hosts, in /etc/zumastor; made
+    /// there when it has none.
+    public func hostIdentity() throws -> HostIdentity {
+        do {
+            return try HostIdentity.loadOrCreate(directory: paths.etc)
+        } catch let e as TransportError {
+            throw ZumastorError.failed("\(e)")
+        }
+    }
 
     public func stopAll() throws { try forEachVolume("stop", stopVolume) }
 

@@ -6,6 +6,7 @@ import ArgumentParser
 import Foundation
 import Replication
 import SnapStore
+import Transport
 import VolumeServer
 import VolumeInterface
 
@@ -56,6 +57,9 @@ struct DDSnap: ParsableCommand {
             printError("ddsnap: \(error)")
             Foundation.exit(1)
         } catch let error as DeltaError {
+            printError("ddsnap: \(error)")
+            Foundation.exit(1)
+        } catch let error as TransportError {
             printError("ddsnap: \(error)")
             Foundation.exit(1)
         } catch let exit as ExitCode {

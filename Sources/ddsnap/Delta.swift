@@ -11,7 +11,7 @@ struct Delta: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "delta",
         abstract: "Changed-chunk lists and delta streams between snapshots (replication on files and pipes).",
-        subcommands: [DeltaChangelist.self, DeltaCreate.self, DeltaApply.self])
+        subcommands: [DeltaChangelist.self, DeltaCreate.self, DeltaApply.self, DeltaSend.self, DeltaListen.self])
 }
 
 struct DeltaChangelist: ParsableCommand {

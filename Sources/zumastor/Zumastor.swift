@@ -20,7 +20,7 @@ struct Zumastor: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Define.self, Forget.self, Start.self, Stop.self, Snapshot.self, Delete.self, Status.self, Revert.self, Resize.self,
-                      Remount.self, Replicate.self, Agent.self])
+                      Remount.self, Replicate.self, Key.self, Agent.self])
 
     static func main() {
         do {

@@ -88,8 +88,9 @@ expect_eq "forget volume" "Forgot volume '$V'." "$("$Z" forget volume "$V" 2>&1)
 ! losetup -l | grep -q "$WORK" && ok "forget: no loop device left" || not_ok "forget: loop devices left" "$(losetup -l)"
 ! grep -q "$WORK" /proc/mounts && ok "forget: nothing mounted" || not_ok "forget: mounts left" "$(grep "$WORK" /proc/mounts)"
 [ ! -e "/dev/mapper/$V" ] && ok "forget: no device name" || not_ok "forget: /dev/mapper/$V left"
-left=$(find "$ZUMASTOR_ROOT" -type f -o -type s -o -type l)
-expect_eq "forget: no files left under ZUMASTOR_ROOT" "" "$left"
+# This host's key (etc/zumastor) belongs to the host, not to the volume: it stays.
+left=$(find "$ZUMASTOR_ROOT" \( -type f -o -type s -o -type l \) -not -path "$ZUMASTOR_ROOT/etc/zumastor/*")
+expect_eq "forget: no files left under ZUMASTOR_ROOT but this host's key" "" "$left"
 expect_ok "the origin keeps its data after forget" sh -c "e2fsck -fn '$WORK/origin.img' >/dev/null 2>&1"
 
 # Issue 19: what a sysadmin broke in half an hour. A second volume W, on files.
@@ -197,5 +198,16 @@ cp "$WC.previous" "$WC"
 expect_ok "19.7: restored from the previous version" "$Z" status "$W"
 expect_ok "19: forget the third volume" "$Z" forget volume "${W}c"
 expect_ok "19: forget the second volume" "$Z" forget volume "$W"
+
+# 8. This host's key (issue 21): made at the first start, kept private, printed by `key`.
+KEYDIR="$ZUMASTOR_ROOT/etc/zumastor"
+rm -rf "$KEYDIR"
+expect_ok "21: zumastor start makes this host's key" "$Z" start
+expect_eq "21: the key is readable by root only" "600" "$(stat -c %a "$KEYDIR/host-key.pem" 2>&1)"
+fp=$("$Z" key 2>&1)
+echo "$fp" | grep -qE '^SHA256:[A-Za-z0-9+/]{43}$' && ok "21: zumastor key prints a SHA256 fingerprint" || not_ok "21: zumastor key" "$fp"
+expect_eq "21: the key stays the same across starts" "$fp" "$("$Z" start >/dev/null 2>&1; "$Z" key 2>&1)"
+spki=$(openssl x509 -in "$KEYDIR/host-certificate.pem" -pubkey -noout | openssl pkey -pubin -outform DER | openssl dgst -sha256 -binary | base64 | tr -d '=')
+expect_eq "21: the fingerprint is SHA-256 of the certificate's public key (as openssl computes it)" "SHA256:$spki" "$fp"
 
 finish
