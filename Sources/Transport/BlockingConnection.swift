@@ -1,8 +1,8 @@
 // A pinned-TLS connection used from one blocking thread, as delta streams are made and applied
 // (the encoder pushes bytes, the applier pulls them). NIO runs the socket and TLS on its event
 // loop; this side waits. Both directions are bounded: at most `bufferedBytesMax` received and
-// not yet read (then the connection stops reading), and a write returns once the channel took
-// it, with at most `unconfirmedBytesMax` written and not yet on the socket.
+// not yet read (then the connection stops reading), and at most `unconfirmedBytesMax` written
+// and not yet on the socket (then a write waits until all of it is).
 //
 // On the wire (inside TLS) the bytes travel in frames: u32 LE length, then that many bytes; a
 // frame of length 0 ends the stream of one direction, so a reader knows the end from a cut
@@ -25,7 +25,9 @@ public final class BlockingConnection: @unchecked Sendable {
     /// The largest frame: a reader never holds more than one.
     public static let frameBytesMax = 4 << 20
 
-    private var unconfirmed: [(EventLoopFuture<Void>, Int)] = []
+    /// The newest write not yet known to be on the socket (writes complete in order, so it
+    /// stands for all of them), and the bytes written since the last one known to be.
+    private var newestWrite: EventLoopFuture<Void>?
     private var unconfirmedBytes = 0
     /// What is left of the frame being read.
     private var frameLeft = 0
@@ -83,7 +85,7 @@ public final class BlockingConnection: @unchecked Sendable {
     /// the socket.
     public func finishWriting() throws {
         try send(UnsafeRawBufferPointer(start: nil, count: 0))
-        while !unconfirmed.isEmpty { try confirmOldest() }
+        try confirmAll()
     }
 
     /// Bytes as they are, outside any frame (tests forge headers with it).
@@ -97,16 +99,16 @@ public final class BlockingConnection: @unchecked Sendable {
         var buffer = channel.allocator.buffer(capacity: 4 + bytes.count)
         buffer.writeInteger(UInt32(bytes.count), endianness: .little)
         buffer.writeBytes(bytes)
-        unconfirmed.append((channel.writeAndFlush(buffer), bytes.count + 4))
+        newestWrite = channel.writeAndFlush(buffer)
         unconfirmedBytes += bytes.count + 4
-        while unconfirmedBytes > Self.unconfirmedBytesMax { try confirmOldest() }
+        if unconfirmedBytes > Self.unconfirmedBytesMax { try confirmAll() }
     }
 
-    private func confirmOldest() throws {
-        let (write, count) = unconfirmed.removeFirst()
-        unconfirmedBytes -= count
+    /// Waits until everything written is on the socket.
+    private func confirmAll() throws {
+        defer { (newestWrite, unconfirmedBytes) = (nil, 0) }
         do {
-            try write.wait()
+            try newestWrite?.wait()
         } catch {
             throw TransportError.unreachable("the connection to \(peer) broke: \(error)")
         }
