@@ -21,6 +21,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 command -v swift >/dev/null || { echo "setup: the Swift toolchain is not on PATH" >&2; exit 1; }
+# --packages: the packages only (the test suite builds once, for its tests and programs alike).
+[ "${1:-}" = "--packages" ] && exit 0
 # The programs link the Swift runtime and Foundation statically (.build/static/release): each
 # start skips about 4 ms of dynamic symbol binding, and they run without a Swift toolchain.
 # (`swift test` builds the libraries and tests into .build/release; Swift Testing has no

@@ -7,13 +7,19 @@
 # timing asserted: it only proves they still run). Prints "N passed, N failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh || exit 1
+bash scripts/setup.sh --packages || exit 1
+# One release build of everything, the tests included: the shell suites run the programs it
+# makes (.build/release, with the Swift runtime linked dynamically), so every dependency
+# (BoringSSL among them) compiles once. The static programs of setup.sh are for the demo,
+# the benchmarks and installs.
+swift build -c release --build-tests 2>&1 | tail -n 3
+BIN="$PWD/.build/release"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # The debug self-check: the trees and the space map verified after every commit of every store
 # the tests open (StoreOptions.selfCheck).
-ZUMA_SELF_CHECK=1 swift test -c release 2>&1 | tee "$log"
+ZUMA_SELF_CHECK=1 swift test -c release --skip-build 2>&1 | tee "$log"
 swift_rc=${PIPESTATUS[0]}
 # Swift Testing's closing line: "Test run with N tests in M suites passed|failed ...".
 swift_total=$(grep -oE 'Test run with [0-9]+ tests' "$log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
@@ -29,7 +35,7 @@ shell_summary=""
 run_suite() {
     local name=$1 script=$2 binary=$3 rc passed failed
     shift 3
-    bash "$script" "$PWD/.build/static/release/$binary" "$@" 2>&1 | tee "$log"
+    bash "$script" "$BIN/$binary" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     passed=$(tail -n 1 "$log" | grep -oE '^[0-9]+' || echo 0)
     failed=$(tail -n 1 "$log" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 1)
@@ -58,7 +64,7 @@ else
 fi
 
 bench_dir=$(mktemp -d /tmp/zuma-bench-smoke.XXXXXX)
-if .build/static/release/zuma-bench --smoke --directory "$bench_dir" > "$log" 2>&1; then
+if "$BIN/zuma-bench" --smoke --directory "$bench_dir" > "$log" 2>&1; then
     bench_passed=1; bench_failed=0; echo "ok - benchmark smoke run ($(tail -n 1 "$log"))"
 else
     bench_passed=0; bench_failed=1; echo "not ok - benchmark smoke run"; sed 's/^/#   /' "$log"
