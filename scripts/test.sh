@@ -12,11 +12,16 @@ bash scripts/setup.sh --packages || exit 1
 # makes (.build/release, with the Swift runtime linked dynamically), so every dependency
 # (BoringSSL among them) compiles once. The static programs of setup.sh are for the demo,
 # the benchmarks and installs.
-swift build -c release --build-tests 2>&1 | tail -n 3
-BIN="$PWD/.build/release"
-
+# (-enable-testing: the tests' @testable imports need it in a release build; `swift test`
+# would add it itself.)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+if ! swift build -c release --build-tests -Xswiftc -enable-testing > "$log" 2>&1; then
+    grep -E "error:" "$log" | head -n 20
+    echo "not ok - build"; echo "0 passed, 1 failed"; exit 1
+fi
+BIN="$PWD/.build/release"
+
 # The debug self-check: the trees and the space map verified after every commit of every store
 # the tests open (StoreOptions.selfCheck).
 ZUMA_SELF_CHECK=1 swift test -c release --skip-build 2>&1 | tee "$log"
