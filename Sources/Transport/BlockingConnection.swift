@@ -149,6 +149,9 @@ public final class BlockingConnection: @unchecked Sendable {
         try? channel.close().wait()
     }
 
+    /// Closes without waiting (on the event loop, where waiting is not allowed).
+    func abandon() { channel.close(promise: nil) }
+
     deinit { channel.close(promise: nil) }
 }
 
@@ -162,8 +165,15 @@ final class Inbox: @unchecked Sendable {
     private var closed = false
     weak var channel: Channel?
 
+    /// Called on the event loop once the peer is accepted (then forgotten, as it is when the
+    /// connection ends first, so it never keeps the connection alive).
+    var onOpen: (() -> Void)?
+
     func opened() {
         condition.lock(); open = true; condition.broadcast(); condition.unlock()
+        let call = onOpen
+        onOpen = nil
+        call?()
     }
 
     func push(_ b: ByteBuffer) {
@@ -177,6 +187,7 @@ final class Inbox: @unchecked Sendable {
     }
 
     func end(_ error: Error?) {
+        onOpen = nil
         condition.lock()
         if failure == nil { failure = error }
         closed = true

@@ -40,11 +40,8 @@ public final class BlockingListener: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandlers(tls.serverHandlers { accept(peer, $0) })
                     try channel.pipeline.syncOperations.addHandler(InboxHandler(inbox))
                     let connection = BlockingConnection(channel: channel, inbox: inbox, peer: peer)
-                    // Handed over once its peer is accepted (the handshake waits off the loop).
-                    Thread.detachNewThread {
-                        guard (try? inbox.waitUntilOpen()) != nil else { return }
-                        listener.enqueue(connection)
-                    }
+                    // Handed over once its peer is accepted.
+                    inbox.onOpen = { listener.enqueue(connection) }
                 }
             }
         do {
@@ -65,10 +62,11 @@ public final class BlockingListener: @unchecked Sendable {
 
     private func release() { open.withLockedValue { $0 -= 1 } }
 
+    /// Runs on the event loop.
     private func enqueue(_ c: BlockingConnection) {
         condition.lock()
         defer { condition.unlock() }
-        guard !closed, waiting.count < Self.pendingMax else { c.close(); return }
+        guard !closed, waiting.count < Self.pendingMax else { c.abandon(); return }
         waiting.append(c)
         condition.signal()
     }

@@ -64,8 +64,9 @@ final class PeerGate: ChannelInboundHandler, Sendable {
     private let decide: @Sendable (KeyFingerprint?) -> Bool
     /// Whether the callback accepted the peer's certificate (set on the event loop's thread or
     /// a verification thread, read on the event loop).
+    /// TLS passes no application data before the handshake completes, so this also says
+    /// whether reads may pass.
     private let accepted = NIOLockedValueBox(false)
-    private let open = NIOLockedValueBox(false)
 
     init(decide: @escaping @Sendable (KeyFingerprint?) -> Bool) { self.decide = decide }
 
@@ -85,13 +86,12 @@ final class PeerGate: ChannelInboundHandler, Sendable {
                 context.close(promise: nil)
                 return
             }
-            open.withLockedValue { $0 = true }
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard open.withLockedValue({ $0 }) else { return context.close(promise: nil) }
+        guard accepted.withLockedValue({ $0 }) else { return context.close(promise: nil) }
         context.fireChannelRead(data)
     }
 }
