@@ -52,11 +52,12 @@ let package = Package(
         // Volume lifecycle on one machine (zumastor's logic): configuration, servers, devices.
         .target(
             name: "VolumeManager",
-            dependencies: ["SnapStore", "VolumeInterface", "VolumeServer", "Replication", "Transport", "CSupport", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["SnapStore", "VolumeInterface", "VolumeServer", "Replication", "Transport", "CSupport", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOPosix", package: "swift-nio")]),
         .executableTarget(
             name: "zumastor",
             dependencies: [
-                "SnapStore", "VolumeInterface", "VolumeServer", "Replication", "VolumeManager",
+                "SnapStore", "VolumeInterface", "VolumeServer", "Replication", "VolumeManager", "Transport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Delta streams: changed chunks between two snapshots, encoded, checked and applied.

@@ -28,6 +28,21 @@ public final class DeltaApplier {
 
     public init(replica: VolumeAccess) { self.replica = replica }
 
+    /// The stream resumes a transfer that stopped part way: the origin already holds the
+    /// records before its first one, so it is not brought back to the base first.
+    public var resuming = false
+    /// A failure leaves the origin as the records left it (the next transfer resumes there,
+    /// or brings it back to the base), instead of putting it back now. The replica's
+    /// snapshots never change either way.
+    public var keepsPartial = false
+    /// Told, on the writer's thread, each time at least `checkpointBytes` more of the stream
+    /// are durable on the replica: every record below the chunk it is given is.
+    public var checkpoint: ((DeltaHeader, UInt64) throws -> Void)?
+    public var checkpointBytes = 32 << 20
+    /// Checks the header before anything else (a caller that announced the stream's target).
+    public var expect: ((DeltaHeader) throws -> Void)?
+    private var uncheckpointedBytes = 0
+
     private var header: DeltaHeader?
     private var alreadyApplied = false
     private var changed = false
@@ -66,7 +81,7 @@ public final class DeltaApplier {
         } catch {
             // Nothing may touch the replica while the writer still does.
             writer.settle()
-            if changed, created == nil, let base = header?.base {
+            if changed, created == nil, !keepsPartial, let base = header?.base {
                 _ = try? replica.revert(to: base.tag)
             }
             throw error
@@ -79,6 +94,7 @@ public final class DeltaApplier {
     private func handle(_ event: DeltaEvent) throws {
         switch event {
         case let .header(h):
+            try expect?(h)
             header = h
             if h.chunkCount * UInt64(h.chunkSizeBytes) >= Self.hugePageStreamBytes {
                 // Nothing was written into the batches yet: they are only mappings so far.
@@ -89,6 +105,7 @@ public final class DeltaApplier {
         case let .record(r, data):
             guard let h = header, !alreadyApplied else { return }
             let offset = r.firstChunk * UInt64(h.chunkSizeBytes)
+            filling.endChunk = max(filling.endChunk, r.firstChunk + UInt64(r.chunkCount))
             if let data {
                 try write(data, at: offset)
             } else {
@@ -141,7 +158,7 @@ public final class DeltaApplier {
             if !drifted {
                 try replica.changedChunks(from: .snapshot(base.tag), to: .origin, startingAt: 0, limit: 1) { _ in drifted = true }
             }
-            if drifted {
+            if drifted && !resuming {
                 changed = true
                 _ = try replica.revert(to: base.tag)
             }
@@ -233,11 +250,23 @@ public final class DeltaApplier {
         let batch: ApplyBatch
         func run() throws {
             try applier.writeBatch(batch)
+            try applier.written(batch)
             batch.clear()
         }
     }
 
     private static let zeros = [UInt8](repeating: 0, count: 1 << 20)
+
+    /// On the writer's thread, after a batch: a checkpoint when enough has been written since
+    /// the last one (flushed first, so that what it names is durable).
+    private func written(_ batch: ApplyBatch) throws {
+        guard let checkpoint, let header else { return }
+        uncheckpointedBytes += batch.bytes
+        guard uncheckpointedBytes >= checkpointBytes else { return }
+        try replica.flush()
+        try checkpoint(header, batch.endChunk)
+        uncheckpointedBytes = 0
+    }
 
     /// On the writer's thread: the batch's zero records, then its data, in one call.
     private func writeBatch(_ batch: ApplyBatch) throws {
@@ -286,6 +315,8 @@ final class ApplyBatch {
     var zeroRecords: [(chunks: Range<UInt64>, offset: UInt64, end: UInt64)] = []
     /// Data bytes, plus `zeroRecordWeight` per zero record.
     var bytes = 0
+    /// The chunk after the last one its records cover.
+    var endChunk: UInt64 = 0
 
     var isEmpty: Bool { extents.isEmpty && zeroRecords.isEmpty }
 
@@ -294,5 +325,6 @@ final class ApplyBatch {
         extents.removeAll(keepingCapacity: true)
         zeroRecords.removeAll(keepingCapacity: true)
         bytes = 0
+        endChunk = 0
     }
 }

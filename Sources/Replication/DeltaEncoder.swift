@@ -30,6 +30,9 @@ public final class DeltaEncoder {
     var batchChunks: UInt64 = 65536
     /// The changed chunks between two snapshots, kept by `makeHeader` when they fit a batch.
     private var changes: (base: UInt64, target: UInt64, chunks: [UInt64])?
+    /// The first chunk the stream covers: a transfer resumed where the replica stopped sends
+    /// the records from there on (their header counts only those chunks).
+    public var startChunk: UInt64 = 0
 
     public init(source: VolumeAccess, base: UInt64?, target: UInt64, compression: Compression = .none) {
         (self.source, self.base, self.target, self.compression) = (source, base, target, compression)
@@ -49,7 +52,7 @@ public final class DeltaEncoder {
         if let baseInfo {
             let baseChunks = (baseInfo.originSizeBytes + cs - 1) / cs
             var listed: [UInt64] = []
-            try source.changedChunks(from: .snapshot(baseInfo.tag), to: .snapshot(targetInfo.tag)) { c in
+            try source.changedChunks(from: .snapshot(baseInfo.tag), to: .snapshot(targetInfo.tag), startingAt: startChunk, limit: nil) { c in
                 guard c < volumeChunks else { return }
                 count += 1
                 if c < baseChunks && checks.count < 16 { checks.append(c) }
@@ -58,7 +61,7 @@ public final class DeltaEncoder {
             // Snapshots never change: a list that fits one batch serves the encoding too.
             changes = count <= batchChunks ? (baseInfo.tag, targetInfo.tag, listed) : nil
         } else {
-            count = volumeChunks
+            count = volumeChunks - min(startChunk, volumeChunks)
         }
         var baseChecks: [BaseCheck] = []
         if let baseInfo, !checks.isEmpty {
@@ -162,7 +165,7 @@ public final class DeltaEncoder {
             for c in known.chunks where c < volumeChunks { try body(c) }
             return
         }
-        var next: UInt64 = 0
+        var next = startChunk
         var batch: [UInt64] = []
         batch.reserveCapacity(Int(batchChunks))
         while true {
@@ -181,7 +184,7 @@ public final class DeltaEncoder {
     /// without being read.
     private func listData(below volumeChunks: UInt64, data: (UInt64) throws -> Void,
                           zeros: (Range<UInt64>) throws -> Void) throws {
-        var window: UInt64 = 0
+        var window = startChunk
         while window < volumeChunks {
             let end = min(window + dataRangesChunksMax, volumeChunks)
             var c = window

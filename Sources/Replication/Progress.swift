@@ -14,6 +14,11 @@ public final class Progress {
     private var started = Date()
     private var lastDraw = Date.distantPast
 
+    /// Lines on standard error (off: only `observer` hears of it).
+    public var prints = true
+    /// Told of every advance: chunks and bytes done, chunks in all.
+    public var observer: ((_ chunks: UInt64, _ bytes: UInt64, _ totalChunks: UInt64) -> Void)?
+
     public init(label: String, interactive: Bool) { (self.label, self.interactive) = (label, interactive) }
 
     public func start(totalChunks: UInt64, totalBytes: UInt64) {
@@ -24,10 +29,11 @@ public final class Progress {
     public func advance(chunks c: UInt64, bytes b: UInt64) {
         chunks += c
         bytes += b
-        if interactive && Date().timeIntervalSince(lastDraw) >= 1 { draw(final: false) }
+        observer?(chunks, bytes, totalChunks)
+        if prints && interactive && Date().timeIntervalSince(lastDraw) >= 1 { draw(final: false) }
     }
 
-    public func finish() { draw(final: true) }
+    public func finish() { if prints { draw(final: true) } }
 
     private func draw(final: Bool) {
         lastDraw = Date()

@@ -17,6 +17,8 @@ import NIOTLS
 public final class BlockingConnection: @unchecked Sendable {
     /// The peer's address, for messages.
     public let peer: String
+    /// The key the peer showed (accepted, so one that was pinned).
+    public internal(set) var peerKey: KeyFingerprint?
     private let channel: Channel
     private let inbox: Inbox
 
@@ -38,8 +40,10 @@ public final class BlockingConnection: @unchecked Sendable {
     }
 
     /// Connects to `host`:`port` with pinned TLS; the peer's key must be `expected`.
+    /// With `idleSeconds`, a connection on which nothing is received and no write completes
+    /// for that long is closed (a peer gone, or a link down): waits on it fail.
     public static func connect(host: String, port: Int, tls: PinnedTLS, expected: KeyFingerprint,
-                               group: EventLoopGroup, timeoutSeconds: Int64 = 30) throws -> BlockingConnection {
+                               group: EventLoopGroup, timeoutSeconds: Int64 = 30, idleSeconds: Int64? = nil) throws -> BlockingConnection {
         let inbox = Inbox()
         let refused = NIOLockedValueBox<KeyFingerprint??>(nil)
         let channel: Channel
@@ -51,7 +55,7 @@ public final class BlockingConnection: @unchecked Sendable {
                         try channel.pipeline.syncOperations.addHandlers(try tls.clientHandlers(expected: expected) { shown in
                             refused.withLockedValue { $0 = .some(shown) }
                         })
-                        try channel.pipeline.syncOperations.addHandler(InboxHandler(inbox))
+                        try addInbox(inbox, to: channel, idleSeconds: idleSeconds)
                     }
                 }
                 .connect(host: host, port: port).wait()
@@ -59,6 +63,7 @@ public final class BlockingConnection: @unchecked Sendable {
             throw TransportError.unreachable("cannot connect to \(host):\(port): \(error)")
         }
         let connection = BlockingConnection(channel: channel, inbox: inbox, peer: "\(host):\(port)")
+        connection.peerKey = expected
         // The handshake ends before the first byte; a refused key ends the connection.
         do {
             try inbox.waitUntilOpen()
@@ -222,18 +227,32 @@ final class Inbox: @unchecked Sendable {
     }
 }
 
+/// The handlers after TLS: the idle timer (if any), then the inbox.
+func addInbox(_ inbox: Inbox, to channel: Channel, idleSeconds: Int64?) throws {
+    if let idleSeconds {
+        try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(idleSeconds)))
+    }
+    try channel.pipeline.syncOperations.addHandler(InboxHandler(inbox, idleSeconds: idleSeconds))
+}
+
 /// Hands a connection's bytes and its end to its Inbox.
 final class InboxHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     private let inbox: Inbox
+    private let idleSeconds: Int64?
 
-    init(_ inbox: Inbox) { self.inbox = inbox }
+    init(_ inbox: Inbox, idleSeconds: Int64? = nil) { (self.inbox, self.idleSeconds) = (inbox, idleSeconds) }
 
     func handlerAdded(context: ChannelHandlerContext) { inbox.channel = context.channel }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // The gate before this handler passes the handshake's end only for an accepted peer.
         if let e = event as? TLSUserEvent, case .handshakeCompleted = e { inbox.opened() }
+        if event is IdleStateHandler.IdleStateEvent {
+            inbox.end(TransportError.unreachable("nothing moved on the connection for \(idleSeconds ?? 0) s"))
+            context.close(promise: nil)
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 

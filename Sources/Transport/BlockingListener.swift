@@ -22,7 +22,7 @@ public final class BlockingListener: @unchecked Sendable {
     /// Listens on `host`:`port`; `accept` decides on each peer's key (nil: none shown) and is
     /// told each decision, with the peer's address.
     public init(host: String, port: Int, tls: PinnedTLS, group: EventLoopGroup, connectionsMax: Int = 8,
-                accept: @escaping @Sendable (String, KeyFingerprint?) -> Bool) throws {
+                idleSeconds: Int64? = nil, accept: @escaping @Sendable (String, KeyFingerprint?) -> Bool) throws {
         self.connectionsMax = connectionsMax
         let box = WeakBox<BlockingListener>()
         let bootstrap = ServerBootstrap(group: group)
@@ -37,9 +37,13 @@ public final class BlockingListener: @unchecked Sendable {
                     }
                     channel.closeFuture.whenComplete { _ in listener.release() }
                     let inbox = Inbox()
-                    try channel.pipeline.syncOperations.addHandlers(tls.serverHandlers { accept(peer, $0) })
-                    try channel.pipeline.syncOperations.addHandler(InboxHandler(inbox))
                     let connection = BlockingConnection(channel: channel, inbox: inbox, peer: peer)
+                    try channel.pipeline.syncOperations.addHandlers(tls.serverHandlers { shown in
+                        guard accept(peer, shown) else { return false }
+                        connection.peerKey = shown
+                        return true
+                    })
+                    try addInbox(inbox, to: channel, idleSeconds: idleSeconds)
                     // Handed over once its peer is accepted.
                     inbox.onOpen = { listener.enqueue(connection) }
                 }

@@ -14,16 +14,7 @@ extension VolumeManager {
     func agentPIDFile(_ name: String) -> String { paths.run + "/agents/" + name + ".pid" }
 
     /// The running agent's pid (its pid file is locked while it runs).
-    public func agentPID(_ name: String) -> pid_t? {
-        let fd = open(agentPIDFile(name), O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) == 0 { return nil }
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return nil }
-        return pid_t(String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-    }
+    public func agentPID(_ name: String) -> pid_t? { lockedPID(agentPIDFile(name)) }
 
     func startAgent(_ name: String) throws {
         if agentPID(name) != nil { return }

@@ -38,6 +38,10 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
     /// Replication targets (canonical path of a replica's store or socket) -> the last snapshot
     /// each received, held as the base of its next stream (`zumastor replicate`).
     public var replicated: [String: UInt64] = [:]
+    /// Hosts this volume replicates to (`define target`), and the host it is a replica of
+    /// (`define source`); their state is in ReplicationConfig's files.
+    public var targets: [ReplicationTarget] = []
+    public var source: ReplicationSource?
 
     public init(name: String, origin: String, store: String) {
         self.name = name
@@ -65,6 +69,8 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
         lastSnapshotDirectory = try c.decodeIfPresent(String.self, forKey: .lastSnapshotDirectory)
         warnFillPercent = try c.decodeIfPresent(Int.self, forKey: .warnFillPercent) ?? 90
         replicated = try c.decodeIfPresent([String: UInt64].self, forKey: .replicated) ?? [:]
+        targets = try c.decodeIfPresent([ReplicationTarget].self, forKey: .targets) ?? []
+        source = try c.decodeIfPresent(ReplicationSource.self, forKey: .source)
     }
 
     /// How many snapshots of `kind` the schedule keeps (nil: the kind is not scheduled).
@@ -160,27 +166,13 @@ extension VolumeConfig {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(self)
-        let dir = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let temporary = path + ".new"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ZumastorError.config("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
-        close(fd)
-        if written == data.count, synced == 0, FileManager.default.fileExists(atPath: path),
-           (try? VolumeConfig.load(path)) != nil {
+        if FileManager.default.fileExists(atPath: path), (try? VolumeConfig.load(path)) != nil {
             // Only a readable version is worth keeping: a damaged one would replace the good backup.
             let backup = VolumeConfig.backupPath(path)
             unlink(backup)
             link(path, backup)
         }
-        guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw ZumastorError.config("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
-        let dirFD = open(dir, O_RDONLY | O_DIRECTORY)
-        if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+        try AtomicFile.write(data, to: path)
     }
 }
 

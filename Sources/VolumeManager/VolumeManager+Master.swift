@@ -22,6 +22,9 @@ extension VolumeManager {
     public func defineMaster(_ name: String, options: MasterOptions = MasterOptions()) throws {
         try withVolumeLock(name) {
             var c = try config(name)
+            if let source = c.source {
+                throw ZumastorError.invalid("volume '\(name)' is a replica of \(source.endpoint): its origin takes only what its source sends (zumastor forget source \(name) first)")
+            }
             let client = try runningServer(name)
             if options.export && options.snapmount, Executables.onPath("exportfs") == nil {
                 throw ZumastorError.invalid("--export needs the NFS server's exportfs (apt-get install nfs-kernel-server)")

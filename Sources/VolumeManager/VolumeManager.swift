@@ -227,6 +227,9 @@ public final class VolumeManager: Sendable {
                 _ = try client.attach(tag: nil, writable: true)
             }
             if c.master { try startMasterLocked(c, client) }
+            if c.source != nil, let newest = try snapshots(client).last(where: { !$0.info.squashed }) {
+                for p in showReplica(c, client, newest) { replicationLogger(name)?.warning("\(p)") }
+            }
         }
     }
 
@@ -243,6 +246,7 @@ public final class VolumeManager: Sendable {
             let c = try config(name)
             let client = server(name)
             if c.master { try stopMasterLocked(c, client) }
+            if c.source != nil, let client { _ = hideReplicaViews(c, client, except: nil) }
             guard let client else {
                 system.releaseDeadServer(volume: name, blockFiles: paths.blockFiles(name))
                 return
@@ -261,6 +265,7 @@ public final class VolumeManager: Sendable {
     public func startAll() throws {
         _ = try hostIdentity()
         try forEachVolume("start", startVolume)
+        try ensureReplicator()
     }
 
     /// This host's key and certificate for replication between hosts, in /etc/zumastor; made
@@ -273,7 +278,10 @@ public final class VolumeManager: Sendable {
         }
     }
 
-    public func stopAll() throws { try forEachVolume("stop", stopVolume) }
+    public func stopAll() throws {
+        try stopReplicator()
+        try forEachVolume("stop", stopVolume)
+    }
 
     /// Runs `body` on every defined volume, going on past failures, which it reports together.
     private func forEachVolume(_ verb: String, _ body: (String) throws -> Void) throws {

@@ -4,8 +4,8 @@ import VolumeManager
 struct Define: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "define",
-        abstract: "Define a volume, make one a master, or set its snapshot schedule.",
-        subcommands: [DefineVolume.self, DefineMaster.self, DefineSchedule.self])
+        abstract: "Define a volume, make one a master, set its snapshot schedule, or replicate it between hosts.",
+        subcommands: [DefineVolume.self, DefineMaster.self, DefineSchedule.self, DefineTarget.self, DefineSource.self])
 }
 
 struct DefineVolume: ParsableCommand {
@@ -135,7 +135,7 @@ struct DefineSchedule: ParsableCommand {
 struct Forget: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forget",
-        abstract: "Forget a volume.", subcommands: [ForgetVolume.self])
+        abstract: "Forget a volume, a replication target or a source.", subcommands: [ForgetVolume.self, ForgetTarget.self, ForgetSource.self])
 }
 
 struct ForgetVolume: ParsableCommand {

@@ -2,14 +2,18 @@ import ArgumentParser
 import VolumeManager
 
 /// `start` / `stop` take nothing (the whole service: every defined volume), `volume VOL` or
-/// `master VOL` (the master's mounts and schedule only; the volume keeps running).
+/// `master VOL` (the master's mounts and schedule only; the volume keeps running), or
+/// `target VOL HOST` and `source VOL` (a replication relationship's periodic cycles).
 struct Target: ParsableArguments {
-    @Argument(help: ArgumentHelp("Nothing (every volume), 'volume VOL' or 'master VOL'.", valueName: "volume|master VOL"))
+    @Argument(help: ArgumentHelp("Nothing (every volume), 'volume VOL', 'master VOL', 'target VOL HOST' or 'source VOL'.",
+                                 valueName: "volume|master|target|source VOL [HOST]"))
     var words: [String] = []
 
     func validate() throws {
-        guard words.isEmpty || (words.count == 2 && ["volume", "master"].contains(words[0])) else {
-            throw ValidationError("expected nothing (every volume), 'volume VOL' or 'master VOL', got '\(words.joined(separator: " "))'")
+        let ok = words.isEmpty || (words.count == 2 && ["volume", "master", "source"].contains(words[0]))
+            || (words.count == 3 && words[0] == "target")
+        guard ok else {
+            throw ValidationError("expected nothing (every volume), 'volume VOL', 'master VOL', 'target VOL HOST' or 'source VOL', got '\(words.joined(separator: " "))'")
         }
     }
 
@@ -17,7 +21,14 @@ struct Target: ParsableArguments {
     func run(_ done: String, volume: (VolumeManager, String) throws -> Void, master: (VolumeManager, String) throws -> Void,
              all: (VolumeManager) throws -> Void) throws {
         let m = manager()
+        let starting = done == "Started"
         switch words.first {
+        case "target":
+            try m.setStarted(words[1], target: words[2], starting)
+            print("\(done) the periodic replication of '\(words[1])' to \(words[2]).")
+        case "source":
+            try m.setStarted(words[1], target: nil, starting)
+            print("\(done) the periodic replication of '\(words[1])' from its source.")
         case "volume":
             try volume(m, words[1])
             print("\(done) volume '\(words[1])'.")

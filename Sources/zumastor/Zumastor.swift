@@ -5,6 +5,7 @@ import ArgumentParser
 import Foundation
 import Replication
 import SnapStore
+import Transport
 import VolumeManager
 import VolumeServer
 import VolumeInterface
@@ -20,14 +21,14 @@ struct Zumastor: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Define.self, Forget.self, Start.self, Stop.self, Snapshot.self, Delete.self, Status.self, Revert.self, Resize.self,
-                      Remount.self, Replicate.self, Key.self, Agent.self])
+                      Remount.self, Replicate.self, Key.self, Agent.self, Replicator.self])
 
     static func main() {
         do {
             var command = try parseAsRoot()
             try command.run()
             // Once a store has passed its fill level, every command says so on stderr.
-            if !(command is Agent) {
+            if !(command is Agent) && !(command is Replicator) {
                 for w in manager().fillWarnings() { FileHandle.standardError.write(Data("zumastor: warning: \(w)\n".utf8)) }
             }
         } catch let error as ZumastorError {
@@ -37,6 +38,10 @@ struct Zumastor: ParsableCommand {
         } catch let error as StoreError {
             fail(error)
         } catch let error as DeltaError {
+            fail(error)
+        } catch let error as LinkError {
+            fail(error)
+        } catch let error as TransportError {
             fail(error)
         } catch {
             exit(withError: error)
