@@ -30,7 +30,7 @@ public final class BlockingListener: @unchecked Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let peer = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                    let peer = channel.remoteAddress.map { peerAddress($0) } ?? "?"
                     guard let listener = box.value, listener.admit() else {
                         channel.close(promise: nil)
                         return
@@ -98,4 +98,11 @@ public final class BlockingListener: @unchecked Sendable {
 /// The listener as the channel initializer sees it: set once the listener is complete.
 private final class WeakBox<T: AnyObject>: @unchecked Sendable {
     weak var value: T?
+}
+
+/// "10.0.0.1:5000" or "[2001:db8::1]:5000"; an IPv4 peer of an IPv6 socket is shown as IPv4.
+func peerAddress(_ a: SocketAddress) -> String {
+    var ip = a.ipAddress ?? "?"
+    if ip.hasPrefix("::ffff:") && ip.contains(".") { ip.removeFirst(7) }
+    return ip.contains(":") ? "[\(ip)]:\(a.port ?? 0)" : "\(ip):\(a.port ?? 0)"
 }

@@ -47,6 +47,8 @@ final class ReplicationLink {
                 link.version = v
             case let .welcome(v):
                 throw LinkError.unexpected("\(endpoint) chose protocol version \(v), which this host does not speak")
+            case let .refuse(reason):
+                throw LinkError.refused("\(endpoint) refused: \(reason)")
             case let other:
                 throw LinkError.unexpected("\(endpoint) answered HELLO with \(other.name)")
             }

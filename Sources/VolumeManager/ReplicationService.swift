@@ -6,8 +6,9 @@
 // and runs each relationship's periodic cycles on threads of their own, so a slow or
 // unreachable peer delays no other. A cycle is due a period after the last success; one
 // missed while the host was down runs as soon as the service is back. It re-reads the
-// configurations every few seconds and at SIGHUP, and stops at SIGTERM, or by itself once no
-// volume has a target or a source. Its pid file stays locked while it runs.
+// configurations every few seconds and at SIGHUP, and stops at SIGTERM (transfers under way stop
+// there and resume at their next cycle), or by itself once no volume has a target or a source.
+// Its pid file stays locked while it runs.
 
 import CSupport
 import Foundation
@@ -117,9 +118,8 @@ extension VolumeManager {
             }
             if signal == SIGHUP { log.info("configuration re-read") }
         }
+        // Cycles under way stop here: each resumes at its next cycle from what its replica made durable.
         listener.close()
-        // Cycles under way get a moment to finish; the others resume at the next start.
-        for _ in 0..<50 where !running.withLockedValue({ $0.isEmpty }) { usleep(100_000) }
     }
 
     private func listen(_ e: Endpoint, tls: PinnedTLS, log: Logger) throws -> BlockingListener {

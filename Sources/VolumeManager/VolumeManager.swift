@@ -40,6 +40,11 @@ public struct VolumeStatus: Sendable {
     public var usage: [UInt64: SnapshotUsage] = [:]
     /// The schedule agent of a running master.
     public var agentPID: pid_t?
+    /// Each replication target with the state its cycles left, and the source's.
+    public var targets: [(target: ReplicationTarget, state: LinkState)] = []
+    public var sourceState: LinkState?
+    /// The host's replication service, when it runs.
+    public var replicatorPID: pid_t?
 
     /// Whether the store is at or above the volume's fill warning level.
     public var nearlyFull: Bool { store.map { $0.percentUsed >= config.warnFillPercent } ?? false }
@@ -297,6 +302,9 @@ public final class VolumeManager: Sendable {
     public func status(_ name: String, usage: Bool = false) throws -> VolumeStatus {
         var s = VolumeStatus(config: try config(name))
         s.agentPID = agentPID(name)
+        s.targets = s.config.targets.map { ($0, LinkState.load(paths.targetState(name, $0))) }
+        if s.config.source != nil { s.sourceState = LinkState.load(paths.sourceState(name)) }
+        s.replicatorPID = replicatorPID()
         if let client = server(name) {
             s.server = client.serverInfo
             s.devices = (try? client.devices()) ?? []

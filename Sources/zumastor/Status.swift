@@ -85,9 +85,12 @@ struct Status: ParsableCommand {
                  + (s.agentPID.map { " (agent pid \($0))" } ?? (s.server == nil ? "" : " (agent not running)")))
             if c.snapmount { line("snapshots in", m.snapshotDirectory(c)) }
             for (target, tag) in c.replicated.sorted(by: { $0.key < $1.key }) { line("replicated to", "\(target) (snapshot \(tag))") }
+        } else if let source = c.source {
+            line("role", "replica of \(source.remoteName ?? c.name) on \(source.endpoint), newest snapshot at \(m.mountPoint(c))")
         } else {
             line("role", "none (zumastor define master \(c.name) mounts it)")
         }
+        for (key, value) in replicationLines(s) { line(key, value) }
         for d in s.devices { line("device", "\(d.name) -> \(d.loopDevice)\(d.writable ? "" : " (read-only)")") }
         if let st = s.store {
             line("store usage", "\(st.percentUsed)% of \(formatBytes(st.storeChunks * UInt64(st.chunkSizeBytes))) (\(formatBytes(st.usedChunks * UInt64(st.chunkSizeBytes))) used), \(st.snapshotCount) snapshot(s)\(st.squashedCount > 0 ? ", \(st.squashedCount) squashed" : "")")
@@ -169,6 +172,10 @@ struct Status: ParsableCommand {
             if let pid = s.agentPID { o["agentPID"] = Int(pid) }
         }
         o["replicated"] = c.replicated.mapValues { Int($0) }
+        if c.source != nil { o["role"] = "replica" }
+        o["targets"] = s.targets.map { targetObject($0.target, $0.state) }
+        if let source = c.source { o["source"] = sourceObject(source, s.sourceState ?? LinkState()) }
+        if let pid = s.replicatorPID { o["replicatorPID"] = Int(pid) }
         if let server = s.server { o["serverPID"] = Int(server.processID) }
         o["devices"] = s.devices.map { ["name": $0.name, "loopDevice": $0.loopDevice, "writable": $0.writable, "snapshot": $0.tag.map { $0 as Any } ?? NSNull()] as [String: Any] }
         if let st = s.store {
