@@ -224,10 +224,11 @@ struct LinkReader {
         guard let s = String(validating: b, as: UTF8.self) else { throw LinkError.malformed("a text that is not UTF-8") }
         return s
     }
-    /// A volume name: 1 to 63 bytes of letters, digits, '.', '_' and '-' (what `define volume` accepts).
+    /// A volume name: 1 to 64 bytes of letters, digits, '.', '_' and '-', not starting with
+    /// '.' or '-' (what `define volume` accepts).
     mutating func name() throws -> String {
         let s = try text()
-        guard (1...63).contains(s.utf8.count), s.utf8.allSatisfy({ isNameByte($0) }), s.first != "." else {
+        guard (1...64).contains(s.utf8.count), s.utf8.allSatisfy({ isNameByte($0) }), s.first != ".", s.first != "-" else {
             throw LinkError.malformed("'\(s.prefix(64))' is not a volume name")
         }
         return s
