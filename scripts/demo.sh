@@ -7,8 +7,9 @@
 # the seed guide's story with `zumastor` (10.3 and 10.7): a volume on loopback devices, a
 # master mounted for you, hourly snapshots mounted at their time with hourly.N links, df
 # showing the origin change while the snapshots do not, `zumastor replicate` to a replica
-# store on files (a full copy, then a delta); that snapshot sent to a second host (a network
-# namespace) over TLS 1.3 with pinned keys and mounted there; and `zumastor status`.
+# store on files (a full copy, then a delta); replication to a second host (a network
+# namespace) with define source/target over TLS 1.3 with pinned keys, pushed, then pulled, the
+# replica's mount showing the master's files; and `zumastor status` on both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,9 +22,15 @@ MOUNTS=()
 ZVOL=""
 LOOPS=()
 NETNS=()
-LISTENER=""
+HOSTB_VOL=""
 finish() {
-    [ -n "$LISTENER" ] && kill "$LISTENER" 2>/dev/null && wait "$LISTENER" 2>/dev/null
+    if [ -n "$HOSTB_VOL" ]; then
+        ZUMASTOR_ROOT="$dir/hostb" "$Z" stop >/dev/null 2>&1
+        ZUMASTOR_ROOT="$dir/hostb" "$Z" forget volume "$HOSTB_VOL" >/dev/null 2>&1
+    fi
+    for f in "$dir"/root/var/run/zumastor/replicator.pid "$dir"/hostb/var/run/zumastor/replicator.pid; do
+        [ -s "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null
+    done
     [ -n "$ZVOL" ] && ZUMASTOR_ROOT="$dir/root" "$Z" forget volume "$ZVOL" >/dev/null 2>&1
     for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}"; done
@@ -134,36 +141,43 @@ echo; echo "# the replica's snapshot $RTAG, byte for byte against the volume's:"
 cmp <("$D" read "$ZUMASTOR_ROOT/var/run/zumastor/servers/$ZVOL" --snapshot "$RTAG") <("$D" read "$dir/replica.store" --snapshot "$RTAG") \
     && echo "identical"
 
-# ---- A second host: its own network namespace, reached over TLS 1.3 with pinned keys.
-echo; echo "=== a second host: the snapshot sent over the network, mounted there ==="
+# ---- A second host: its own network namespace, replicated to with zumastor over TLS 1.3
+# with pinned keys (seed guide 10.10). /dev/mapper is shared by the two "hosts" of this one
+# machine, so the replica's volume has a name of its own (--name maps the two).
+echo; echo "=== a second host: zumastor replication over the network ==="
 HA=zdemoa$$; HB=zdemob$$
 ip netns add "$HA" && NETNS+=("$HA"); ip netns add "$HB" && NETNS+=("$HB")
 ip link add "zda$$" netns "$HA" type veth peer name "zdb$$" netns "$HB"
-ip -n "$HA" addr add 10.78.0.1/24 dev "zda$$"; ip -n "$HA" link set "zda$$" up
-ip -n "$HB" addr add 10.78.0.2/24 dev "zdb$$"; ip -n "$HB" link set "zdb$$" up
+ip -n "$HA" addr add 10.78.0.1/24 dev "zda$$"; ip -n "$HA" link set "zda$$" up; ip -n "$HA" link set lo up
+ip -n "$HB" addr add 10.78.0.2/24 dev "zdb$$"; ip -n "$HB" link set "zdb$$" up; ip -n "$HB" link set lo up
 echo "# (this host speaks from namespace $HA as 10.78.0.1; the second host is namespace $HB, 10.78.0.2)"
-KA=$("$Z" key); KB=$(ZUMASTOR_ROOT="$dir/hostb" "$Z" key)
-echo "# zumastor key            -> $KA"
-echo "# hostb# zumastor key     -> $KB"
+RVOL="${ZVOL}r"
+HOSTB="$dir/hostb"
+here() { nsenter --net=/run/netns/"$HA" "$Z" "$@"; }
+hostb() { ZUMASTOR_ROOT="$HOSTB" nsenter --net=/run/netns/"$HB" "$Z" "$@"; }
+hstep() { echo; echo "# zumastor $*"; here "$@"; }
+bstep() { echo; echo "hostb# zumastor $*"; hostb "$@"; }
+KA=$(here key); KB=$(hostb key)
+echo "# zumastor key          -> $KA"
+echo "hostb# zumastor key     -> $KB"
 truncate -s 512M hostb.origin; truncate -s 256M hostb.store
-"$D" initialize -y "$dir/hostb.store" "$dir/hostb.origin" >/dev/null
-echo "# hostb# ddsnap delta listen hostb.store 10.78.0.2:11235 --key $KA --once &"
-nsenter --net=/run/netns/"$HB" "$D" delta listen "$dir/hostb.store" 10.78.0.2:11235 --key "$KA" --identity "$dir/hostb/etc/zumastor" --once > listen.log 2>&1 &
-LISTENER=$!
-for _ in $(seq 50); do grep -q "listening on" listen.log && break; sleep 0.1; done
-echo "# ddsnap delta send $ZUMASTOR_ROOT/var/run/zumastor/servers/$ZVOL $RTAG 10.78.0.2 --key $KB"
-nsenter --net=/run/netns/"$HA" "$D" delta send "$ZUMASTOR_ROOT/var/run/zumastor/servers/$ZVOL" "$RTAG" 10.78.0.2 --key "$KB" --quiet
-wait "$LISTENER"; LISTENER=""
-echo "# hostb# ddsnap server hostb.store; ddsnap attach SOCKET $RTAG; mount -o ro,noload"
-out=$(nsenter --net=/run/netns/"$HB" "$D" server "$dir/hostb.store" --name "hostb$$" --socket "$dir/hostb.sock" --block-files "$dir/hostb-blocks" --log "$dir/hostb.log")
-SERVER=$(echo "$out" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p')
-DEV=$("$D" attach "$dir/hostb.sock" "$RTAG" 2>/dev/null)
-mkdir -p hostb-mnt; mount -o ro,noload "$DEV" hostb-mnt && MOUNTS+=("$dir/hostb-mnt")
-echo "# hostb# cat hostb-mnt/bar.txt"; cat hostb-mnt/bar.txt
-umount hostb-mnt; MOUNTS=()
-"$D" detach "$dir/hostb.sock" "$RTAG" >/dev/null
-kill -TERM "$SERVER"; while kill -0 "$SERVER" 2>/dev/null; do sleep 0.1; done; SERVER=""
+HOSTB_VOL="$RVOL"
+bstep define volume "$RVOL" "$dir/hostb.origin" "$dir/hostb.store" --initialize
+bstep define source "$RVOL" 10.78.0.1 --key "$KA" --name "$ZVOL"
+hstep define target "$ZVOL" 10.78.0.2 --key "$KB" --name "$RVOL"
+hstep replicate "$ZVOL" 10.78.0.2 --wait --quiet
+RMP="$HOSTB/var/run/zumastor/mount/$RVOL"
+echo; echo "hostb# cat $RMP/bar.txt"; cat "$RMP/bar.txt"
+echo; echo "# date > $MP/testfile"; date > "$MP/testfile"
+bstep replicate "$RVOL" --quiet
+echo; echo "# md5sum $MP/testfile; hostb# md5sum $RMP/testfile"
+md5sum "$MP/testfile" | cut -d' ' -f1; md5sum "$RMP/testfile" | cut -d' ' -f1
+bstep status "$RVOL"
 
 zstep status
+bstep stop
+bstep forget volume "$RVOL"
+HOSTB_VOL=""
+here stop >/dev/null
 zstep forget volume "$ZVOL"
 ZVOL=""

@@ -142,7 +142,9 @@ struct Status: ParsableCommand {
 
     /// The directory snapshot `snap` is mounted at now, if it is.
     private func mounted(_ m: VolumeManager, _ c: VolumeConfig, _ snap: VolumeSnapshot) -> String? {
-        m.mountDirectory(c, snap).flatMap { isMountPoint($0) ? $0 : nil }
+        // A replica's received snapshot is mounted under its views directory.
+        let view = c.source.map { _ in m.paths.replicaViews(c.name) + "/\(snap.tag)" }
+        return (m.mountDirectory(c, snap) ?? view).flatMap { isMountPoint($0) ? $0 : nil }
     }
 
     private func links(_ m: VolumeManager, _ c: VolumeConfig) -> [(String, String)] {
