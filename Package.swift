@@ -28,6 +28,7 @@ let package = Package(
         .target(name: "CSupport"),
         // liblzma (Debian's liblzma-dev): compression of delta-stream records.
         .systemLibrary(name: "CLZMA", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
+        .systemLibrary(name: "CZSTD", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // C bridge to libfuse3's low-level API (block files).
         .target(name: "CFuse", linkerSettings: [.linkedLibrary("fuse3")]),
         // The snapshot store: format, allocator, index, commits, check.
@@ -63,7 +64,7 @@ let package = Package(
         // Delta streams: changed chunks between two snapshots, encoded, checked and applied.
         .target(
             name: "Replication",
-            dependencies: ["SnapStore", "VolumeInterface", "CLZMA", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["SnapStore", "VolumeInterface", "CLZMA", "CZSTD", .product(name: "Crypto", package: "swift-crypto")]),
         // Between hosts: this host's key and certificate, and TLS 1.3 with pinned peer keys.
         .target(
             name: "Transport",

@@ -143,7 +143,7 @@ class Pair:
         return int(m.group(1).replace(",", "")) if m else 0
 
     def check(self):
-        for other in (self.view, self.dst):
+        for other in (os.path.realpath(self.view), self.dst):
             r = subprocess.run(["diff", "-r", "--no-dereference", "-x", "lost+found", self.src, other], capture_output=True, text=True)
             if r.returncode != 0:
                 raise RuntimeError(f"{other} differs from {self.src}: {r.stdout[:400]}{r.stderr[:400]}")

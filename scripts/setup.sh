@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the build (libfuse3, liblzma), the tests (filesystems, fio, NBD clients) and the
 # benchmarks (nbdkit; nbdfuse comes with libnbd-bin; rsync) use; openssl checks key fingerprints.
-PACKAGES=(python3 coreutils util-linux libfuse3-dev liblzma-dev fuse3 e2fsprogs xfsprogs fio nbdkit libnbd-bin qemu-utils kmod rsync openssl)
+PACKAGES=(python3 coreutils util-linux libfuse3-dev liblzma-dev libzstd-dev fuse3 e2fsprogs xfsprogs fio nbdkit libnbd-bin qemu-utils kmod rsync openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -121,7 +121,7 @@ public final class DeltaDecoder {
         let cs = UInt64(h.chunkSizeBytes)
         let expected = min(end * cs, h.volumeSizeBytes) - r.firstChunk * cs
         guard r.dataBytes == expected else { throw DeltaError.malformed("record of chunks \(r.firstChunk)..<\(end) stands for \(r.dataBytes) bytes, not \(expected)") }
-        if r.kind == .lzma && h.features & DeltaFormat.featureLZMA == 0 {
+        if (r.kind == .lzma && h.features & DeltaFormat.featureLZMA == 0) || (r.kind == .zstd && h.features & DeltaFormat.featureZstd == 0) {
             throw DeltaError.malformed("a compressed record in a stream without the compression feature")
         }
     }
@@ -130,11 +130,11 @@ public final class DeltaDecoder {
         switch r.kind {
         case .zero: try body(nil)
         case .raw: try body(stored)
-        case .lzma:
+        case .lzma, .zstd:
             if scratch.count < Int(r.dataBytes) { scratch = [UInt8](repeating: 0, count: Int(r.dataBytes)) }
             try scratch.withUnsafeMutableBytes { s in
                 let out = UnsafeMutableRawBufferPointer(rebasing: s[0..<Int(r.dataBytes)])
-                try LZMA.decompress(stored, into: out)
+                if r.kind == .lzma { try LZMA.decompress(stored, into: out) } else { try Zstd.decompress(stored, into: out) }
                 try body(UnsafeRawBufferPointer(out))
             }
         }

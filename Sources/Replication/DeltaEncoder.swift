@@ -10,13 +10,16 @@ import VolumeInterface
 public enum Compression: Equatable, Sendable {
     case none
     case lzma(level: UInt32)
+    case zstd(level: Int32)
 
-    /// "none", "lzma" (level 1) or "lzma:LEVEL" (0-9).
+    /// "none", "lzma" (level 1), "lzma:LEVEL" (0-9), "zstd" (level 3) or "zstd:LEVEL" (1-19).
     public static func parse(_ text: String) throws -> Compression {
         if text == "none" { return .none }
         if text == "lzma" { return .lzma(level: 1) }
         if text.hasPrefix("lzma:"), let level = UInt32(text.dropFirst(5)), level <= 9 { return .lzma(level: level) }
-        throw DeltaError.refused("compression '\(text)' is not none, lzma or lzma:0 to lzma:9")
+        if text == "zstd" { return .zstd(level: 3) }
+        if text.hasPrefix("zstd:"), let level = Int32(text.dropFirst(5)), (1...19).contains(level) { return .zstd(level: level) }
+        throw DeltaError.refused("compression '\(text)' is not none, lzma, lzma:0 to lzma:9, zstd or zstd:1 to zstd:19")
     }
 }
 
@@ -82,6 +85,7 @@ public final class DeltaEncoder {
         }
         var features: UInt32 = baseInfo == nil ? 0 : DeltaFormat.featureBase
         if case .lzma = compression { features |= DeltaFormat.featureLZMA }
+        if case .zstd = compression { features |= DeltaFormat.featureZstd }
         guard let uuid = parseUUID(status.volumeUUID) else { throw DeltaError.refused("the source store's UUID '\(status.volumeUUID)' is not readable") }
         return DeltaHeader(features: features, volumeUUID: uuid, chunkSizeBytes: UInt32(status.chunkSizeBytes),
                            volumeSizeBytes: targetInfo.originSizeBytes, chunkCount: count,
@@ -298,10 +302,13 @@ struct StreamWriter {
             try emit(h.encoded())
         case .record(var r, let data):
             var compressed: [UInt8]?
-            if let data, case let .lzma(level) = compression, let c = LZMA.compress(data, level: level) {
-                compressed = c
-                r.kind = .lzma
-                r.storedBytes = UInt32(c.count)
+            if let data {
+                switch compression {
+                case .none: break
+                case let .lzma(level): compressed = LZMA.compress(data, level: level).map { r.kind = .lzma; return $0 }
+                case let .zstd(level): compressed = Zstd.compress(data, level: level).map { r.kind = .zstd; return $0 }
+                }
+                if let c = compressed { r.storedBytes = UInt32(c.count) }
             }
             try emit(r.prefix() + r.checksum(data: data ?? UnsafeRawBufferPointer(start: nil, count: 0)))
             if let compressed {

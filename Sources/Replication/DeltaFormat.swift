@@ -24,10 +24,12 @@ public enum DeltaFormat {
     /// Runs are cut at this many bytes of data when encoding.
     static let recordDataTarget = 1 << 20
 
-    /// Feature flags: bit 0, records may be liblzma-compressed; bit 1, the stream has a base.
+    /// Feature flags: bit 0, records may be liblzma-compressed; bit 1, the stream has a base;
+    /// bit 2, records may be zstd-compressed.
     public static let featureLZMA: UInt32 = 1
     public static let featureBase: UInt32 = 2
-    static let knownFeatures: UInt32 = featureLZMA | featureBase
+    public static let featureZstd: UInt32 = 4
+    static let knownFeatures: UInt32 = featureLZMA | featureBase | featureZstd
 }
 
 /// What identifies a snapshot across stores: its id, its time, its size and its name (the
@@ -165,13 +167,14 @@ public enum RecordKind: UInt8, Sendable {
     case raw = 1
     case zero = 2
     case lzma = 3
+    case zstd = 4
 }
 
 public struct RecordHeader: Equatable, Sendable {
     public var kind: RecordKind
     public var firstChunk: UInt64
     public var chunkCount: UInt32
-    /// Bytes that follow the header (raw: the data; zero: none; lzma: the compressed data).
+    /// Bytes that follow the header (raw: the data; zero: none; lzma, zstd: the compressed data).
     public var storedBytes: UInt32
     /// Bytes of data the record stands for (the last chunk of the volume may be short).
     public var dataBytes: UInt64
@@ -209,7 +212,7 @@ public struct RecordHeader: Equatable, Sendable {
         switch kind {
         case .raw: guard UInt64(h.storedBytes) == h.dataBytes else { throw DeltaError.malformed("raw record stores \(h.storedBytes) of \(h.dataBytes) bytes") }
         case .zero: guard h.storedBytes == 0 else { throw DeltaError.malformed("zero record stores \(h.storedBytes) bytes") }
-        case .lzma: guard h.storedBytes > 0, UInt64(h.storedBytes) < h.dataBytes else { throw DeltaError.malformed("compressed record stores \(h.storedBytes) of \(h.dataBytes) bytes") }
+        case .lzma, .zstd: guard h.storedBytes > 0, UInt64(h.storedBytes) < h.dataBytes else { throw DeltaError.malformed("compressed record stores \(h.storedBytes) of \(h.dataBytes) bytes") }
         }
         return (h, Array(b[32..<64]))
     }

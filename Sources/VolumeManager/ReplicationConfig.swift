@@ -22,7 +22,8 @@ public struct ReplicationTarget: Codable, Equatable, Sendable {
     public var period: Int?
     /// Bytes per second on the wire at most (nil: no limit).
     public var rateBytesPerSecond: UInt64?
-    public var compress = true
+    /// How records are compressed on the wire (`Compression.parse`: none, zstd[:LEVEL], lzma[:LEVEL]).
+    public var compression = "zstd"
     /// Periodic cycles run (`start target`; `stop target` pauses them).
     public var started = true
 

@@ -139,7 +139,7 @@ extension VolumeManager {
         }
         if plan.startChunk > 0 { outcome.resumedAt = plan.startChunk }
         try link.send(.start(target: plan.target.tag, startChunk: plan.startChunk, upToDate: false))
-        let encoder = DeltaEncoder(source: client, base: plan.base?.tag, target: plan.target.tag, compression: t.compress ? .lzma(level: 1) : .none)
+        let encoder = DeltaEncoder(source: client, base: plan.base?.tag, target: plan.target.tag, compression: (try? Compression.parse(t.compression)) ?? .zstd(level: 3))
         encoder.startChunk = plan.startChunk
         let tracker = progress ?? Replication.Progress(label: "replicate", interactive: false)
         if progress == nil { tracker.prints = false }

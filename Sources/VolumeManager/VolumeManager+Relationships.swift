@@ -17,7 +17,7 @@ public struct TargetDefinition: Sendable {
     public var remoteName: String?
     public var period: Int?
     public var rateBytesPerSecond: UInt64?
-    public var compress = true
+    public var compression = "zstd"
 
     public init(endpoint: String, key: String) { (self.endpoint, self.key) = (endpoint, key) }
 }
@@ -44,13 +44,14 @@ extension VolumeManager {
         if let r = d.rateBytesPerSecond, r < 1024 {
             throw ZumastorError.invalid("--ratelimit \(r) bytes per second is too low (at least 1K)")
         }
+        do { _ = try Compression.parse(d.compression) } catch { throw ZumastorError.invalid("--compress: \(error)") }
         try withVolumeLock(name) {
             var c = try config(name)
             var t = ReplicationTarget(host: endpoint.host, port: endpoint.port, key: key)
             t.remoteName = d.remoteName
             t.period = d.period
             t.rateBytesPerSecond = d.rateBytesPerSecond
-            t.compress = d.compress
+            t.compression = d.compression
             if let i = c.targets.firstIndex(where: { $0.host == t.host && $0.port == t.port }) {
                 t.started = c.targets[i].started
                 c.targets[i] = t

@@ -58,7 +58,7 @@ struct DeltaCreate: ParsableCommand {
               transform: parseTag)
     var tags: [UInt64]
     @Option(name: [.customShort("o"), .long], help: "Write here ('-': standard output, the default).") var output = "-"
-    @Option(help: "none, lzma or lzma:LEVEL (0-9); records are compressed only when that makes them smaller.")
+    @Option(help: "none, lzma, lzma:LEVEL (0-9), zstd or zstd:LEVEL (1-19); records are compressed only when that makes them smaller.")
     var compress = "none"
     @Flag(help: "No progress on standard error.") var quiet = false
 

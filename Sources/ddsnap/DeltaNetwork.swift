@@ -51,7 +51,7 @@ struct DeltaSend: ParsableCommand {
     @Argument(help: ArgumentHelp("[FROM] TO HOST[:PORT]: the base (omit for a full stream), the target, and the listener.", valueName: "args"))
     var words: [String]
     @OptionGroup var peer: IdentityOptions
-    @Option(help: "none, lzma or lzma:LEVEL (0-9).") var compress = "lzma"
+    @Option(help: "none, lzma, lzma:LEVEL (0-9), zstd or zstd:LEVEL (1-19).") var compress = "lzma"
     @Flag(help: "No progress on standard error.") var quiet = false
 
     func validate() throws {

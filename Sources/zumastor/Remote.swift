@@ -30,14 +30,21 @@ struct DefineTarget: ParsableCommand {
     @OptionGroup var options: RelationshipOptions
     @Option(help: ArgumentHelp("Bytes per second on the wire at most (K, M, G suffixes: 10M).", valueName: "rate"), transform: parseSize)
     var ratelimit: UInt64?
-    @Flag(help: "Send the chunks as they are (default: LZMA where it makes them smaller).") var uncompressed = false
+    @Option(help: ArgumentHelp("zstd[:LEVEL] (1-19, default 3), lzma[:LEVEL] (0-9) or none: records are sent compressed where that makes them smaller.",
+                               valueName: "method"))
+    var compress = "zstd"
+    @Flag(help: "Send the chunks as they are (--compress none).") var uncompressed = false
+
+    func validate() throws {
+        if uncompressed && compress != "zstd" { throw ValidationError("--uncompressed and --compress exclude each other") }
+    }
 
     func run() throws {
         var d = TargetDefinition(endpoint: host, key: options.key)
         d.remoteName = options.name
         d.period = options.period
         d.rateBytesPerSecond = ratelimit
-        d.compress = !uncompressed
+        d.compression = uncompressed ? "none" : compress
         try manager().defineTarget(volume, d)
         print("Volume '\(volume)' replicates to \(host)\(options.period.map { " every \($0) s" } ?? " when asked").")
     }

@@ -11,7 +11,7 @@ extension Status {
         for (t, state) in s.targets {
             lines.append(("target", "\(t.endpoint)\(t.remoteName.map { " (volume \($0))" } ?? ""), key \(t.key)"))
             lines.append(("  cycles", (t.period.map { "every \($0) s" + (t.started ? "" : " (stopped: zumastor start target \(s.config.name) \(t.host))") } ?? "by hand")
-                + (t.rateBytesPerSecond.map { ", at most \(formatBytes($0))/s" } ?? "") + (t.compress ? "" : ", uncompressed")))
+                + (t.rateBytesPerSecond.map { ", at most \(formatBytes($0))/s" } ?? "") + ", \(t.compression == "none" ? "uncompressed" : t.compression)"))
             lines += stateLines(state, holding: state.held, s)
         }
         if let source = s.config.source, let state = s.sourceState {
@@ -59,7 +59,7 @@ extension Status {
         o["period"] = t.period ?? NSNull()
         o["started"] = t.started
         o["rateBytesPerSecond"] = t.rateBytesPerSecond ?? NSNull()
-        o["compress"] = t.compress
+        o["compression"] = t.compression
         o["held"] = state.held ?? NSNull()
         o["sending"] = state.sending ?? NSNull()
         return o

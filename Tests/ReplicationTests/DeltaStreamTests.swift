@@ -98,7 +98,7 @@ func apply(_ bytes: [UInt8], to replica: Volume, pieces: (Int) -> Int = { _ in 1
                 _ = try source.host.resizeOrigin(to: UInt64(size))
             }
             _ = try source.host.createSnapshot(tag: tag, name: "snap \(tag)", priority: 0)
-            let compression: Compression = rng.below(2) == 0 ? .none : .lzma(level: 1)
+            let compression: Compression = [.none, .lzma(level: 1), .zstd(level: 3)][rng.below(3)]
             let bytes = try stream(source, from: previous, to: tag, compression: compression,
                                    batchChunks: rng.below(2) == 0 ? nil : UInt64(1 + rng.below(16)))
             let outcome = try apply(bytes, to: replica) { _ in 1 + rng.below(70_000) }
@@ -162,11 +162,12 @@ func apply(_ bytes: [UInt8], to replica: Volume, pieces: (Int) -> Int = { _ in 1
         #expect(trailer.recordCount == 0 && trailer.dataChunks == 0 && trailer.zeroChunks == 0)
     }
 
-    @Test func theDecoderTakesAnyFragmentation() throws {
+    @Test(arguments: ["lzma", "zstd"])
+    func theDecoderTakesAnyFragmentation(method: String) throws {
         let source = try Volume(originBytes: 256 << 10)
         try source.write((0..<50_000).map { UInt8(truncatingIfNeeded: $0 * 31) }, at: 1000)
         _ = try source.host.createSnapshot(tag: 1, name: "", priority: 0)
-        let bytes = try stream(source, from: nil, to: 1, compression: .lzma(level: 1))
+        let bytes = try stream(source, from: nil, to: 1, compression: try Compression.parse(method))
         for piece in [1, 3, 63, 64, 65, 4096] {
             let decoder = DeltaDecoder()
             var events = 0
@@ -186,7 +187,8 @@ func apply(_ bytes: [UInt8], to replica: Volume, pieces: (Int) -> Int = { _ in 1
     /// A replica at A and a stream A -> B, damaged in every way the issue names: refused with
     /// nothing changed (or, found part way, the replica stays at A), then the intact stream
     /// still applies.
-    @Test func damagedStreamsLeaveTheReplicaAtItsPreviousSnapshot() throws {
+    @Test(arguments: ["lzma", "zstd"])
+    func damagedStreamsLeaveTheReplicaAtItsPreviousSnapshot(method: String) throws {
         let source = try Volume(originBytes: 512 << 10)
         let replica = try Volume(originBytes: 512 << 10)
         try source.write((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }, at: 0)
@@ -194,7 +196,7 @@ func apply(_ bytes: [UInt8], to replica: Volume, pieces: (Int) -> Int = { _ in 1
         try apply(try stream(source, from: nil, to: 1), to: replica)
         for i in 0..<12 { try source.write([UInt8](repeating: UInt8(i + 1), count: 5000), at: 30_000 * i + 17) }
         _ = try source.host.createSnapshot(tag: 2, name: "b", priority: 0)
-        let good = try stream(source, from: 1, to: 2, compression: .lzma(level: 1))
+        let good = try stream(source, from: 1, to: 2, compression: try Compression.parse(method))
         let before = try replica.host.snapshots()
         let imageA = try replica.image(1)
 

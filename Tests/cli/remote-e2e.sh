@@ -202,6 +202,7 @@ refused "a period of 0" "--period 0 must be" a "$VA" "$Z" define target "$VA" 10
 refused "a period that is not a number" "period" a "$VA" "$Z" define target "$VA" 10.79.1.2 --key "$KB" --period soon
 refused "a rate limit of 0" "ratelimit|too low" a "$VA" "$Z" define target "$VA" 10.79.1.2 --key "$KB" --ratelimit 0
 refused "a rate with a bad suffix" "size|ratelimit" a "$VA" "$Z" define target "$VA" 10.79.1.2 --key "$KB" --ratelimit 10X
+refused "an unknown compression" "compress" a "$VA" "$Z" define target "$VA" 10.79.1.2 --key "$KB" --compress brotli
 refused "a missing --key" "key" a "$VA" "$Z" define target "$VA" 10.79.1.2
 refused "a malformed key" "not a key fingerprint" a "$VA" "$Z" define target "$VA" 10.79.1.2 --key SHA256:nope
 refused "this host's own key" "own key" a "$VA" "$Z" define target "$VA" 10.79.1.2 --key "$KA"
