@@ -202,6 +202,9 @@ def replatbench(hosts, args, z):
                     rng = random.Random(dirs * 100 + r)
                     fill_replatbench(pair.src, dirs, kind, rng)
                     for step in ("first", "touch", "rewrite"):
+                        # rsync's quick check compares sizes and mtimes: let a second pass
+                        # between steps, as it would between real replications.
+                        time.sleep(1.1)
                         if step == "touch":
                             os.utime(f"{pair.src}/d0/" + ("f0" if kind == "small" else "big"))
                         if step == "rewrite":
@@ -238,6 +241,7 @@ def slow_link(hosts, args, z):
             hosts.shape("100mbit")
             for step, change in (("first", None), ("change", True)):
                 if change:
+                    time.sleep(1.1)
                     hosts.unshape()
                     for i in rng.sample(range(args.slow_files), args.slow_files // 100):
                         with open(f"{pair.src}/d{i // 1000}/f{i}", "r+b") as f:
@@ -284,7 +288,7 @@ def main():
     z = f"{args.bin}/zumastor"
     hosts = Hosts(args.dir)
     try:
-        result = {"replatbench": replatbench(hosts, args, z), "repeat": args.repeat}
+        result = {"replatbench": replatbench(hosts, args, z), "repeat": args.repeat, "date": time.strftime("%Y-%m-%d")}
         if not args.skip_slow:
             result["slow"] = slow_link(hosts, args, z)
     finally:

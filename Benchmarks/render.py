@@ -33,6 +33,8 @@ def main():
     p.add_argument("--btrfs")
     p.add_argument("--devices")
     p.add_argument("--replication")
+    p.add_argument("--network", help="replication between hosts against rsync over ssh (section 8)")
+    p.add_argument("--network-only", action="store_true", help="only section 8 was measured now (the rest is --earlier)")
     p.add_argument("--earlier", help="sections 1-5 and btrfs come from this earlier run (devices measured now)")
     p.add_argument("--earlier-devices", help="section 6 comes from this earlier run")
     p.add_argument("--zuma-small-cache", help="the curves again at the fewest and most snapshots, with a small node cache")
@@ -42,6 +44,7 @@ def main():
     small = json.load(open(a.zuma_small_cache)) if a.zuma_small_cache and os.path.exists(a.zuma_small_cache) else None
     devices = json.load(open(a.devices)) if a.devices and os.path.exists(a.devices) else None
     repl = json.load(open(a.replication)) if a.replication and os.path.exists(a.replication) else None
+    net = json.load(open(a.network)) if a.network and os.path.exists(a.network) else None
     zuma = json.load(open(a.zuma))
     btrfs = json.load(open(a.btrfs)) if a.btrfs and os.path.exists(a.btrfs) else []
     out = []
@@ -49,7 +52,10 @@ def main():
     w("# Benchmarks")
     w("")
     w(f"Measured {datetime.date.today().isoformat()} on {machine()}.")
-    if a.earlier and a.earlier_devices:
+    if a.network_only:
+        w(f"Sections 1 to 7 and the btrfs peer are from {a.earlier} (`Benchmarks/run.sh`); section 8")
+        w("was measured on the date above (`Benchmarks/run.sh --network-only`).")
+    elif a.earlier and a.earlier_devices:
         w(f"Sections 1 to 5 and the btrfs peer are from {a.earlier} (`Benchmarks/run.sh`), section 6")
         w(f"from {a.earlier_devices}; section 7 was measured on the date above")
         w("(`Benchmarks/run.sh --replication-only`).")
@@ -155,7 +161,9 @@ def main():
         device_tables(devices, w)
     if repl:
         replication_tables(repl, w)
-    targets(zuma, w, devices, repl, small, a.small_cache_mib)
+    if net:
+        network_tables(net, w)
+    targets(zuma, w, devices, repl, small, a.small_cache_mib, net)
     out.append("")
     print("\n".join(out))
 
@@ -297,7 +305,73 @@ def replication_targets(repl, line):
         line("replication faster than rsync -a in every case", f"{len(ratios) - lost} of {len(ratios)} faster; slowest {worst[0]:.2f}x ({worst[1]})", lost == 0)
 
 
-def targets(zuma, w, devices=None, repl=None, small_cache=None, small_mib=8):
+def network_tables(net, w):
+    w("## 8. Replication between hosts against rsync over ssh (seconds; ratio = rsync time / ours)")
+    w("")
+    w(f'Measured {net.get("date", "in the run above")}. Two hosts: network namespaces joined by a veth pair, each with its own')
+    w("ZUMASTOR_ROOT and replication service. Ours: `zumastor replicate VOL HOST --wait` on the")
+    w("original (freeze, snapshot, the delta from the snapshot the replica holds over TLS 1.3 with")
+    w("pinned keys, zstd-compressed records, applied, committed and mounted read-only on the replica")
+    w("before it answers). Peer: `rsync -a` over OpenSSH (sshd in the replica's namespace) from the")
+    w("mounted origin to an ext4 of the replica host; rsync does not fsync what it writes. Every step")
+    w("ends with both copies compared with the source (`diff -r`). Commands: `Benchmarks/network_peer.py`")
+    w(f'(run by `Benchmarks/run.sh`), each case {net["repeat"]} time(s) on fresh volumes: medians, fastest and')
+    w("slowest in brackets; ratios are of medians.")
+    w("")
+    w("Replatbench (the seed guide's 11.5) on a 512 MiB volume: D directories of 1 MB as 1,000 files")
+    w("of 1 KiB (small) or one file of 1 MiB (large); (a) first copy, (b) after `touch` of one file,")
+    w("(c) after rewriting one file per directory.")
+    w("")
+    w("| dirs | files | step | ours | rsync -a over ssh | ratio |")
+    w("|---|---|---|---|---|---|")
+
+    def cell(x):
+        return f'{x["median"]:.3f} ({x["min"]:.3f}–{x["max"]:.3f})' if len(x["runs"]) > 1 else f'{x["median"]:.3f}'
+    for c in net["replatbench"]:
+        for step in ("first", "touch", "rewrite"):
+            o, r = c["steps"]["ours"][step], c["steps"]["rsync"][step]
+            w(f'| {c["dirs"]} | {"1,000 × 1 KiB" if c["kind"] == "small" else "1 × 1 MiB"} | {step} | {cell(o)} | {cell(r)} | {r["median"] / o["median"]:.2f}x |')
+    w("")
+    sl = net.get("slow")
+    if sl:
+        mbit = sl["rate_bits"] // 1_000_000
+        w(f'Slow link: the original\'s side shaped to {mbit} Mbit/s (`tc qdisc ... tbf rate {mbit}mbit burst 256kb latency 100ms`);')
+        w(f'a 1 GiB volume holding {sl["files"]:,} files of {sl["bytes"] >> 20} MiB in all (half of each file random, half text),')
+        w(f'(a) the first copy, (b) after rewriting 64 bytes in {sl["files"] // 100:,} of the files. "Link time" is the time')
+        w("the link needs for the bytes the tool put on the wire (ours counts what it sent; rsync prints it).")
+        w("")
+        w("| step | tool | time | bytes on the wire | link time | time / link time | ratio to ours |")
+        w("|---|---|---|---|---|---|---|")
+        for step in ("first", "change"):
+            ours = sl["times"][f"ours_{step}"]["median"]
+            for tool, name in (("ours", "ours (zstd)"), ("rsync", "rsync -a"), ("rsyncz", "rsync -az")):
+                k = f"{tool}_{step}"
+                t, link = sl["times"][k], sl["link_seconds"][k]
+                ratio = "" if tool == "ours" else f'{t["median"] / ours:.2f}x'
+                w(f'| {step} | {name} | {cell(t)} | {sl["wire"][k] / 1048576:.1f} MiB | {link:.2f} | {t["median"] / link:.2f}x | {ratio} |')
+        w("")
+
+
+def network_targets(net, line):
+    ratios = []
+    for c in net["replatbench"]:
+        for step in ("first", "touch", "rewrite"):
+            ratios.append((c["steps"]["rsync"][step]["median"] / c["steps"]["ours"][step]["median"], f'{c["dirs"]} dirs {c["kind"]} {step}'))
+    sl = net.get("slow")
+    if sl:
+        for step in ("first", "change"):
+            for tool in ("rsync", "rsyncz"):
+                ratios.append((sl["times"][f"{tool}_{step}"]["median"] / sl["times"][f"ours_{step}"]["median"], f"slow link {step} against {tool}"))
+    if ratios:
+        worst = min(ratios)
+        line("replication between hosts faster than rsync over ssh in every case",
+             f"{sum(1 for r, _ in ratios if r >= 1)} of {len(ratios)} faster; slowest {worst[0]:.2f}x ({worst[1]})", worst[0] >= 1)
+    if sl:
+        k = sl["times"]["ours_first"]["median"] / sl["link_seconds"]["ours_first"]
+        line("slow link: first copy within 1.2x of the link time for the bytes it moves", f"{k:.2f}x", k <= 1.2)
+
+
+def targets(zuma, w, devices=None, repl=None, small_cache=None, small_mib=8, net=None):
     """The issue's targets, checked against this run's figures."""
     w("## Targets")
     w("")
@@ -374,6 +448,8 @@ def targets(zuma, w, devices=None, repl=None, small_cache=None, small_mib=8):
         device_targets(devices, line)
     if repl:
         replication_targets(repl, line)
+    if net:
+        network_targets(net, line)
     w("")
     for text in limits():
         w(text)

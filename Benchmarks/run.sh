@@ -2,11 +2,12 @@
 # Runs every benchmark and writes docs/BENCHMARKS.md: our curves with their plain-file
 # references, the btrfs peer, and the block devices of `ddsnap server` against a plain loop
 # device and nbdkit+nbdfuse, all measured in this one run. As root (loop devices, mounts,
-# page-cache drops). Usage: Benchmarks/run.sh [--quick | --devices-only | --replication-only | --skip-devices]
+# page-cache drops). Usage: Benchmarks/run.sh [--quick | --devices-only | --replication-only | --network-only | --skip-devices]
 #   --quick: snapshot counts up to 1,000, changelists up to 10,000, one fio repeat.
 #   --devices-only: measure only the block devices; the other sections keep the figures of
 #     the last full run (docs/benchmarks.json) and say so.
 #   --replication-only: the same for the replication comparison with rsync (section 7).
+#   --network-only: the same for replication between hosts against rsync over ssh (section 8).
 #   --skip-devices: measure everything but the block devices (section 6 keeps the figures of
 #     the last run that measured them).
 set -euo pipefail
@@ -19,8 +20,10 @@ replication_only=0
 [ "${1:-}" = "--replication-only" ] && replication_only=1
 skip_devices=0
 [ "${1:-}" = "--skip-devices" ] && skip_devices=1
+network_only=0
+[ "${1:-}" = "--network-only" ] && network_only=1
 need=()
-for p in btrfs-progs python3 fio nbdkit libnbd-bin fuse3 e2fsprogs rsync; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in btrfs-progs python3 fio nbdkit libnbd-bin fuse3 e2fsprogs rsync openssh-server openssh-client iproute2 libzstd-dev; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; fi
 swift build -c release --static-swift-stdlib --scratch-path .build/static 2>&1 | tail -n 1
 dir=${ZUMA_BENCH_DIR:-/var/tmp/zuma-bench}
@@ -47,12 +50,40 @@ replication() {
     python3 Benchmarks/replication_peer.py --dir "$dir/replication" --bin "$PWD/.build/static/release" --files "$many_files" \
         --repeat $repeats --output "$out/replication.json"
 }
+# Section 8: replication between two network namespaces, ours against rsync over ssh.
+network_args=()
+network() {
+    local slow=100000
+    [ $quick -eq 1 ] && slow=20000
+    python3 Benchmarks/network_peer.py --bin "$PWD/.build/static/release" --dir "$dir/network" --repeat $repeats \
+        --slow-files $slow --output "$out/network.json"
+    network_args=(--network "$out/network.json")
+}
+# Section 8 of an earlier run, kept by the modes that do not measure it.
+keep_network() {
+    python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); "network" in d and json.dump(d["network"], open(sys.argv[1], "w"))' "$out/network.json"
+    [ -f "$out/network.json" ] && network_args=(--network "$out/network.json")
+    return 0
+}
+if [ $network_only -eq 1 ]; then
+    [ -f docs/benchmarks.json ] || { echo "run.sh: --network-only needs docs/benchmarks.json from a full run" >&2; exit 1; }
+    python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); [json.dump(d[k], open(f"{sys.argv[1]}/{k}.json", "w")) for k in ("zuma", "btrfs", "devices", "replication")]; print(d.get("earlier", "an earlier run"), file=open(f"{sys.argv[1]}/earlier.txt", "w"))' "$out"
+    network
+    keep_small_cache
+    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${small_cache_args[@]}" \
+        --replication "$out/replication.json" --network "$out/network.json" --network-only --earlier "$(cat "$out/earlier.txt")" \
+        --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
+    python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); d["network"] = json.load(open(sys.argv[1])); json.dump(d, open("docs/benchmarks.json", "w"), indent=1)' "$out/network.json"
+    echo "wrote docs/BENCHMARKS.md (section 8 measured now, the rest from docs/benchmarks.json)"
+    exit 0
+fi
 if [ $replication_only -eq 1 ]; then
     [ -f docs/benchmarks.json ] || { echo "run.sh: --replication-only needs docs/benchmarks.json from a full run" >&2; exit 1; }
     python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); [json.dump(d[k], open(f"{sys.argv[1]}/{k}.json", "w")) for k in ("zuma", "btrfs", "devices")]; print(d.get("earlier", "an earlier run"), file=open(f"{sys.argv[1]}/earlier.txt", "w")); print(d.get("earlier_devices", d.get("earlier", "an earlier run")), file=open(f"{sys.argv[1]}/earlier_devices.txt", "w"))' "$out"
     replication
     keep_small_cache
-    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${small_cache_args[@]}" \
+    keep_network
+    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${small_cache_args[@]}" "${network_args[@]}" \
         --replication "$out/replication.json" --earlier "$(cat "$out/earlier.txt")" --earlier-devices "$(cat "$out/earlier_devices.txt")" \
         --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
     python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); d["replication"] = json.load(open(sys.argv[1])); json.dump(d, open("docs/benchmarks.json", "w"), indent=1)' "$out/replication.json"
@@ -69,7 +100,8 @@ if [ $devices_only -eq 1 ]; then
     replication_args=()
     [ "$(cat "$out/replication.json")" != "null" ] && replication_args=(--replication "$out/replication.json")
     keep_small_cache
-    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${replication_args[@]}" "${small_cache_args[@]}" \
+    keep_network
+    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${replication_args[@]}" "${small_cache_args[@]}" "${network_args[@]}" \
         --earlier "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])))' "$out/earlier.json")" \
         --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
     python3 -c 'import json, sys; d = json.load(open("docs/benchmarks.json")); d["devices"] = json.load(open(sys.argv[1])); json.dump(d, open("docs/benchmarks.json", "w"), indent=1)' "$out/devices.json"
@@ -92,20 +124,21 @@ if [ $skip_devices -eq 0 ]; then
         --output "$out/devices.json"
 fi
 replication
+network
 if [ $skip_devices -eq 1 ]; then
-    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
+    python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${network_args[@]}" \
         --replication "$out/replication.json" --earlier-devices "$(cat "$out/earlier_devices.txt")" \
         --zuma-small-cache "$out/zuma_small_cache.json" --small-cache-mib $small_cache \
         --command "Benchmarks/run.sh" > docs/BENCHMARKS.md
-    python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "zuma_small_cache": json.load(open(sys.argv[6])), "small_cache_mib": int(sys.argv[7]), "earlier": "the run of " + datetime.date.today().isoformat(), "earlier_devices": open(sys.argv[5]).read().strip()}, open("docs/benchmarks.json", "w"), indent=1)' \
-        "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json" "$out/earlier_devices.txt" "$out/zuma_small_cache.json" $small_cache
+    python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "zuma_small_cache": json.load(open(sys.argv[6])), "small_cache_mib": int(sys.argv[7]), "network": json.load(open(sys.argv[8])), "earlier": "the run of " + datetime.date.today().isoformat(), "earlier_devices": open(sys.argv[5]).read().strip()}, open("docs/benchmarks.json", "w"), indent=1)' \
+        "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json" "$out/earlier_devices.txt" "$out/zuma_small_cache.json" $small_cache "$out/network.json"
     echo "wrote docs/BENCHMARKS.md (block devices from docs/benchmarks.json, the rest measured now)"
     exit 0
 fi
-python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" \
+python3 Benchmarks/render.py --zuma "$out/zuma.json" --btrfs "$out/btrfs.json" --devices "$out/devices.json" "${network_args[@]}" \
     --replication "$out/replication.json" --zuma-small-cache "$out/zuma_small_cache.json" --small-cache-mib $small_cache \
     --command "Benchmarks/run.sh${1:+ $1}" > docs/BENCHMARKS.md
 # The raw figures beside the report, to re-render or compare runs.
-python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "zuma_small_cache": json.load(open(sys.argv[5])), "small_cache_mib": int(sys.argv[6]), "earlier": "the full run of " + datetime.date.today().isoformat()}, open("docs/benchmarks.json", "w"), indent=1)' \
-    "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json" "$out/zuma_small_cache.json" $small_cache
+python3 -c 'import json, sys, datetime; json.dump({"zuma": json.load(open(sys.argv[1])), "btrfs": json.load(open(sys.argv[2])), "devices": json.load(open(sys.argv[3])), "replication": json.load(open(sys.argv[4])), "zuma_small_cache": json.load(open(sys.argv[5])), "small_cache_mib": int(sys.argv[6]), "network": json.load(open(sys.argv[7])), "earlier": "the full run of " + datetime.date.today().isoformat()}, open("docs/benchmarks.json", "w"), indent=1)' \
+    "$out/zuma.json" "$out/btrfs.json" "$out/devices.json" "$out/replication.json" "$out/zuma_small_cache.json" $small_cache "$out/network.json"
 echo "wrote docs/BENCHMARKS.md and docs/benchmarks.json"

@@ -183,7 +183,7 @@ extension VolumeManager {
         outcome.message = "replicated snapshot \(plan.target.tag) "
             + (plan.base.map { "as changes since snapshot \($0.tag)" } ?? "in full")
             + (outcome.resumedAt.map { ", resumed at chunk \($0)" } ?? "")
-            + (plan.lostBase ? " (the target had lost every snapshot it shared with this volume)" : "")
+            + (plan.lostBase ? " (no snapshot the target holds is here any more, the same)" : "")
             + ": \(trailer.dataChunks) chunks of data, \(trailer.zeroChunks) zero, \(link.bytesSent) bytes sent; \(reply)"
         return outcome
     }
@@ -220,7 +220,7 @@ extension VolumeManager {
         }
         let lostBase = base == nil && !offer.snapshots.isEmpty
         if lostBase {
-            log?.warning("\(t.endpoint) holds none of this volume's snapshots any more (the last it held, \(state.held.map(String.init) ?? "none"), is gone): sending a full copy")
+            log?.warning("no snapshot \(t.endpoint) holds is here any more, the same (the last it held was \(state.held.map(String.init) ?? "none")): sending a full copy")
         }
         if let r = offer.resume, r.volumeUUID == ours, r.target == state.sending, r.base == base?.tag,
            let snap = byTag[r.target], !snap.info.squashed, snap.info.createdNanoseconds == r.targetCreatedNanoseconds {

@@ -183,6 +183,44 @@ stop_start() { on b "$Z" stop >/dev/null; on b "$Z" start >/dev/null; }
 cut_and_resume "a stop and start of the replica's service" stop_start
 on a "$Z" define target "$VA" 10.79.1.2 --key "$KB" --name "$VB" >/dev/null
 
+# Resize during the relationship (the seed's lvm-resize acceptance test): the origin grown,
+# then shrunk; both stores grown, then shrunk; replication goes on and the replica follows.
+origin_bytes() { on "$1" "$Z" status "$2" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["originBytes"])'; }
+resized() { # resized NAME: a new file on A, replicated, equal on B
+    head -c 2M /dev/urandom > "$M/after-$2"
+    out=$(on a "$Z" replicate "$VA" 10.79.1.2 --quiet 2>&1)
+    [ $? -eq 0 ] && [ "$(sum "$M/after-$2")" = "$(sum "$(view b "$VB")/after-$2")" ] && ok "$1: replicated, equal on the replica" || not_ok "$1" "$out"
+}
+on a "$Z" stop master "$VA" >/dev/null
+truncate -s 320M a.origin
+expect_ok "resize: the original's origin grows to 320M" on a "$Z" resize "$VA" --origin 320M
+e2fsck -fy "/dev/mapper/$VA" >/dev/null 2>&1; resize2fs "/dev/mapper/$VA" 320M >/dev/null 2>&1
+on a "$Z" start master "$VA" >/dev/null
+resized "the origin grown" grown
+expect_eq "the replica's origin grew too" "335544320" "$(origin_bytes b "$VB")"
+on a "$Z" stop master "$VA" >/dev/null
+e2fsck -fy "/dev/mapper/$VA" >/dev/null 2>&1
+expect_ok "resize2fs down to 288M" resize2fs "/dev/mapper/$VA" 288M
+expect_ok "resize: the original's origin shrinks to 288M" on a "$Z" resize "$VA" --origin 288M
+on a "$Z" start master "$VA" >/dev/null
+resized "the origin shrunk" shrunk
+expect_eq "the replica's origin shrank too" "301989888" "$(origin_bytes b "$VB")"
+expect_ok "resize: the original's store grows" on a "$Z" resize "$VA" --snapshot 448M
+expect_ok "resize: the replica's store grows" on b "$Z" resize "$VB" --snapshot 448M
+resized "both stores grown" storegrown
+expect_ok "resize: the original's store shrinks" on a "$Z" resize "$VA" --snapshot 320M
+expect_ok "resize: the replica's store shrinks" on b "$Z" resize "$VB" --snapshot 320M
+resized "both stores shrunk" storeshrunk
+
+# A lost hold: the snapshot the target holds deleted by hand here; the next cycle sends a full
+# copy and says so.
+held=$(on a "$Z" status "$VA" --json | python3 -c 'import json,sys; print([t["held"] for t in json.load(sys.stdin)["targets"] if t["host"] == "10.79.1.2"][0])')
+expect_ok "the held snapshot deleted by hand" on a "$Z" delete "$VA" "$held"
+date >> "$M/testfile"
+out=$(on a "$Z" replicate "$VA" 10.79.1.2 2>&1)
+echo "$out" | grep -q "in full.*no snapshot the target holds" && ok "a lost hold: a full copy, said so" || not_ok "lost hold" "$out"
+expect_eq "after the full copy the replica matches" "$(sum "$M/testfile")" "$(sum "$(view b "$VB")/testfile")"
+
 # Bad input: one line, non-zero, the configuration unchanged.
 cfg() { md5sum < "$WORK/$1/var/lib/zumastor/volumes/$2/config.json"; }
 refused() { # refused NAME PATTERN HOST VOL CMD...
