@@ -120,14 +120,15 @@ class Pair:
         ka = on(A, [z, "key"], self.ra).strip()
         kb = on(B, [z, "key"], self.rb).strip()
         on(A, [z, "define", "volume", self.va, f"{work}/a.origin", f"{work}/a.store", "--initialize"], self.ra)
-        run(["mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", f"/dev/mapper/{self.va}"])
+        # An inode per 4 KiB: 100,000 small files fit.
+        run(["mkfs.ext4", "-q", "-i", "4096", "-E", "lazy_itable_init=0,lazy_journal_init=0", f"/dev/mapper/{self.va}"])
         on(A, [z, "define", "master", self.va, "--no-snapmount"], self.ra)
         on(B, [z, "define", "volume", self.vb, f"{work}/b.origin", f"{work}/b.store", "--initialize"], self.rb)
         on(B, [z, "define", "source", self.vb, IA, "--key", ka, "--name", self.va], self.rb)
         on(A, [z, "define", "target", self.va, IB, "--key", kb, "--name", self.vb], self.ra)
         self.src = f"{self.ra}/var/run/zumastor/mount/{self.va}"
         self.view = f"{self.rb}/var/run/zumastor/mount/{self.vb}"
-        run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", f"{work}/rsync.img"])
+        run(["mkfs.ext4", "-q", "-F", "-i", "4096", "-E", "lazy_itable_init=0,lazy_journal_init=0", f"{work}/rsync.img"])
         self.dst = f"{work}/rsync"
         os.makedirs(self.dst, exist_ok=True)
         run(["mount", "-o", "loop", f"{work}/rsync.img", self.dst])
@@ -197,7 +198,7 @@ def replatbench(hosts, args, z):
             for r in range(args.repeat):
                 work = f"{args.dir}/rb-{dirs}-{kind}-{r}"
                 os.makedirs(work)
-                pair = Pair(hosts, work, z, 512 * MiB, f"{dirs}{kind[0]}{r}")
+                pair = Pair(hosts, work, z, 1024 * MiB, f"{dirs}{kind[0]}{r}")
                 try:
                     rng = random.Random(dirs * 100 + r)
                     fill_replatbench(pair.src, dirs, kind, rng)

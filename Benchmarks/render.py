@@ -318,7 +318,7 @@ def network_tables(net, w):
     w(f'(run by `Benchmarks/run.sh`), each case {net["repeat"]} time(s) on fresh volumes: medians, fastest and')
     w("slowest in brackets; ratios are of medians.")
     w("")
-    w("Replatbench (the seed guide's 11.5) on a 512 MiB volume: D directories of 1 MB as 1,000 files")
+    w("Replatbench (the seed guide's 11.5) on a 1 GiB volume: D directories of 1 MB as 1,000 files")
     w("of 1 KiB (small) or one file of 1 MiB (large); (a) first copy, (b) after `touch` of one file,")
     w("(c) after rewriting one file per directory.")
     w("")

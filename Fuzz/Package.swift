@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
-// libFuzzer target for the delta-stream decoder (a package of its own: libFuzzer supplies
-// main). Build and run: Fuzz/run.sh [SECONDS].
+// libFuzzer targets for the delta-stream decoder and the replication protocol's messages (a
+// package of its own: libFuzzer supplies main). Build and run: Fuzz/run.sh [SECONDS].
 import Foundation
 import PackageDescription
 
@@ -14,6 +14,11 @@ let package = Package(
         .executableTarget(
             name: "delta-fuzz",
             dependencies: [.product(name: "Replication", package: parent), .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: [.unsafeFlags(["-parse-as-library", "-sanitize=fuzzer,address"])],
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]),
+        .executableTarget(
+            name: "link-fuzz",
+            dependencies: [.product(name: "Replication", package: parent)],
             swiftSettings: [.unsafeFlags(["-parse-as-library", "-sanitize=fuzzer,address"])],
             linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]),
     ],

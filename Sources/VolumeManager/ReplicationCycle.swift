@@ -414,7 +414,9 @@ extension VolumeManager {
             do {
                 try system.unmount(views + "/" + entry, lazilyIfBusy: true)
                 rmdir(views + "/" + entry)
-                if try client.devices().contains(where: { $0.tag == tag }) { _ = try client.detach(tag: tag) }
+                // A snapshot the replica keeps mounted under its snapshot directory keeps its device.
+                let keptMounted = c.source?.mountSnap == true && retained(c.name)[tag] != nil
+                if !keptMounted, try client.devices().contains(where: { $0.tag == tag }) { _ = try client.detach(tag: tag) }
             } catch {
                 problems.append("the view of snapshot \(tag) stays: \(error)")
             }
@@ -422,9 +424,10 @@ extension VolumeManager {
         return problems
     }
 
-    /// Deletes the replica's snapshots but the newest and those its own targets hold.
+    /// Deletes the replica's snapshots but the newest, those its own targets hold and those
+    /// its schedule keeps.
     func pruneReplica(_ c: VolumeConfig, _ client: any VolumeServerLink, keep newest: UInt64) -> [String] {
-        let held = heldSnapshots(c)
+        let held = heldSnapshots(c).union(retained(c.name).keys)
         var problems: [String] = []
         for s in (try? snapshots(client)) ?? [] where s.tag != newest && !held.contains(s.tag) {
             do {

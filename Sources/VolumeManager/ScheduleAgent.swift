@@ -1,6 +1,7 @@
-// The schedule agent: one `zumastor agent VOL` process per running master. It sleeps until
-// the next scheduled kind is due, takes one snapshot carrying every kind due at that moment
-// (hourly and daily at midnight make one snapshot), and logs to
+// The schedule agent: one `zumastor agent VOL` process per running master (and per running
+// replica with a schedule, where it keeps received snapshots instead: ReplicaRetention). It
+// sleeps until the next scheduled kind is due, takes one snapshot carrying every kind due at
+// that moment (hourly and daily at midnight make one snapshot), and logs to
 // /var/log/zumastor/<vol>/master.log. It re-reads the schedule on SIGHUP and every minute,
 // warns in the log when the snapshot store crosses the volume's fill level, and exits on
 // SIGTERM, never in the middle of a snapshot. Its pid file stays locked while it runs.
@@ -72,8 +73,8 @@ extension VolumeManager {
         var due: [String: Int] = [:]
         var warned = false
         while true {
-            guard let c = try? config(name), c.master else {
-                log.info("the volume is no longer a master; schedule agent stops")
+            guard let c = try? config(name), c.master || (c.source != nil && !c.schedule.isEmpty) else {
+                log.info("the volume is no longer a master or a replica with a schedule; schedule agent stops")
                 return
             }
             let now = Int(time(nil))
@@ -82,7 +83,7 @@ extension VolumeManager {
             for kind in kinds where due[kind] == nil { due[kind] = clock.nextDue(kind, after: now) }
             let firing = due.filter { $0.value <= now }.map(\.key).sorted { SnapshotKind.automatic.firstIndex(of: $0)! < SnapshotKind.automatic.firstIndex(of: $1)! }
             if !firing.isEmpty {
-                takeScheduled(name, kinds: firing, log: log)
+                takeScheduled(name, kinds: firing, replica: c.source != nil, log: log)
                 let after = Int(time(nil))
                 for kind in firing { due[kind] = clock.nextDue(kind, after: max(after, now)) }
             }
@@ -101,9 +102,10 @@ extension VolumeManager {
     }
 
     /// Takes the snapshot of the kinds due; snapshot() logs what it did.
-    private func takeScheduled(_ name: String, kinds: [String], log: Logger) {
+    private func takeScheduled(_ name: String, kinds: [String], replica: Bool, log: Logger) {
         do {
-            _ = try snapshot(name, kinds: kinds)
+            // A replica keeps a received snapshot instead of taking one of its origin.
+            if replica { try retain(name, kinds: kinds) } else { _ = try snapshot(name, kinds: kinds) }
         } catch {
             log.error("scheduled \(kinds.joined(separator: "+")) snapshot failed: \(error)")
         }

@@ -49,8 +49,8 @@ extension VolumeManager {
     public func defineSchedule(_ name: String, _ schedule: [ScheduleEntry]) throws -> [UInt64] {
         try withVolumeLock(name) {
             var c = try config(name)
-            guard c.master else {
-                throw ZumastorError.invalid("volume '\(name)' is not a master (zumastor define master \(name)); only a master takes scheduled snapshots")
+            guard c.master || c.source != nil else {
+                throw ZumastorError.invalid("volume '\(name)' is neither a master (zumastor define master \(name)) nor a replica (zumastor define source): only those keep scheduled snapshots")
             }
             var seen = Set<String>()
             for e in schedule {
@@ -68,6 +68,13 @@ extension VolumeManager {
             if let pid = agentPID(name) { _ = system.signal(pid, SIGHUP) }
             // A lower count takes effect now, not at the next snapshot.
             guard let client = server(name) else { return [] }
+            if c.source != nil {
+                // A replica: its agent keeps received snapshots on this schedule.
+                if !schedule.isEmpty { try startAgent(name) }
+                let (dropped, problems) = rotateReplica(c, client)
+                if !problems.isEmpty { throw ZumastorError.failed("the schedule is set, but " + problems.joined(separator: "; ")) }
+                return dropped
+            }
             let (dropped, problems) = rotate(c, client)
             if !dropped.isEmpty { try? updateLinks(c, client) }
             if !problems.isEmpty { throw ZumastorError.failed("the schedule is set, but " + problems.joined(separator: "; ")) }

@@ -113,10 +113,21 @@ extension VolumeManager {
         try withVolumeLock(name) {
             var c = try config(name)
             guard c.source != nil else { throw ZumastorError.invalid("volume '\(name)' has no source") }
+            let before = c
             c.source = nil
+            c.schedule = []
             try c.save(paths.configFile(name))
+            try? stopAgent(name)
             unlink(paths.sourceState(name))
-            if let client = server(name) { _ = hideReplicaViews(c, client, except: nil) }
+            unlink(retainedFile(name))
+            if let client = server(name) {
+                _ = hideReplicaViews(before, client, except: nil)
+                for point in system.mountPoints(under: snapshotDirectory(before)) {
+                    try? system.unmount(point, lazilyIfBusy: true)
+                    rmdir(point)
+                }
+                for d in (try? client.devices()) ?? [] where !d.writable { if let tag = d.tag { _ = try? client.detach(tag: tag) } }
+            }
             if (try? FileManager.default.destinationOfSymbolicLink(atPath: mountPoint(c))) != nil { unlink(mountPoint(c)) }
         }
         signalReplicator()

@@ -36,8 +36,15 @@ extension VolumeManager {
     }
 
     /// Where snapshot `s` is mounted when the volume's master runs (nil: it is not mounted).
+    /// On a replica with `--mount-snap`, the snapshots it keeps on its own schedule (their
+    /// kinds from `replicaSnapshots`).
     public func mountDirectory(_ c: VolumeConfig, _ s: VolumeSnapshot) -> String? {
-        guard c.master, c.snapmount, let label = s.label, !s.info.squashed, !label.kinds.contains(SnapshotKind.replication) else { return nil }
+        guard let label = s.label, !s.info.squashed, !label.kinds.contains(SnapshotKind.replication) else { return nil }
+        if let source = c.source {
+            guard source.mountSnap, !label.kinds.isEmpty else { return nil }
+        } else {
+            guard c.master, c.snapmount else { return nil }
+        }
         return snapshotDirectory(c) + "/" + label.directory
     }
 
@@ -249,11 +256,12 @@ extension VolumeManager {
     /// Makes the `<kind>.N` links in the snapshot directory name the snapshots of each kind,
     /// newest first; stale links go. Each link is replaced atomically.
     func updateLinks(_ c: VolumeConfig, _ client: any VolumeServerLink) throws {
-        guard c.master, c.snapmount else { return }
+        guard (c.master && c.snapmount) || c.source?.mountSnap == true else { return }
         let dir = snapshotDirectory(c)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         // A squashed snapshot has nothing to read: no KIND.N names it.
-        let managed = try snapshots(client).filter { !$0.info.squashed }.compactMap { s in s.label.map { (tag: s.tag, label: $0) } }
+        let all = c.source != nil ? try replicaSnapshots(c, client) : try snapshots(client)
+        let managed = all.filter { !$0.info.squashed }.compactMap { s in s.label.map { (tag: s.tag, label: $0) } }
         let wanted = Rotation.links(managed)
         for entry in try FileManager.default.contentsOfDirectory(atPath: dir) where Rotation.isLinkName(entry) {
             let path = dir + "/" + entry

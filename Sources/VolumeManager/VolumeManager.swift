@@ -232,8 +232,13 @@ public final class VolumeManager: Sendable {
                 _ = try client.attach(tag: nil, writable: true)
             }
             if c.master { try startMasterLocked(c, client) }
-            if c.source != nil, let newest = try snapshots(client).last(where: { !$0.info.squashed }) {
-                for p in showReplica(c, client, newest) { replicationLogger(name)?.warning("\(p)") }
+            if c.source != nil {
+                var problems = refreshReplicaMounts(c, client)
+                if let newest = try snapshots(client).last(where: { !$0.info.squashed }) { problems += showReplica(c, client, newest) }
+                if !c.schedule.isEmpty {
+                    do { try startAgent(name) } catch { problems.append("\(error)") }
+                }
+                for p in problems { replicationLogger(name)?.warning("\(p)") }
             }
         }
     }
@@ -251,7 +256,13 @@ public final class VolumeManager: Sendable {
             let c = try config(name)
             let client = server(name)
             if c.master { try stopMasterLocked(c, client) }
-            if c.source != nil, let client { _ = hideReplicaViews(c, client, except: nil) }
+            if c.source != nil, let client {
+                _ = hideReplicaViews(c, client, except: nil)
+                for point in system.mountPoints(under: snapshotDirectory(c)) {
+                    try system.unmount(point, lazilyIfBusy: true)
+                    rmdir(point)
+                }
+            }
             guard let client else {
                 system.releaseDeadServer(volume: name, blockFiles: paths.blockFiles(name))
                 return
@@ -309,7 +320,7 @@ public final class VolumeManager: Sendable {
             s.server = client.serverInfo
             s.devices = (try? client.devices()) ?? []
             s.store = try? client.status()
-            s.snapshots = (try? snapshots(client)) ?? []
+            s.snapshots = (try? (s.config.source != nil ? replicaSnapshots(s.config, client) : snapshots(client))) ?? []
             if usage {
                 for snap in s.snapshots where !snap.info.squashed { s.usage[snap.tag] = try? client.usage(tag: snap.tag) }
             }

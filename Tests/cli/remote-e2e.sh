@@ -135,6 +135,25 @@ out=$(on b "$Z" replicate "$VB" 10.79.2.3 2>&1)
 echo "$out" | grep -q "already holds snapshot" && ok "forwarding again with nothing new sends nothing" || not_ok "forward again" "$out"
 expect_ok "B forgets its target on C" on b "$Z" forget target "$VB" 10.79.2.3
 
+# Downstream retention: the replica keeps 2 hourlies of its own (an hour is 3 s here) from
+# what it receives, mounted and linked as on a master, while the original keeps none.
+expect_ok "the replica mounts what it keeps" on b "$Z" define source "$VB" 10.79.1.1 --key "$KA" --name "$VA" --mount-snap
+expect_ok "the replica's own schedule" on b env ZUMASTOR_SCHEDULE_HOUR_SECONDS=3 "$Z" define schedule "$VB" --hourly 2
+SB="$(run_dir b)/snapshot/$VB"
+for v in 1 2 3; do
+    echo "version $v" > "$M/kept"
+    on a "$Z" replicate "$VA" 10.79.1.2 --quiet >/dev/null
+    sleep 4
+done
+expect_eq "the replica links exactly its 2 newest hourlies" "hourly.0 hourly.1" "$(ls "$SB" | grep '^hourly\.' | sort | tr '\n' ' ' | sed 's/ $//')"
+expect_eq "hourly.0 holds the last version received" "version 3" "$(cat "$SB/hourly.0/kept" 2>&1)"
+expect_eq "hourly.1 the one before" "version 2" "$(cat "$SB/hourly.1/kept" 2>&1)"
+expect_eq "the original keeps none of them" "" "$(on a "$Z" status "$VA" --json | python3 -c 'import json,sys; print(" ".join(",".join(s["kinds"]) for s in json.load(sys.stdin)["snapshots"] if s["kinds"] != ["replication"]))')"
+kept=$(on b "$Z" status "$VB" --json | python3 -c 'import json,sys; print(len([s for s in json.load(sys.stdin)["snapshots"] if s["kinds"] == ["hourly"]]))')
+expect_eq "the replica's status shows 2 hourly snapshots" "2" "$kept"
+expect_ok "the replica's schedule cleared" on b "$Z" define schedule "$VB"
+expect_eq "... and its kept snapshots unmounted" "0" "$(awk -v d="$SB/" 'index($2, d) == 1' /proc/mounts | wc -l)"
+
 # Fan-out: A pushes to B and to C every 2 s; C unreachable, then reachable again.
 on c "$Z" define volume "$VC3" c3.origin c3.store --initialize >/dev/null
 truncate -s 256M c3.origin
@@ -208,8 +227,8 @@ expect_eq "the replica's origin shrank too" "301989888" "$(origin_bytes b "$VB")
 expect_ok "resize: the original's store grows" on a "$Z" resize "$VA" --snapshot 448M
 expect_ok "resize: the replica's store grows" on b "$Z" resize "$VB" --snapshot 448M
 resized "both stores grown" storegrown
-expect_ok "resize: the original's store shrinks" on a "$Z" resize "$VA" --snapshot 320M
-expect_ok "resize: the replica's store shrinks" on b "$Z" resize "$VB" --snapshot 320M
+expect_ok "resize: the original's store shrinks" on a "$Z" resize "$VA" --snapshot 416M
+expect_ok "resize: the replica's store shrinks" on b "$Z" resize "$VB" --snapshot 416M
 resized "both stores shrunk" storeshrunk
 
 # A lost hold: the snapshot the target holds deleted by hand here; the next cycle sends a full
