@@ -196,49 +196,48 @@ extension VolumeManager {
     /// Replicates volume `name` to its target `host` now: a new snapshot (or the one an
     /// interrupted transfer left, resumed, then a new one), returned once the target holds it.
     public func replicate(_ name: String, toHost host: String, progress: Replication.Progress? = nil) throws -> [CycleOutcome] {
-        let c = try config(name)
-        let t = try target(of: c, host)
+        let t = try target(of: try config(name), host)
         let tls = try PinnedTLS(identity: hostIdentity())
-        var outcomes: [CycleOutcome] = []
-        repeat {
-            let link: ReplicationLink
-            do {
-                link = try ReplicationLink.open(t.endpoint, key: KeyFingerprint(parsing: t.key)!, tls: tls, role: .connectorSends,
-                                                volume: t.remoteName ?? name, peerVolume: name)
-            } catch {
-                noteFailure(name, t, error)
-                throw error
-            }
-            defer { link.close() }
-            outcomes.append(try sendCycle(name, target: t, link: link, progress: progress))
-        } while outcomes.last!.resumedAt != nil && outcomes.count < 3
-        return outcomes
+        return try untilCurrent(open: {
+            try ReplicationLink.open(t.endpoint, key: KeyFingerprint(parsing: t.key)!, tls: tls, role: .connectorSends,
+                                     volume: t.remoteName ?? name, peerVolume: name)
+        }, failed: { noteFailure(name, t, $0) }, cycle: { try sendCycle(name, target: t, link: $0, progress: progress) })
     }
 
     /// Asks the source of replica `name` for its newest snapshot now (a resumed transfer is
     /// finished first), returned once this replica holds it.
     public func pull(_ name: String, progress: Replication.Progress? = nil) throws -> [CycleOutcome] {
-        let c = try config(name)
-        guard let s = c.source else {
+        guard let s = try config(name).source else {
             throw ZumastorError.invalid("volume '\(name)' has no source: give a target host (zumastor replicate \(name) HOST), or define one (zumastor define source \(name) HOST --key FINGERPRINT)")
         }
         let tls = try PinnedTLS(identity: hostIdentity())
+        return try untilCurrent(open: {
+            try ReplicationLink.open(s.endpoint, key: KeyFingerprint(parsing: s.key)!, tls: tls, role: .listenerSends,
+                                     volume: s.remoteName ?? name, peerVolume: name)
+        }, failed: { error in
+            var state = LinkState.load(paths.sourceState(name))
+            state.lastAttempt = Int(time(nil))
+            state.lastError = "\(error)"
+            try? withVolumeLock(name) { try state.save(paths.sourceState(name)) }
+            replicationLogger(name)?.error("from \(s.endpoint): \(error)")
+        }, cycle: { try receiveCycle(name, link: $0, progress: progress) })
+    }
+
+    /// Cycles on fresh connections until one sends the newest snapshot: a resumed transfer
+    /// finishes the older snapshot it had begun, so another cycle follows it (at most 3).
+    private func untilCurrent(open: () throws -> ReplicationLink, failed: (Error) -> Void,
+                              cycle: (ReplicationLink) throws -> CycleOutcome) throws -> [CycleOutcome] {
         var outcomes: [CycleOutcome] = []
         repeat {
             let link: ReplicationLink
             do {
-                link = try ReplicationLink.open(s.endpoint, key: KeyFingerprint(parsing: s.key)!, tls: tls, role: .listenerSends,
-                                                volume: s.remoteName ?? name, peerVolume: name)
+                link = try open()
             } catch {
-                var state = LinkState.load(paths.sourceState(name))
-                state.lastAttempt = Int(time(nil))
-                state.lastError = "\(error)"
-                try? withVolumeLock(name) { try state.save(paths.sourceState(name)) }
-                replicationLogger(name)?.error("from \(s.endpoint): \(error)")
+                failed(error)
                 throw error
             }
             defer { link.close() }
-            outcomes.append(try receiveCycle(name, link: link, progress: progress))
+            outcomes.append(try cycle(link))
         } while outcomes.last!.resumedAt != nil && outcomes.count < 3
         return outcomes
     }

@@ -51,13 +51,7 @@ extension Status {
     }
 
     func targetObject(_ t: ReplicationTarget, _ state: LinkState) -> [String: Any] {
-        var o = stateObject(state)
-        o["host"] = t.host
-        o["port"] = t.port
-        o["key"] = t.key
-        o["volume"] = t.remoteName ?? NSNull()
-        o["period"] = t.period ?? NSNull()
-        o["started"] = t.started
+        var o = peerObject(state, host: t.host, port: t.port, key: t.key, volume: t.remoteName, period: t.period, started: t.started)
         o["rateBytesPerSecond"] = t.rateBytesPerSecond ?? NSNull()
         o["compression"] = t.compression
         o["held"] = state.held ?? NSNull()
@@ -66,15 +60,17 @@ extension Status {
     }
 
     func sourceObject(_ s: ReplicationSource, _ state: LinkState) -> [String: Any] {
-        var o = stateObject(state)
-        o["host"] = s.host
-        o["port"] = s.port
-        o["key"] = s.key
-        o["volume"] = s.remoteName ?? NSNull()
-        o["period"] = s.period ?? NSNull()
-        o["started"] = s.started
+        var o = peerObject(state, host: s.host, port: s.port, key: s.key, volume: s.remoteName, period: s.period, started: s.started)
         o["mountSnap"] = s.mountSnap
         o["resume"] = state.resume.map { ["snapshot": $0.target, "chunk": $0.nextChunk] as [String: Any] } ?? NSNull()
+        return o
+    }
+
+    private func peerObject(_ state: LinkState, host: String, port: Int, key: String, volume: String?, period: Int?, started: Bool) -> [String: Any] {
+        var o = stateObject(state)
+        (o["host"], o["port"], o["key"], o["started"]) = (host, port, key, started)
+        o["volume"] = volume ?? NSNull()
+        o["period"] = period ?? NSNull()
         return o
     }
 
