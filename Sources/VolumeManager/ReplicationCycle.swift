@@ -108,9 +108,9 @@ extension VolumeManager {
     private func sendLocked(_ name: String, _ t: ReplicationTarget, link: ReplicationLink, state: inout LinkState,
                             progress: Replication.Progress?, log: Logger?) throws -> CycleOutcome {
         let statePath = paths.targetState(name, t)
-        let offer: (uuid: [UInt8], chunkSize: UInt32, snapshots: [SnapshotIdentity], resume: ResumePoint?)
+        let offer: Offer
         switch try link.receive() {
-        case let .offer(uuid, cs, _, snapshots, resume): offer = (uuid, cs, snapshots, resume)
+        case let .offer(uuid, cs, capacity, snapshots, resume): offer = Offer(uuid: uuid, chunkSize: cs, capacity: capacity, snapshots: snapshots, resume: resume)
         case let .refuse(reason): throw LinkError.refused("\(t.endpoint) refused: \(reason)")
         case let other: throw LinkError.unexpected("\(other.name) instead of OFFER from \(t.endpoint)")
         }
@@ -188,6 +188,16 @@ extension VolumeManager {
         return outcome
     }
 
+    /// What the receiver's OFFER said.
+    private struct Offer {
+        var uuid: [UInt8]
+        var chunkSize: UInt32
+        /// The most its origin can hold (0: it grows as needed, a file).
+        var capacity: UInt64
+        var snapshots: [SnapshotIdentity]
+        var resume: ResumePoint?
+    }
+
     private struct SendPlan {
         var base: SnapshotIdentity?
         var target: VolumeSnapshot
@@ -199,10 +209,14 @@ extension VolumeManager {
     /// Chooses the base, and resumes the interrupted transfer or picks the snapshot to send
     /// (the volume lock held).
     private func planSend(_ c: inout VolumeConfig, _ t: ReplicationTarget, client: any VolumeServerLink, status: StoreStatus,
-                          existing: [VolumeSnapshot], offer: (uuid: [UInt8], chunkSize: UInt32, snapshots: [SnapshotIdentity], resume: ResumePoint?),
+                          existing: [VolumeSnapshot], offer: Offer,
                           state: inout LinkState, log: Logger?) throws -> SendPlan {
         guard Int(offer.chunkSize) == status.chunkSizeBytes else {
             throw ZumastorError.failed("\(t.endpoint)'s volume has chunks of \(offer.chunkSize) bytes, '\(c.name)' of \(status.chunkSizeBytes): it cannot be a replica of it (define it again with --initialize)")
+        }
+        let size = c.source == nil ? status.originSizeBytes : existing.last(where: { !$0.info.squashed })?.info.originSizeBytes ?? 0
+        if offer.capacity > 0 && offer.capacity < size {
+            throw ZumastorError.failed("\(t.endpoint)'s origin device holds \(offer.capacity) bytes, '\(c.name)' is \(size) bytes: grow the replica's origin first (nothing was sent)")
         }
         let ours = parseUUID(status.volumeUUID) ?? []
         let theirs = formatUUID(offer.uuid)
@@ -294,7 +308,7 @@ extension VolumeManager {
         }
         let uuid = parseUUID(status.volumeUUID) ?? []
         if let r = state.resume, r.volumeUUID != uuid { state.resume = nil }
-        try link.send(.offer(volumeUUID: uuid, chunkSizeBytes: UInt32(status.chunkSizeBytes), originCapacityBytes: 0,
+        try link.send(.offer(volumeUUID: uuid, chunkSizeBytes: UInt32(status.chunkSizeBytes), originCapacityBytes: originCapacity(c),
                              snapshots: held.reversed().prefix(LinkProtocol.offeredSnapshotsMax).map { SnapshotIdentity($0.info) }, resume: state.resume))
         let target: UInt64, startChunk: UInt64
         switch try link.receive() {
@@ -359,20 +373,31 @@ extension VolumeManager {
         if let newest = try snapshots(client).first(where: { $0.tag == target }) {
             problems += showReplica(c, client, newest)
         }
-        problems += pruneReplica(c, client, keep: target)
-        for p in problems { log?.warning("\(p)") }
         outcome.message = (applied.alreadyApplied ? "already held snapshot \(target)" : "received snapshot \(target) ")
             + (applied.alreadyApplied ? "" : (applied.header.base.map { "as changes since snapshot \($0.tag)" } ?? "in full"))
             + (outcome.resumedAt.map { ", resumed at chunk \($0)" } ?? "")
+        // The new snapshot is whole and in view: the sender hears so now; the old views and
+        // snapshots go after (unmounting a filesystem whose inodes are cached takes a while).
         try link.send(.done(ok: true, snapshot: target, message: outcome.message + (problems.isEmpty ? "" : "; " + problems.joined(separator: "; "))))
+        problems = hideReplicaViews(c, client, except: target) + pruneReplica(c, client, keep: target)
+        for p in problems { log?.warning("\(p)") }
         return outcome
+    }
+
+    /// What the replica's origin can hold: a block device's size (0: a file, which grows).
+    func originCapacity(_ c: VolumeConfig) -> UInt64 {
+        var info = stat()
+        guard stat(c.origin, &info) == 0, (info.st_mode & S_IFMT) == S_IFBLK,
+              let device = try? FileDevice(path: c.origin, readOnly: true, lock: false) else { return 0 }
+        return device.sizeBytes
     }
 
     // MARK: The replica's view
 
     /// Mounts snapshot `s` read-only under the views directory and points `mount/<vol>` at it
     /// (a link replaced by rename: new opens see the new snapshot at once, open files keep the
-    /// old one, whose mount goes lazily). Returns what could not be done.
+    /// old one; `hideReplicaViews` then takes the old mounts away, lazily when busy). Returns
+    /// what could not be done.
     func showReplica(_ c: VolumeConfig, _ client: any VolumeServerLink, _ s: VolumeSnapshot) -> [String] {
         let views = paths.replicaViews(c.name)
         let directory = views + "/\(s.tag)"
@@ -402,7 +427,7 @@ extension VolumeManager {
         } catch {
             return ["cannot show snapshot \(s.tag) at \(link): \(error)"]
         }
-        return hideReplicaViews(c, client, except: s.tag)
+        return []
     }
 
     /// Unmounts (lazily when busy) and detaches every view but `except`'s.

@@ -234,7 +234,9 @@ public final class VolumeManager: Sendable {
             if c.master { try startMasterLocked(c, client) }
             if c.source != nil {
                 var problems = refreshReplicaMounts(c, client)
-                if let newest = try snapshots(client).last(where: { !$0.info.squashed }) { problems += showReplica(c, client, newest) }
+                if let newest = try snapshots(client).last(where: { !$0.info.squashed }) {
+                    problems += showReplica(c, client, newest) + hideReplicaViews(c, client, except: newest.tag)
+                }
                 if !c.schedule.isEmpty {
                     do { try startAgent(name) } catch { problems.append("\(error)") }
                 }

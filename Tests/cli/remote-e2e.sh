@@ -29,11 +29,11 @@ r_cleanup() {
         local pid
         pid=$(cat "$(run_dir "$h")/replicator.pid" 2>/dev/null) && kill -TERM "$pid" 2>/dev/null
         on "$h" "$Z" stop >/dev/null 2>&1
-        ZUMASTOR_ROOT="$WORK/$h" stop_volume_processes "$Z" "$VA" "$VA2" "$VB" "$VB2" "$VC" "$VC2" "$VC3"
+        ZUMASTOR_ROOT="$WORK/$h" stop_volume_processes "$Z" "$VA" "$VA2" "$VB" "$VB2" "$VC" "$VC2" "$VC3" "rc4$$"
     done
     unmount_under "$WORK"
     release_devices_under "$WORK"
-    remove_device_names "$VA" "$VA2" "$VB" "$VB2" "$VC" "$VC2" "$VC3"
+    remove_device_names "$VA" "$VA2" "$VB" "$VB2" "$VC" "$VC2" "$VC3" "rc4$$"
     for n in "${NETNS[@]}"; do ip netns del "$n" 2>/dev/null; done
     cleanup
 }
@@ -184,6 +184,10 @@ cut_and_resume() { # cut_and_resume NAME CUT-COMMAND...: the sender's pid is $SE
     SENDER=$!
     PIDS+=("$SENDER")
     checkpointed || { not_ok "$name: a checkpoint before the cut" "$(cat push.log)"; return; }
+    if [ "$name" = "kill -9 of the sender" ]; then
+        t=$(on a "$Z" status "$VA" --json | python3 -c 'import json,sys; t=[t for t in json.load(sys.stdin)["targets"] if t["host"] == "10.79.1.2"][0].get("transfer"); print(t is not None and t["chunksTotal"] > 0 and t["bytes"] > 0)')
+        expect_eq "status shows the transfer under way (chunks, bytes)" "True" "$t"
+    fi
     "$@"
     wait "$SENDER" 2>/dev/null
     sleep 1
@@ -239,6 +243,18 @@ date >> "$M/testfile"
 out=$(on a "$Z" replicate "$VA" 10.79.1.2 2>&1)
 echo "$out" | grep -q "in full.*no snapshot the target holds" && ok "a lost hold: a full copy, said so" || not_ok "lost hold" "$out"
 expect_eq "after the full copy the replica matches" "$(sum "$M/testfile")" "$(sum "$(view b "$VB")/testfile")"
+
+# A replica whose origin device is too small: a clear error, nothing sent or written.
+truncate -s 64M c4.origin c4.store
+C4=$(losetup -f --show "$WORK/c4.origin")
+VC4="rc4$$"
+on c "$Z" define volume "$VC4" "$C4" c4.store --initialize >/dev/null
+on c "$Z" define source "$VC4" 10.79.3.1 --key "$KA" --name "$VA" >/dev/null
+on a "$Z" define target "$VA" 10.79.3.3 --key "$KC" --name "$VC4" >/dev/null
+expect_fail "a replica's origin too small for the volume" "origin device holds 67108864 bytes.*grow the replica's origin first" on a "$Z" replicate "$VA" 10.79.3.3
+expect_eq "the small replica holds nothing" "0" "$(on c "$Z" status "$VC4" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshotCount"])')"
+on a "$Z" forget target "$VA" 10.79.3.3 >/dev/null
+on c "$Z" forget volume "$VC4" >/dev/null; losetup -d "$C4"
 
 # Bad input: one line, non-zero, the configuration unchanged.
 cfg() { md5sum < "$WORK/$1/var/lib/zumastor/volumes/$2/config.json"; }
