@@ -59,7 +59,14 @@ public struct SnapshotIdentity: Equatable, Sendable {
         b.putU64(epoch, o + 8)
         b.putU64(createdNanoseconds, o + 16)
         b.putU64(sizeBytes, o + 24)
-        let n = Array(name.utf8)
+        // At most the field's 63 bytes, cut at a character's start, whatever the name: a name
+        // read from a store with bytes that are not UTF-8 grows as it is decoded.
+        var n = Array(name.utf8)
+        if n.count > 63 {
+            var cut = 63
+            while cut > 0 && n[cut] & 0xC0 == 0x80 { cut -= 1 }
+            n.removeSubrange(cut...)
+        }
         b.putU8(UInt8(n.count), o + 32)
         for (i, c) in n.enumerated() { b.putU8(c, o + 33 + i) }
     }
@@ -69,7 +76,9 @@ public struct SnapshotIdentity: Equatable, Sendable {
         guard length <= 63, b.isZero((o + 33 + length)..<(o + 96)) else {
             throw DeltaError.malformed("the \(what) snapshot's name has a bad length or padding")
         }
-        let name = String(decoding: UnsafeRawBufferPointer(rebasing: b[(o + 33)..<(o + 33 + length)]), as: UTF8.self)
+        guard let name = String(validating: UnsafeRawBufferPointer(rebasing: b[(o + 33)..<(o + 33 + length)]), as: UTF8.self) else {
+            throw DeltaError.malformed("the \(what) snapshot's name is not UTF-8")
+        }
         return SnapshotIdentity(tag: b.u64(o), epoch: b.u64(o + 8), createdNanoseconds: b.u64(o + 16), sizeBytes: b.u64(o + 24), name: name)
     }
 }

@@ -13,7 +13,7 @@ struct Replicate: ParsableCommand {
             resumed first. On a replica, 'zumastor replicate VOL' asks its source for its newest \
             snapshot. Both return once the replica holds the snapshot and print its id; \
             --nowait leaves the cycle to run in the background (its result is in the volume's \
-            replication log and in status). PATH (a path with a '/') is a local replica's store \
+            replication log and in status). Any other PATH is a local replica's store \
             or its server's control socket: the snapshot is applied in this process. Snapshots \
             taken for replication are of kind 'replication': not mounted, and deleted once no \
             target needs them as a base.
@@ -29,15 +29,17 @@ struct Replicate: ParsableCommand {
 
     func validate() throws {
         if wait && nowait { throw ValidationError("--wait and --nowait exclude each other") }
-        if origin != nil && !isPath { throw ValidationError("--origin is for a local replica's store (a path)") }
+        if origin != nil && target == nil { throw ValidationError("--origin is for a local replica's store") }
     }
-
-    private var isPath: Bool { target.map { $0.contains("/") } ?? false }
 
     func run() throws {
         let m = manager()
-        _ = try m.config(volume)
+        let c = try m.config(volume)
+        // A defined target's host goes over the network; anything else is a local replica's path.
+        let remote = target.map { t in c.targets.contains { $0.matches(t) } } ?? true
+        if origin != nil && remote { throw ValidationError("--origin is for a local replica's store, not the target host \(target!)") }
         if nowait {
+            guard remote else { throw ValidationError("--nowait is for a target host or a source") }
             try detach()
             return
         }
@@ -46,9 +48,12 @@ struct Replicate: ParsableCommand {
             report(try m.pull(volume, progress: progress), from: true)
             return
         }
-        guard isPath else {
+        guard !remote else {
             report(try m.replicate(volume, toHost: target, progress: progress), from: false)
             return
+        }
+        guard FileManager.default.fileExists(atPath: target) else {
+            throw ZumastorError.invalid("volume '\(volume)' has no target \(target)\(c.targets.isEmpty ? "" : " (its targets: \(c.targets.map { "\($0.endpoint)" }.joined(separator: ", ")))"), and \(target) doesn't exist as a local replica's store or socket")
         }
         let replica = try VolumeManager.openReplica(target, origin: origin)
         let key = URL(fileURLWithPath: target).resolvingSymlinksInPath().path
@@ -69,7 +74,6 @@ struct Replicate: ParsableCommand {
 
     /// --nowait: the same command with --wait, in a process of its own.
     private func detach() throws {
-        if isPath { throw ValidationError("--nowait is for a target host or a source") }
         let pid = try manager().replicateInBackground(volume, host: target)
         print("Replication of '\(volume)'\(target.map { " to \($0)" } ?? " from its source") started (pid \(pid)); see zumastor status \(volume).")
     }

@@ -47,6 +47,22 @@ import Testing
         for m in messages { #expect(try decode(m.encoded()) == m) }
     }
 
+    /// Found by the link fuzzer: a name that grew past 63 bytes (bytes that are not UTF-8,
+    /// decoded with replacement characters) was written past its 96-byte field. Names are now
+    /// cut to 63 bytes at a character's start, and a name that is not UTF-8 is refused.
+    @Test func snapshotNamesStayInTheirField() throws {
+        let long = SnapshotIdentity(tag: 1, epoch: 1, createdNanoseconds: 1, sizeBytes: 4096, name: String(repeating: "é", count: 40))
+        let m = LinkMessage.offer(volumeUUID: Array(0..<16), chunkSizeBytes: 4096, originCapacityBytes: 0, snapshots: [long, snapshot], resume: nil)
+        let bytes = m.encoded()
+        #expect(bytes.count == 5 + 16 + 4 + 8 + 4 + 2 * 96 + 1)
+        guard case let .offer(_, _, _, back, _) = try decode(bytes) else { Issue.record("not an offer"); return }
+        #expect(back[0].name == String(repeating: "é", count: 31))
+        #expect(back[1] == snapshot)
+        var bad = bytes
+        bad[5 + 32 + 33] = 0xff  // the first name's first byte: not UTF-8
+        #expect(throws: LinkError.self) { try decode(bad) }
+    }
+
     @Test func malformedMessagesAreRefused() {
         func refused(_ type: UInt8, _ body: [UInt8], _ reason: String) {
             do {

@@ -211,7 +211,7 @@ expect_fail "--zero needs --initialize" "only with --initialize" "$Z" define vol
 expect_ok "define volume --initialize --zero" "$Z" define volume "$V" o.img s.img --initialize --zero
 expect_ok "--zero: the volume reads as zeros" cmp -n $((64 << 20)) "/dev/mapper/$V" /dev/zero
 mkfs.ext4 -q "/dev/mapper/$V"
-expect_fail "schedule on a volume that is not a master" "not a master" "$Z" define schedule "$V" --hourly 2
+expect_fail "schedule on a volume that is not a master" "neither a master" "$Z" define schedule "$V" --hourly 2
 expect_fail "--export without an NFS server" "exportfs" sh -c "PATH=/usr/bin:/bin '$Z' define master '$V' --export"
 expect_ok "define master --samba --dotsnapshot" "$Z" define master "$V" --samba --dotsnapshot
 echo "samba sees this" > "$M/file"
