@@ -135,6 +135,19 @@ out=$(on b "$Z" replicate "$VB" 10.79.2.3 2>&1)
 echo "$out" | grep -q "already holds snapshot" && ok "forwarding again with nothing new sends nothing" || not_ok "forward again" "$out"
 expect_ok "B forgets its target on C" on b "$Z" forget target "$VB" 10.79.2.3
 
+# Catch-up: a period missed while the original's service was down runs as soon as it is back
+# (within 5 s here, where the period is 8 s).
+on a "$Z" define target "$VA" 10.79.1.2 --key "$KB" --name "$VB" --period 8 >/dev/null
+wait_same "$M/testfile" "$(view b "$VB")/testfile" 20 >/dev/null
+rpid=$(cat "$(run_dir a)/replicator.pid"); kill -TERM "$rpid"
+for _ in $(seq 50); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.1; done
+date >> "$M/testfile"; echo "while down" >> "$M/testfile"
+sleep 9
+on a "$Z" start >/dev/null
+wait_same "$M/testfile" "$(view b "$VB")/testfile" 5 && ok "a cycle missed while the service was down runs when it starts" \
+    || not_ok "catch-up" "$(tail -n 3 "$WORK/a/var/log/zumastor/$VA/replication.log")"
+on a "$Z" define target "$VA" 10.79.1.2 --key "$KB" --name "$VB" >/dev/null
+
 # Downstream retention: the replica keeps 2 hourlies of its own (an hour is 3 s here) from
 # what it receives, mounted and linked as on a master, while the original keeps none.
 expect_ok "the replica mounts what it keeps" on b "$Z" define source "$VB" 10.79.1.1 --key "$KA" --name "$VA" --mount-snap
