@@ -434,14 +434,14 @@ extension VolumeManager {
     func hideReplicaViews(_ c: VolumeConfig, _ client: any VolumeServerLink, except: UInt64?) -> [String] {
         let views = paths.replicaViews(c.name)
         var problems: [String] = []
+        let kept = c.source?.mountSnap == true ? Set(retained(c.name).keys) : []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: views)) ?? [] {
             guard let tag = UInt64(entry), tag != except else { continue }
             do {
                 try system.unmount(views + "/" + entry, lazilyIfBusy: true)
                 rmdir(views + "/" + entry)
                 // A snapshot the replica keeps mounted under its snapshot directory keeps its device.
-                let keptMounted = c.source?.mountSnap == true && retained(c.name)[tag] != nil
-                if !keptMounted, try client.devices().contains(where: { $0.tag == tag }) { _ = try client.detach(tag: tag) }
+                if !kept.contains(tag), try client.devices().contains(where: { $0.tag == tag }) { _ = try client.detach(tag: tag) }
             } catch {
                 problems.append("the view of snapshot \(tag) stays: \(error)")
             }

@@ -114,13 +114,22 @@ final class ReplicationLink {
 
     /// The next whole message.
     func receive() throws -> LinkMessage {
+        let (type, length) = try readPrefix()
+        return try readBody(type: type, length: length)
+    }
+
+    /// A message's type and body length.
+    private func readPrefix() throws -> (type: UInt8, length: Int) {
         var prefix = [UInt8](repeating: 0, count: 5)
         try readExactly(&prefix)
-        let length = Int(prefix[0]) | Int(prefix[1]) << 8 | Int(prefix[2]) << 16 | Int(prefix[3]) << 24
+        return (prefix[4], Int(prefix[0]) | Int(prefix[1]) << 8 | Int(prefix[2]) << 16 | Int(prefix[3]) << 24)
+    }
+
+    private func readBody(type: UInt8, length: Int) throws -> LinkMessage {
         guard length <= LinkProtocol.bodyBytesMax else { throw LinkError.malformed("a message of \(length) bytes (at most \(LinkProtocol.bodyBytesMax))") }
         var body = [UInt8](repeating: 0, count: length)
         try readExactly(&body)
-        return try LinkMessage.decode(type: prefix[4], body: body)
+        return try LinkMessage.decode(type: type, body: body)
     }
 
     private func readExactly(_ buffer: inout [UInt8]) throws {
@@ -137,18 +146,13 @@ final class ReplicationLink {
     func readStream(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         while dataLeft == 0 {
             if ended { return 0 }
-            var prefix = [UInt8](repeating: 0, count: 5)
-            try readExactly(&prefix)
-            let length = Int(prefix[0]) | Int(prefix[1]) << 8 | Int(prefix[2]) << 16 | Int(prefix[3]) << 24
-            if prefix[4] == LinkMessage.Kind.data.rawValue {
+            let (type, length) = try readPrefix()
+            if type == LinkMessage.Kind.data.rawValue {
                 guard length <= LinkProtocol.dataBytesMax else { throw LinkError.malformed("DATA of \(length) bytes") }
                 dataLeft = length
                 continue
             }
-            guard length <= LinkProtocol.bodyBytesMax else { throw LinkError.malformed("a message of \(length) bytes") }
-            var body = [UInt8](repeating: 0, count: length)
-            try readExactly(&body)
-            switch try LinkMessage.decode(type: prefix[4], body: body) {
+            switch try readBody(type: type, length: length) {
             case .end: ended = true
             case let .refuse(reason): throw LinkError.refused("\(peer) stopped the transfer: \(reason)")
             case let other: throw LinkError.unexpected("\(other.name) in the middle of the stream")

@@ -191,7 +191,9 @@ extension VolumeManager {
     private func runDueCycles(running: NIOLockedValueBox<Set<String>>, log: Logger) {
         let now = Int(time(nil))
         for name in definedVolumes() {
-            guard let c = try? config(name), server(name) != nil else { continue }
+            // Only a volume with a periodic relationship is asked whether its server runs.
+            guard let c = try? config(name), c.targets.contains(where: { $0.started && $0.period != nil })
+                    || (c.source.map { $0.started && $0.period != nil } ?? false), server(name) != nil else { continue }
             for t in c.targets where t.started {
                 guard let period = t.period, isDue(LinkState.load(paths.targetState(name, t)), period: period, now: now) else { continue }
                 launch("\(name) > \(t.id)", running: running) { [self] in
