@@ -192,7 +192,7 @@ def stats(xs):
 
 def replatbench(hosts, args, z):
     results = []
-    for dirs in [int(x) for x in args.dirs.split(",")]:
+    for dirs in [int(x) for x in args.dirs.split(",") if x]:
         for kind in ("small", "large"):
             runs = {"ours": {"first": [], "touch": [], "rewrite": []}, "rsync": {"first": [], "touch": [], "rewrite": []}}
             for r in range(args.repeat):

@@ -17,5 +17,6 @@ emit() { { printf '\x3f\x00'; "$D" delta create "$dir/s" "$@" --quiet; } > "corp
 name=full emit 1
 name=incremental emit 1 2
 name=incremental-lzma emit 1 2 --compress lzma
+name=incremental-zstd emit 1 2 --compress zstd
 name=empty emit 2 2
 ls -l corpus

@@ -41,6 +41,11 @@ public final class DeltaApplier {
     public var checkpointBytes = 32 << 20
     /// Checks the header before anything else (a caller that announced the stream's target).
     public var expect: ((DeltaHeader) throws -> Void)?
+    /// Reads the base snapshot for records compressed against it while the writer thread
+    /// writes: a second connection to the replica's server, or a VolumeHost (which locks).
+    /// Without it, such a read waits for the writer and goes through `replica`, which
+    /// carries one request at a time.
+    public var referenceReader: VolumeAccess?
     private var uncheckpointedBytes = 0
 
     private var header: DeltaHeader?
@@ -54,6 +59,22 @@ public final class DeltaApplier {
     public func apply(from read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> ApplyOutcome {
         try apply { handle in
             let decoder = DeltaDecoder()
+            decoder.reference = { [unowned self] ranges, into in
+                guard let base = self.header?.base else { throw DeltaError.malformed("a record compressed against a base in a stream without one") }
+                var at: [Int] = []
+                var next = 0
+                for r in ranges { at.append(next); next += r.length }
+                let reader: VolumeAccess
+                if let r = self.referenceReader {
+                    reader = r
+                } else {
+                    try self.writer.drain()
+                    reader = self.replica
+                }
+                try reader.read(snapshot: base.tag, ranges: ranges, into: { i in
+                    UnsafeMutableRawBufferPointer(rebasing: into[at[i]..<(at[i] + ranges[i].length)])
+                }) { _ in }
+            }
             var input = [UInt8](repeating: 0, count: Self.readBytes)
             while true {
                 let n = try input.withUnsafeMutableBytes { try read($0) }

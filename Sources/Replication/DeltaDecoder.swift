@@ -4,6 +4,7 @@
 // stream). It holds at most one record in memory.
 
 import Crypto
+import SnapStore
 
 /// A stream, decoded: what the encoder produces and the applier takes, with or without the
 /// bytes of the format in between.
@@ -27,8 +28,22 @@ public final class DeltaDecoder {
     private var totals = DeltaTrailer()
     private var nextChunk: UInt64 = 0
     private var scratch: [UInt8] = []
+    private lazy var zstd = ZstdDecompressor()
+    /// References read ahead, for the records (by first chunk) that follow in the input.
+    private var prefetched: [(firstChunk: UInt64, at: Int, count: Int)] = []
+    private var prefetchedNext = 0
+    private var prefetchBuffer = BulkBuffer(capacity: 0)
+    /// References read with one call at most (ranges, bytes).
+    static let prefetchRangesMax = 1024
+    static let prefetchBytesMax = 16 << 20
 
     public init() {}
+
+    /// Reads the base snapshot's bytes of each range, back to back, into the buffer (which
+    /// their lengths fill): the references of records compressed against the base. Those of
+    /// the records already in the input are read with one call. Without it such a record is
+    /// refused.
+    public var reference: ((_ ranges: [(offset: UInt64, length: Int)], _ into: UnsafeMutableRawBufferPointer) throws -> Void)?
 
     /// The header, once decoded.
     public var streamHeader: DeltaHeader? { header }
@@ -83,7 +98,7 @@ public final class DeltaDecoder {
                 guard available >= total else { return }
                 try buffer.withUnsafeBytes { b in
                     let stored = UnsafeRawBufferPointer(rebasing: b[(start + DeltaFormat.recordHeaderBytes)..<(start + total)])
-                    try withData(r, stored) { data in
+                    try withData(r, stored, ahead: UnsafeRawBufferPointer(rebasing: b[start...])) { data in
                         guard r.checksum(data: data ?? UnsafeRawBufferPointer(start: nil, count: 0)) == checksum else {
                             throw DeltaError.checksum("the record of chunks \(r.firstChunk)..<\(r.firstChunk + UInt64(r.chunkCount))")
                         }
@@ -121,23 +136,84 @@ public final class DeltaDecoder {
         let cs = UInt64(h.chunkSizeBytes)
         let expected = min(end * cs, h.volumeSizeBytes) - r.firstChunk * cs
         guard r.dataBytes == expected else { throw DeltaError.malformed("record of chunks \(r.firstChunk)..<\(end) stands for \(r.dataBytes) bytes, not \(expected)") }
-        if (r.kind == .lzma && h.features & DeltaFormat.featureLZMA == 0) || (r.kind == .zstd && h.features & DeltaFormat.featureZstd == 0) {
+        if (r.kind == .lzma && h.features & DeltaFormat.featureLZMA == 0) || (r.kind == .zstd && h.features & DeltaFormat.featureZstd == 0)
+            || (r.kind == .zstdAgainstBase && h.features & DeltaFormat.featureZstdAgainstBase == 0) {
             throw DeltaError.malformed("a compressed record in a stream without the compression feature")
+        }
+        if r.kind == .zstdAgainstBase, referenceBytes(r) == 0 {
+            throw DeltaError.malformed("record of chunks \(r.firstChunk)..<\(end) is compressed against the base past the base's end")
         }
     }
 
-    private func withData(_ r: RecordHeader, _ stored: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> Void) throws {
+    /// The bytes of the base a record compressed against it refers to: its range, cut at the
+    /// base's end.
+    private func referenceBytes(_ r: RecordHeader) -> Int {
+        guard let h = header, let base = h.base else { return 0 }
+        // (A record read ahead is not checked yet: its chunk may be anything.)
+        let (offset, overflow) = r.firstChunk.multipliedReportingOverflow(by: UInt64(h.chunkSizeBytes))
+        return !overflow && offset < base.sizeBytes ? Int(min(r.dataBytes, base.sizeBytes - offset)) : 0
+    }
+
+    /// Record `r`'s data, from what it stores; `ahead` is the input from its header on.
+    private func withData(_ r: RecordHeader, _ stored: UnsafeRawBufferPointer, ahead: UnsafeRawBufferPointer,
+                          _ body: (UnsafeRawBufferPointer?) throws -> Void) throws {
         switch r.kind {
         case .zero: try body(nil)
         case .raw: try body(stored)
-        case .lzma, .zstd:
+        case .lzma, .zstd, .zstdAgainstBase:
             if scratch.count < Int(r.dataBytes) { scratch = [UInt8](repeating: 0, count: Int(r.dataBytes)) }
             try scratch.withUnsafeMutableBytes { s in
                 let out = UnsafeMutableRawBufferPointer(rebasing: s[0..<Int(r.dataBytes)])
-                if r.kind == .lzma { try LZMA.decompress(stored, into: out) } else { try Zstd.decompress(stored, into: out) }
+                switch r.kind {
+                case .lzma: try LZMA.decompress(stored, into: out)
+                case .zstdAgainstBase: try zstd.decompress(stored, into: out, reference: try reference(of: r, ahead: ahead))
+                default: try zstd.decompress(stored, into: out)
+                }
                 try body(UnsafeRawBufferPointer(out))
             }
         }
+    }
+
+    /// The base's bytes that record `r` was compressed against (valid until the next call).
+    /// Unless read ahead already, they are read now with those of the complete records that
+    /// follow in `ahead` (the input from `r`'s header on), up to the prefetch limits.
+    private func reference(of r: RecordHeader, ahead: UnsafeRawBufferPointer) throws -> UnsafeRawBufferPointer {
+        guard let reference, let h = header else {
+            throw DeltaError.refused("the record of chunks \(r.firstChunk)..<\(r.firstChunk + UInt64(r.chunkCount)) is compressed against the base snapshot: only a replica that holds the base decodes it")
+        }
+        if prefetchedNext >= prefetched.count || prefetched[prefetchedNext].firstChunk != r.firstChunk {
+            // The records in the input from this one on, as far as they are whole and their
+            // headers read; a damaged one found later only ends the list.
+            var wanted: [(firstChunk: UInt64, count: Int)] = [(r.firstChunk, referenceBytes(r))]
+            var bytes = wanted[0].count
+            var at = DeltaFormat.recordHeaderBytes + Int(r.storedBytes)
+            var last = r.firstChunk
+            while wanted.count < Self.prefetchRangesMax, at + DeltaFormat.recordHeaderBytes <= ahead.count,
+                  let decoded = try? RecordHeader.decode(UnsafeRawBufferPointer(rebasing: ahead[at..<(at + DeltaFormat.recordHeaderBytes)])) {
+                let next = decoded.0
+                guard next.firstChunk > last, at + DeltaFormat.recordHeaderBytes + Int(next.storedBytes) <= ahead.count else { break }
+                at += DeltaFormat.recordHeaderBytes + Int(next.storedBytes)
+                last = next.firstChunk
+                guard next.kind == .zstdAgainstBase else { continue }
+                let count = referenceBytes(next)
+                guard count > 0, bytes + count <= Self.prefetchBytesMax else { break }
+                wanted.append((next.firstChunk, count))
+                bytes += count
+            }
+            if prefetchBuffer.capacity < bytes { prefetchBuffer = BulkBuffer(capacity: bytes) }
+            let cs = UInt64(h.chunkSizeBytes)
+            try reference(wanted.map { ($0.firstChunk * cs, $0.count) }, UnsafeMutableRawBufferPointer(rebasing: prefetchBuffer.storage[0..<bytes]))
+            prefetched.removeAll(keepingCapacity: true)
+            var offset = 0
+            for w in wanted {
+                prefetched.append((w.firstChunk, offset, w.count))
+                offset += w.count
+            }
+            prefetchedNext = 0
+        }
+        let p = prefetched[prefetchedNext]
+        prefetchedNext += 1
+        return UnsafeRawBufferPointer(rebasing: prefetchBuffer.storage[p.at..<(p.at + p.count)])
     }
 
     private func check(_ t: DeltaTrailer) throws {

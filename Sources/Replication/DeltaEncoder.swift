@@ -1,7 +1,9 @@
 // The streaming encoder: the chunks that changed between a base and a target snapshot (all
 // chunks of the target without a base) -> header, records, trailer. The changed-chunk list is
 // fetched in batches and never held whole; each run of consecutive chunks is read once and cut
-// into zero records and data records (compressed when that is smaller).
+// into zero records and data records (compressed when that is smaller). With zstd and a base,
+// the base's bytes of each run are read too and the records are compressed against them: a
+// chunk that changed in a few bytes costs a few bytes.
 
 import Crypto
 import SnapStore
@@ -36,6 +38,10 @@ public final class DeltaEncoder {
     /// The first chunk the stream covers: a transfer resumed where the replica stopped sends
     /// the records from there on (their header counts only those chunks).
     public var startChunk: UInt64 = 0
+    /// zstd records of a stream with a base are compressed against the base's same bytes
+    /// (stream feature 8). Only a receiver that holds the base decodes them; a peer that does
+    /// not read them (replication protocol version 1) turns this off before `makeHeader`.
+    public var compressesAgainstBase = true
 
     public init(source: VolumeAccess, base: UInt64?, target: UInt64, compression: Compression = .none) {
         (self.source, self.base, self.target, self.compression) = (source, base, target, compression)
@@ -85,7 +91,10 @@ public final class DeltaEncoder {
         }
         var features: UInt32 = baseInfo == nil ? 0 : DeltaFormat.featureBase
         if case .lzma = compression { features |= DeltaFormat.featureLZMA }
-        if case .zstd = compression { features |= DeltaFormat.featureZstd }
+        if case .zstd = compression {
+            features |= DeltaFormat.featureZstd
+            if baseInfo != nil && compressesAgainstBase { features |= DeltaFormat.featureZstdAgainstBase }
+        }
         guard let uuid = parseUUID(status.volumeUUID) else { throw DeltaError.refused("the source store's UUID '\(status.volumeUUID)' is not readable") }
         return DeltaHeader(features: features, volumeUUID: uuid, chunkSizeBytes: UInt32(status.chunkSizeBytes),
                            volumeSizeBytes: targetInfo.originSizeBytes, chunkCount: count,
@@ -109,7 +118,8 @@ public final class DeltaEncoder {
     public func encode(header: DeltaHeader, to sink: (UnsafeRawBufferPointer) throws -> Void) throws -> DeltaTrailer {
         try withoutActuallyEscaping(sink) { sink in
             var writer = StreamWriter(sink: sink, compression: compression)
-            _ = try encode(header: header) { try writer.take($0) }
+            let references = header.features & DeltaFormat.featureZstdAgainstBase != 0
+            _ = try encode(header: header, references: references) { try writer.take($0, reference: $1) }
             return writer.totals
         }
     }
@@ -118,16 +128,23 @@ public final class DeltaEncoder {
     /// applier in the same process takes them as they are). Returns the trailer's counts.
     @discardableResult
     public func encode(header: DeltaHeader, events handle: (DeltaEvent) throws -> Void) throws -> DeltaTrailer {
-        try withoutActuallyEscaping(handle) { try encode(header: header, handle: $0) }
+        try withoutActuallyEscaping(handle) { handle in try encode(header: header, references: false) { e, _ in try handle(e) } }
     }
 
-    private func encode(header: DeltaHeader, handle: @escaping (DeltaEvent) throws -> Void) throws -> DeltaTrailer {
+    /// A record, its data (nil: zeros) and the base's bytes of its range (when asked for and
+    /// the base reaches there).
+    typealias Emit = (RecordHeader, UnsafeRawBufferPointer?, UnsafeRawBufferPointer?) throws -> Void
+
+    /// The stream's events, each record with the base's bytes of its range when `references`.
+    private func encode(header: DeltaHeader, references: Bool,
+                        handle: @escaping (DeltaEvent, UnsafeRawBufferPointer?) throws -> Void) throws -> DeltaTrailer {
         var totals = DeltaTrailer()
-        let emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void = { r, data in
+        let emit: Emit = { r, data, reference in
             totals.count(r)
-            try handle(.record(r, data))
+            try handle(.record(r, data), reference)
         }
-        try handle(.header(header))
+        let base = references ? header.base : nil
+        try handle(.header(header), nil)
         progress?.start(totalChunks: header.chunkCount, totalBytes: header.chunkCount * UInt64(header.chunkSizeBytes))
         var runs = RunBuilder(maxChunks: max(1, UInt64(DeltaFormat.recordDataTarget) / UInt64(header.chunkSizeBytes)))
         let volumeChunks = header.chunkCountOfVolume
@@ -136,7 +153,7 @@ public final class DeltaEncoder {
         var group: [(first: UInt64, count: UInt64)] = []
         var groupBytes: UInt64 = 0
         let readGroup: () throws -> Void = {
-            try self.emitRuns(group, header: header, emit: emit)
+            try self.emitRuns(group, header: header, base: base, emit: emit)
             group.removeAll(keepingCapacity: true)
             groupBytes = 0
         }
@@ -156,7 +173,7 @@ public final class DeltaEncoder {
         }
         try runs.finish(flush)
         try readGroup()
-        try handle(.trailer(totals))
+        try handle(.trailer(totals), nil)
         progress?.finish()
         return totals
     }
@@ -202,6 +219,7 @@ public final class DeltaEncoder {
     }
 
     private var runBuffer: BulkBuffer?
+    private var referenceBuffer: BulkBuffer?
     /// Bytes of runs read with one request (a group ends early at a stretch of zeros).
     static let groupBytes: UInt64 = 32 << 20
     /// Where to read a run of this many bytes instead of the encoder's own buffer (nil: no
@@ -210,20 +228,40 @@ public final class DeltaEncoder {
     public var destination: ((Int) -> UnsafeMutableRawBufferPointer?)?
 
     /// Reads runs of consecutive chunks of the target, with one request, and emits the zero
-    /// and data records of each.
-    private func emitRuns(_ runs: [(first: UInt64, count: UInt64)], header: DeltaHeader,
-                          emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void) throws {
+    /// and data records of each; with `base`, the base's bytes of the same runs first (one
+    /// request too), handed on with each record.
+    private func emitRuns(_ runs: [(first: UInt64, count: UInt64)], header: DeltaHeader, base: SnapshotIdentity?,
+                          emit: Emit) throws {
         guard !runs.isEmpty else { return }
         let cs = UInt64(header.chunkSizeBytes)
         let ranges = runs.map { r in (offset: r.first * cs, length: Int(min(cs * r.count, header.volumeSizeBytes - r.first * cs))) }
+        let references = try base.map { try readReferences(ranges, base: $0) }
         var given = UnsafeMutableRawBufferPointer(start: nil, count: 0)
         try source.read(snapshot: target, ranges: ranges, into: { i in
             given = self.destination?(ranges[i].length) ?? self.ownBuffer(ranges[i].length)
             return given
         }) { i in
             try emitRun(first: runs[i].first, count: runs[i].count, chunkSize: Int(cs),
-                        data: UnsafeRawBufferPointer(rebasing: given[0..<ranges[i].length]), emit: emit)
+                        data: UnsafeRawBufferPointer(rebasing: given[0..<ranges[i].length]),
+                        reference: references?[i], emit: emit)
         }
+    }
+
+    /// The base's bytes of each range, up to the base's end (empty past it), read with one
+    /// request into the encoder's reference buffer.
+    private func readReferences(_ ranges: [(offset: UInt64, length: Int)], base: SnapshotIdentity) throws -> [UnsafeRawBufferPointer] {
+        let lengths = ranges.map { $0.offset < base.sizeBytes ? Int(min(UInt64($0.length), base.sizeBytes - $0.offset)) : 0 }
+        let total = lengths.reduce(0, +)
+        if (referenceBuffer?.capacity ?? 0) < total { referenceBuffer = BulkBuffer(capacity: max(total, DeltaFormat.recordDataTarget)) }
+        let storage = referenceBuffer!.storage
+        var at: [Int] = []
+        var next = 0
+        for n in lengths { at.append(next); next += n }
+        let wanted = ranges.indices.filter { lengths[$0] > 0 }
+        try source.read(snapshot: base.tag, ranges: wanted.map { (ranges[$0].offset, lengths[$0]) }, into: { k in
+            UnsafeMutableRawBufferPointer(rebasing: storage[at[wanted[k]]..<(at[wanted[k]] + lengths[wanted[k]])])
+        }) { _ in }
+        return ranges.indices.map { UnsafeRawBufferPointer(rebasing: storage[at[$0]..<(at[$0] + lengths[$0])]) }
     }
 
     /// The encoder's run buffer, at least `count` bytes.
@@ -232,9 +270,10 @@ public final class DeltaEncoder {
         return runBuffer!.storage
     }
 
-    /// Emits the zero and data records of a run of consecutive chunks whose bytes are `all`.
+    /// Emits the zero and data records of a run of consecutive chunks whose bytes are `all`
+    /// (and the base's, up to its end, `reference`).
     private func emitRun(first: UInt64, count: UInt64, chunkSize cs: Int, data all: UnsafeRawBufferPointer,
-                         emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void) throws {
+                         reference: UnsafeRawBufferPointer?, emit: Emit) throws {
         let length = all.count
         let n = Int(count)
         func chunk(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: all[(i * cs)..<min((i + 1) * cs, length)]) }
@@ -244,21 +283,23 @@ public final class DeltaEncoder {
             let bytes = UnsafeRawBufferPointer(rebasing: all[(groupStart * cs)..<min(i * cs, length)])
             let r = RecordHeader(kind: zero[groupStart] ? .zero : .raw, firstChunk: first + UInt64(groupStart), chunkCount: UInt32(i - groupStart),
                                  storedBytes: zero[groupStart] ? 0 : UInt32(bytes.count), dataBytes: UInt64(bytes.count))
-            try emit(r, zero[groupStart] ? nil : bytes)
+            let from = groupStart * cs
+            let base = reference.flatMap { ref in from < ref.count ? UnsafeRawBufferPointer(rebasing: ref[from..<min(i * cs, ref.count)]) : nil }
+            try emit(r, zero[groupStart] ? nil : bytes, base)
             groupStart = i
         }
         progress?.advance(chunks: count, bytes: UInt64(length))
     }
 
     /// Zero records for chunks known to read as zeros, as large as a record may be.
-    private func emitZeros(_ chunks: Range<UInt64>, header: DeltaHeader, emit: (RecordHeader, UnsafeRawBufferPointer?) throws -> Void) throws {
+    private func emitZeros(_ chunks: Range<UInt64>, header: DeltaHeader, emit: Emit) throws {
         let cs = UInt64(header.chunkSizeBytes)
         let most = UInt64(DeltaFormat.recordDataMax) / cs
         var first = chunks.lowerBound
         while first < chunks.upperBound {
             let end = min(first + most, chunks.upperBound)
             let bytes = min(end * cs, header.volumeSizeBytes) - first * cs
-            try emit(RecordHeader(kind: .zero, firstChunk: first, chunkCount: UInt32(end - first), storedBytes: 0, dataBytes: bytes), nil)
+            try emit(RecordHeader(kind: .zero, firstChunk: first, chunkCount: UInt32(end - first), storedBytes: 0, dataBytes: bytes), nil, nil)
             progress?.advance(chunks: end - first, bytes: bytes)
             first = end
         }
@@ -289,14 +330,20 @@ struct RunBuilder {
 }
 
 /// The format's bytes of a stream's events: records compressed when that makes them smaller
-/// and checksummed; everything before the trailer hashed and counted into the trailer.
+/// (zstd against the base's bytes of the record's range when the encoder gives them) and
+/// checksummed; everything before the trailer hashed and counted into the trailer.
 struct StreamWriter {
     let sink: (UnsafeRawBufferPointer) throws -> Void
     let compression: Compression
     var hasher = SHA256()
     var totals = DeltaTrailer()
+    let zstd = ZstdCompressor()
 
-    mutating func take(_ event: DeltaEvent) throws {
+    init(sink: @escaping (UnsafeRawBufferPointer) throws -> Void, compression: Compression) {
+        (self.sink, self.compression) = (sink, compression)
+    }
+
+    mutating func take(_ event: DeltaEvent, reference: UnsafeRawBufferPointer? = nil) throws {
         switch event {
         case let .header(h):
             try emit(h.encoded())
@@ -306,7 +353,12 @@ struct StreamWriter {
                 switch compression {
                 case .none: break
                 case let .lzma(level): compressed = LZMA.compress(data, level: level).map { r.kind = .lzma; return $0 }
-                case let .zstd(level): compressed = Zstd.compress(data, level: level).map { r.kind = .zstd; return $0 }
+                case let .zstd(level):
+                    if let reference, !reference.isEmpty {
+                        compressed = zstd.compress(data, level: level, reference: reference).map { r.kind = .zstdAgainstBase; return $0 }
+                    } else {
+                        compressed = zstd.compress(data, level: level).map { r.kind = .zstd; return $0 }
+                    }
                 }
                 if let c = compressed { r.storedBytes = UInt32(c.count) }
             }

@@ -1,6 +1,6 @@
 // Delta stream format, version 1 (docs/FORMAT.md): a header naming the volume, the base and
-// target snapshots and a sample of the base's contents; records of runs of chunks (raw, zero
-// or liblzma-compressed), each with a SHA-256 of its header and data; a trailer with counts and
+// target snapshots and a sample of the base's contents; records of runs of chunks (raw, zero,
+// liblzma- or zstd-compressed, or zstd-compressed against the base's same bytes), each with a SHA-256 of its header and data; a trailer with counts and
 // a SHA-256 of every byte before it. All integers little-endian.
 
 import Crypto
@@ -25,11 +25,13 @@ public enum DeltaFormat {
     static let recordDataTarget = 1 << 20
 
     /// Feature flags: bit 0, records may be liblzma-compressed; bit 1, the stream has a base;
-    /// bit 2, records may be zstd-compressed.
+    /// bit 2, records may be zstd-compressed; bit 3, records may be zstd-compressed against
+    /// the base snapshot's bytes of the same range (only a reader holding the base decodes them).
     public static let featureLZMA: UInt32 = 1
     public static let featureBase: UInt32 = 2
     public static let featureZstd: UInt32 = 4
-    static let knownFeatures: UInt32 = featureLZMA | featureBase | featureZstd
+    public static let featureZstdAgainstBase: UInt32 = 8
+    static let knownFeatures: UInt32 = featureLZMA | featureBase | featureZstd | featureZstdAgainstBase
 }
 
 /// What identifies a snapshot across stores: its id, its time, its size and its name (the
@@ -154,6 +156,9 @@ public struct DeltaHeader: Equatable, Sendable {
             throw DeltaError.malformed("chunk size \(chunkSize)")
         }
         let hasBase = features & DeltaFormat.featureBase != 0
+        guard hasBase || features & DeltaFormat.featureZstdAgainstBase == 0 else {
+            throw DeltaError.malformed("records compressed against a base in a stream without a base")
+        }
         guard hasBase || b.isZero(56..<152) else { throw DeltaError.malformed("a base identity in a stream without a base") }
         var h = DeltaHeader(features: features, volumeUUID: Array(b[16..<32]), chunkSizeBytes: chunkSize,
                             volumeSizeBytes: b.u64(40), chunkCount: b.u64(48),
@@ -177,13 +182,16 @@ public enum RecordKind: UInt8, Sendable {
     case zero = 2
     case lzma = 3
     case zstd = 4
+    /// zstd with the base snapshot's bytes of the record's range (up to the base's end) as
+    /// the frame's prefix.
+    case zstdAgainstBase = 5
 }
 
 public struct RecordHeader: Equatable, Sendable {
     public var kind: RecordKind
     public var firstChunk: UInt64
     public var chunkCount: UInt32
-    /// Bytes that follow the header (raw: the data; zero: none; lzma, zstd: the compressed data).
+    /// Bytes that follow the header (raw: the data; zero: none; otherwise the compressed data).
     public var storedBytes: UInt32
     /// Bytes of data the record stands for (the last chunk of the volume may be short).
     public var dataBytes: UInt64
@@ -221,7 +229,7 @@ public struct RecordHeader: Equatable, Sendable {
         switch kind {
         case .raw: guard UInt64(h.storedBytes) == h.dataBytes else { throw DeltaError.malformed("raw record stores \(h.storedBytes) of \(h.dataBytes) bytes") }
         case .zero: guard h.storedBytes == 0 else { throw DeltaError.malformed("zero record stores \(h.storedBytes) bytes") }
-        case .lzma, .zstd: guard h.storedBytes > 0, UInt64(h.storedBytes) < h.dataBytes else { throw DeltaError.malformed("compressed record stores \(h.storedBytes) of \(h.dataBytes) bytes") }
+        case .lzma, .zstd, .zstdAgainstBase: guard h.storedBytes > 0, UInt64(h.storedBytes) < h.dataBytes else { throw DeltaError.malformed("compressed record stores \(h.storedBytes) of \(h.dataBytes) bytes") }
         }
         return (h, Array(b[32..<64]))
     }

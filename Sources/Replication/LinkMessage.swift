@@ -6,9 +6,11 @@
 import SnapStore
 
 public enum LinkProtocol {
-    /// The versions this build speaks; HELLO offers a range, WELCOME picks one.
+    /// The versions this build speaks; HELLO offers a range, WELCOME picks one. Version 2 has
+    /// the messages of version 1; its receiver also reads delta streams whose records are
+    /// compressed against the base (stream feature 8).
     public static let versionMin: UInt16 = 1
-    public static let versionMax: UInt16 = 1
+    public static let versionMax: UInt16 = 2
     /// The largest body of any message (a DATA message carries at most `dataBytesMax`).
     public static let bodyBytesMax = 2 << 20
     public static let dataBytesMax = 1 << 20

@@ -97,6 +97,11 @@ public let streamPieceBytes = 1 << 20
 public let readRangesCountMax = 1024
 public let readRangesBytesMax: UInt64 = 64 << 20
 
+/// The most extents one batched origin write over the control socket takes, and the most
+/// bytes in all (a longer list goes as several requests, each its own commit).
+public let writeExtentsCountMax = 8192
+public let writeExtentsBytesMax = 16 << 20
+
 /// Refuses a list of ranges that breaks the limits of `read(snapshot:ranges:...)`.
 public func checkReadRanges(_ ranges: [(offset: UInt64, length: Int)]) throws {
     guard ranges.count <= readRangesCountMax else {

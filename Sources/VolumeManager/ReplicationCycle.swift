@@ -141,6 +141,8 @@ extension VolumeManager {
         try link.send(.start(target: plan.target.tag, startChunk: plan.startChunk, upToDate: false))
         let encoder = DeltaEncoder(source: client, base: plan.base?.tag, target: plan.target.tag, compression: (try? Compression.parse(t.compression)) ?? .zstd(level: 3))
         encoder.startChunk = plan.startChunk
+        // Version 1 receivers do not read records compressed against the base.
+        encoder.compressesAgainstBase = link.version >= 2
         let tracker = progress ?? Replication.Progress(label: "replicate", interactive: false)
         if progress == nil { tracker.prints = false }
         let started = Int(time(nil))
@@ -334,6 +336,9 @@ extension VolumeManager {
             try state.save(statePath)
         }
         let applier = DeltaApplier(replica: client)
+        // Records compressed against the base read it through a second connection, while the
+        // first one writes.
+        applier.referenceReader = try? runningServer(name)
         applier.keepsPartial = true
         applier.resuming = startChunk > 0
         applier.progress = progress

@@ -132,7 +132,60 @@ public final class ControlClient: VolumeAccess {
     }
 
     public func write(originExtents extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
-        for e in extents where !e.data.isEmpty {
+        let extents = extents.filter { !$0.data.isEmpty }
+        guard server.features?.contains(ServerInfo.featureWriteExtents) == true else {
+            try writeEachExtent(extents)
+            return
+        }
+        // As few requests as the limits allow: each is one commit.
+        var start = 0
+        while start < extents.count {
+            var end = start, bytes = 0
+            while end < extents.count, end - start < writeExtentsCountMax, bytes + extents[end].data.count <= writeExtentsBytesMax {
+                bytes += extents[end].data.count
+                end += 1
+            }
+            if end == start {
+                // One extent larger than a request: a write of its own.
+                try writeEachExtent([extents[start]])
+                start += 1
+                continue
+            }
+            try writeExtents(extents[start..<end])
+            start = end
+        }
+    }
+
+    /// One `writeExtents` request: the list, the bytes in data frames, the end frame.
+    private func writeExtents(_ extents: ArraySlice<(offset: UInt64, data: UnsafeRawBufferPointer)>) throws {
+        let request = ControlRequest.writeExtents(extents: extents.map { [$0.offset, UInt64($0.data.count)] })
+        try send(request)
+        var piece: [UInt8] = []
+        piece.reserveCapacity(streamPieceBytes)
+        do {
+            for e in extents {
+                var done = 0
+                while done < e.data.count {
+                    let n = min(streamPieceBytes - piece.count, e.data.count - done)
+                    piece.append(contentsOf: UnsafeRawBufferPointer(rebasing: e.data[done..<(done + n)]))
+                    done += n
+                    if piece.count == streamPieceBytes {
+                        try send(.data(piece))
+                        piece.removeAll(keepingCapacity: true)
+                    }
+                }
+            }
+            if !piece.isEmpty { try send(.data(piece)) }
+        } catch VolumeError.unreachable {
+            // The server refused part way: its reply came early.
+        }
+        try? send(.end)
+        try expect(try receiveReply(), for: request) as Void
+    }
+
+    /// Each extent as a write request of its own (a server without `writeExtents`).
+    private func writeEachExtent(_ extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
+        for e in extents {
             var done = 0
             _ = try write(snapshot: nil, offset: e.offset, flush: false) { buffer in
                 let n = min(buffer.count, e.data.count - done)

@@ -4,8 +4,8 @@
 // then the payload. Kind 1 is a message (JSON of ControlRequest or ControlReply), kind 2 a
 // piece of a data stream (raw bytes; for a changelist, u64 LE chunk numbers), kind 3 the end
 // of a data stream. A client sends one request at a time and reads frames until the reply
-// message; `read`, `readRanges` and `changelist` replies are preceded by data frames, a `write` request
-// is followed by data frames and an end frame.
+// message; `read`, `readRanges` and `changelist` replies are preceded by data frames, a `write` or
+// `writeExtents` request is followed by data frames and an end frame.
 
 import Foundation
 import SnapStore
@@ -26,6 +26,9 @@ public enum ControlRequest: Codable, Equatable, Sendable {
     case readRanges(snapshot: UInt64?, ranges: [[UInt64]])
     /// `flush` nil: true.
     case write(snapshot: UInt64?, offset: UInt64, flush: Bool?)
+    /// Origin writes at [offset, length] extents, their bytes back to back in the data frames
+    /// that follow: one commit covers every copy-out they need. Durable after `flush`.
+    case writeExtents(extents: [[UInt64]])
     case flush
     case changelist(from: StoreSide, to: StoreSide, start: UInt64?, limit: UInt64?)
     case adoptUUID(uuid: String)
@@ -48,6 +51,12 @@ public struct ServerInfo: Codable, Equatable, Sendable {
     public var blockFileDirectory: String
     public var nbdSocket: String?
     public var nbdListen: String?
+    /// Requests beyond the first version's that this server takes (absent: none), so that a
+    /// newer client asks an older server only what it knows.
+    public var features: [String]?
+
+    /// The server takes `writeExtents`.
+    public static let featureWriteExtents = "writeExtents"
 }
 
 /// A device the server has attached.

@@ -164,13 +164,17 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
 
     /// Runs one request; false when the connection went away in the middle.
     private func handle(_ request: ControlRequest) -> Bool {
+        dataEnded = false
         do {
             let result = try perform(request)
             reply(.ok(result))
         } catch ConnectionGone.gone {
             return false
         } catch {
-            if case .write = request { if !drainWrite() { return false } }
+            switch request {
+            case .write, .writeExtents: if !dataEnded && !drainWrite() { return false }
+            default: break
+            }
             logger.info("request \(request.name) failed: \(error)")
             reply(.failed(ControlFailure(error)))
         }
@@ -178,6 +182,8 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     }
 
     private enum ConnectionGone: Error { case gone }
+    /// The request being handled took its end frame already: a failure has nothing to drain.
+    private var dataEnded = false
 
     /// One request, one line each: the store's answers come from the host, the server's own
     /// from `server`; the streaming requests have functions of their own below.
@@ -197,6 +203,7 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         case let .readRanges(snapshot, pairs): return try sendRanges(snapshot: snapshot, pairs: pairs)
         case .flush: try host.flush(); return .none
         case let .write(snapshot, offset, flush): return try receiveWrite(snapshot: snapshot, offset: offset, flush: flush ?? true)
+        case let .writeExtents(pairs): return try receiveExtents(pairs)
         case let .dataRanges(snapshot, first, end):
             guard first <= end else { throw VolumeError.protocolViolation("chunk range \(first)..<\(end)") }
             return .ranges(try host.dataRanges(snapshot: snapshot, chunks: first..<end).map { [$0.lowerBound, $0.upperBound] })
@@ -255,6 +262,7 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
             case let .broken(e): throw e
             case .frame(.end):
                 finished = true
+                dataEnded = true
                 return 0
             case let .frame(.data(bytes)):
                 guard bytes.count <= buffer.count else {
@@ -269,6 +277,56 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         if !finished { _ = drainWrite() }
         logger.info("wrote \(written) bytes at \(offset) of \(snapshot.map { "snapshot \($0)" } ?? "the origin")")
         return .count(written)
+    }
+
+    /// Where a `writeExtents` request's bytes gather before they go to the store together.
+    private var extentBytes: [UInt8] = []
+
+    /// A batched origin write: the extents' bytes from the data frames, up to the end frame,
+    /// then one store call (one commit for every copy-out they need).
+    private func receiveExtents(_ pairs: [[UInt64]]) throws -> ControlResult {
+        guard pairs.count <= writeExtentsCountMax else {
+            throw VolumeError.protocolViolation("\(pairs.count) extents in one write: at most \(writeExtentsCountMax)")
+        }
+        var total = 0
+        for p in pairs {
+            guard p.count == 2, p[1] > 0, p[1] <= UInt64(writeExtentsBytesMax - total), p[0] <= UInt64.max - p[1] else {
+                throw VolumeError.protocolViolation("an extent is not an [offset, length] pair, or the extents pass \(writeExtentsBytesMax) bytes in all")
+            }
+            total += Int(p[1])
+        }
+        if extentBytes.count < total { extentBytes = [UInt8](repeating: 0, count: total) }
+        var filled = 0
+        receiving: while true {
+            switch next() {
+            case .gone: throw ConnectionGone.gone
+            case let .broken(e): throw e
+            case .frame(.end):
+                dataEnded = true
+                break receiving
+            case let .frame(.data(bytes)):
+                guard bytes.count <= total - filled else {
+                    throw VolumeError.protocolViolation("the data frames carry more than the extents' \(total) bytes")
+                }
+                extentBytes.replaceSubrange(filled..<(filled + bytes.count), with: bytes)
+                filled += bytes.count
+            case .frame(.message):
+                throw VolumeError.protocolViolation("a request arrived in the middle of a write's data")
+            }
+        }
+        guard filled == total else {
+            throw VolumeError.protocolViolation("the data frames carry \(filled) of the extents' \(total) bytes")
+        }
+        try extentBytes.withUnsafeBytes { b in
+            var at = 0
+            let extents = pairs.map { p -> (offset: UInt64, data: UnsafeRawBufferPointer) in
+                defer { at += Int(p[1]) }
+                return (p[0], UnsafeRawBufferPointer(rebasing: b[at..<(at + Int(p[1]))]))
+            }
+            try host.write(originExtents: extents)
+        }
+        logger.info("wrote \(total) bytes of the origin in \(pairs.count) extents")
+        return .none
     }
 
     /// The changed chunks as data frames of u64 LE chunk numbers.

@@ -111,7 +111,8 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
         ServerInfo(volume: configuration.volume, storePath: configuration.storePath,
                    originPath: (try? host.status().originPath) ?? "", processID: getpid(),
                    blockFileDirectory: configuration.blockFileDirectory, nbdSocket: configuration.nbdSocketPath,
-                   nbdListen: configuration.nbdListen.map { "\($0.host):\(nbd?.tcpPort ?? $0.port)" })
+                   nbdListen: configuration.nbdListen.map { "\($0.host):\(nbd?.tcpPort ?? $0.port)" },
+                   features: [ServerInfo.featureWriteExtents])
     }
 
     /// Blocks until SIGTERM or SIGINT, then shuts down. Call `VolumeDaemon.blockSignals()`

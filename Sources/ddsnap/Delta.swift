@@ -123,7 +123,9 @@ struct DeltaApply: ParsableCommand {
         guard fd >= 0 else { throw StoreError.io(operation: "open", path: input, errno: errno) }
         defer { if fd != 0 { close(fd) } }
         let path = input == "-" ? "standard input" : input
-        let applier = DeltaApplier(replica: try store.open())
+        let replica = try store.open()
+        let applier = DeltaApplier(replica: replica)
+        applier.referenceReader = referenceReader(for: replica)
         if !quiet { applier.progress = Progress(label: "delta apply", interactive: isatty(2) == 1) }
         let outcome = try applier.apply { try readFull(fd, $0, path: path) }
         let t = outcome.header.target

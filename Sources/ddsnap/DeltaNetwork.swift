@@ -140,7 +140,9 @@ struct DeltaListen: ParsableCommand {
 
     private func apply(_ connection: BlockingConnection, to replica: any VolumeAccess) -> DeltaReply {
         do {
-            let outcome = try DeltaApplier(replica: replica).apply { try connection.read(into: $0) }
+            let applier = DeltaApplier(replica: replica)
+            applier.referenceReader = referenceReader(for: replica)
+            let outcome = try applier.apply { try connection.read(into: $0) }
             let t = outcome.header.target
             let message = outcome.alreadyApplied ? "the replica already holds snapshot \(t.tag)"
                 : "applied snapshot \(t.tag) (\(outcome.trailer.dataChunks) chunks of data, \(outcome.trailer.zeroChunks) zero) \(outcome.header.base.map { "on snapshot \($0.tag)" } ?? "as a full copy")"

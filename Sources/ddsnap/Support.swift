@@ -36,6 +36,15 @@ struct StoreOptionsGroup: ParsableArguments {
     }
 }
 
+/// A handle that reads `replica` while an applier's writer thread writes it: a store opened
+/// here locks its calls; a server's control connection carries one request at a time, so a
+/// second one is opened (nil: the applier waits for its writer before each such read).
+func referenceReader(for replica: any VolumeAccess) -> (any VolumeAccess)? {
+    if replica is VolumeHost { return replica }
+    if let client = replica as? ControlClient { return try? ControlClient(socketPath: client.socketPath) }
+    return nil
+}
+
 /// "STORE is in use by `ddsnap server ...` (pid N)": who holds the lock, from /proc/locks.
 func describeLockHolder(_ path: String) -> String {
     var st = stat()

@@ -59,4 +59,36 @@ import Testing
         try decoder.finish()
         #expect(seen == ["header b 1", "record 0 zero", "record 1 hello", "trailer 2"])
     }
+
+    /// A kind 5 record whose frame was made by the zstd command, not by this code:
+    /// `zstd --no-check --patch-from=REF NEW`, REF being chunk 1 above ("hello, delta" and
+    /// zeros) and NEW the same with "DELTA". The decoder reads it against the base's chunk.
+    @Test func aRecordAgainstTheBaseFromTheZstdCommand() throws {
+        var h = header
+        h.features = DeltaFormat.featureBase | DeltaFormat.featureZstd | DeltaFormat.featureZstdAgainstBase
+        h.chunkCount = 1
+        let frame: [UInt8] = [0x28, 0xb5, 0x2f, 0xfd, 0x60, 0x00, 0x0f, 0x7d, 0x00, 0x00, 0x28, 0x44, 0x45, 0x4c, 0x54,
+                              0x41, 0x02, 0x00, 0xf1, 0x07, 0x5e, 0x07, 0xc0, 0x3d, 0x41]
+        let expected = Array("hello, DELTA".utf8) + [UInt8](repeating: 0, count: 4096 - 12)
+        let r = RecordHeader(kind: .zstdAgainstBase, firstChunk: 1, chunkCount: 1, storedBytes: UInt32(frame.count), dataBytes: 4096)
+        let body = h.encoded() + expected.withUnsafeBytes { r.prefix() + r.checksum(data: $0) } + frame
+        var t = DeltaTrailer()
+        (t.recordCount, t.dataChunks, t.dataBytes, t.streamBytes) = (1, 1, 4096, UInt64(body.count))
+        t.streamDigest = Array(SHA256.hash(data: body))
+        let decoder = DeltaDecoder()
+        var asked: [UInt64] = []
+        decoder.reference = { ranges, into in
+            asked += ranges.map(\.offset)
+            self.data.withUnsafeBytes { into.copyMemory(from: $0) }
+        }
+        var decoded: [UInt8] = []
+        try (body + t.encoded()).withUnsafeBytes { b in
+            try decoder.feed(b) { event in
+                if case let .record(_, d?) = event { decoded = Array(d) }
+            }
+        }
+        try decoder.finish()
+        #expect(asked == [4096])
+        #expect(decoded == expected)
+    }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Malformed control-socket messages: each gets a failure reply naming the problem (or, for a
-frame that cannot be trusted, that reply and a closed connection); the server goes on.
+frame that cannot be trusted, that reply and a closed connection); the server goes on. The
+server's `hello` must list the batched origin write, whose bad lists and data are refused too.
 Usage: control_malformed.py SOCKET"""
 import json
 import socket
@@ -94,6 +95,42 @@ while isinstance(r, bytes):
     pieces.append(len(r))
     r = reply(s)
 check("readRanges streams each range, then replies", r and "ok" in r and pieces == [100, 8192], f"{pieces} {failure_text(r)}")
+# Batched origin writes: bad lists are refused after their data (drained to the end frame);
+# data that does not match the list is refused; the connection goes on either way.
+for extents, data, text, name in [
+        ([[0]], b"", "not an [offset, length] pair", "an extent without a length"),
+        ([[0, 0]], b"", "not an [offset, length] pair", "an empty extent"),
+        ([[0, 512]] * 8193, b"x" * 512, "at most 8192", "more extents than allowed"),
+        ([[0, 2**24], [2**24, 1]], b"", "16777216 bytes in all", "more bytes than allowed"),
+        ([[0, 100]], b"y" * 101, "carry more than", "more data than the extents"),
+        ([[0, 100], [4096, 100]], b"z" * 150, "carry 150 of the extents' 200 bytes", "less data than the extents"),
+        ([[2**62, 100]], b"w" * 100, "past its end", "an extent past the end")]:
+    s.sendall(frame(1, json.dumps({"writeExtents": {"extents": extents}}).encode()) + frame(2, data) * (1 if data else 0) + frame(3))
+    r = reply(s)
+    check(f"writeExtents with {name} is refused", r and "failed" in r and text in failure_text(r), failure_text(r))
+
+
+def read_extents(s):
+    s.sendall(frame(1, json.dumps({"readRanges": {"ranges": [[8192, 3], [12288, 2]]}}).encode()))
+    got = b""
+    r = reply(s)
+    while isinstance(r, bytes):
+        got += r
+        r = reply(s)
+    return got
+
+
+def write_extents(s, data):
+    s.sendall(frame(1, json.dumps({"writeExtents": {"extents": [[8192, 3], [12288, 2]]}}).encode()) + frame(2, data[:3]) + frame(2, data[3:]) + frame(3))
+    return reply(s)
+
+
+before = read_extents(s)
+r = write_extents(s, b"abcde")
+check("writeExtents writes its extents", r and "ok" in r, failure_text(r))
+check("the extents read back", read_extents(s) == b"abcde")
+r = write_extents(s, before)  # the volume as it was (the caller compares it)
+check("and the bytes before them are back", r and "ok" in r and read_extents(s) == before, failure_text(r))
 s.sendall(frame(1, json.dumps({"delete": {"tag": 999999}}).encode()))
 r = reply(s)
 check("delete of a missing snapshot is refused", r and "snapshotMissing" in failure_text(r), failure_text(r))
@@ -103,4 +140,5 @@ s = connect()
 s.sendall(frame(1, json.dumps({"hello": {}}).encode()))
 r = reply(s)
 check("server still serves", r and "ok" in r, failure_text(r))
+check("the server lists writeExtents among its features", "writeExtents" in json.dumps(r.get("ok", {})) if r else False, failure_text(r))
 sys.exit(1 if tapcheck.failures else 0)
