@@ -21,6 +21,7 @@ yes "compressible text" | head -c 4M | "$D" write src.store --offset 20M 2>/dev/
 head -c 300K /dev/urandom | "$D" write src.store --offset 3M 2>/dev/null
 "$D" create src.store 2 >/dev/null
 head -c 64K /dev/urandom | "$D" write src.store --offset 40M 2>/dev/null
+printf 'a few bytes changed in text' | "$D" write src.store --offset 21M 2>/dev/null
 "$D" create src.store 3 >/dev/null
 
 # Changelists.
@@ -44,6 +45,19 @@ expect_ok "no FILE.partial left" test ! -e inc12.zd.partial
 cp rep.store rep-at-1.store; cp rep.origin rep-at-1.origin
 expect_ok "apply -i FILE" "$D" delta apply rep.store -i inc12.zd --quiet
 expect_ok "replica snapshot 2 equals the source's" same src.store rep.store 2
+cp rep.store rep-at-2.store; cp rep.origin rep-at-2.origin
+# zstd with a base: records compressed against the base's same bytes, decoded against the
+# replica's own copy of the base (a store opened here, and below a server's second connection).
+expect_ok "delta create 2 3 --compress zstd" "$D" delta create src.store 2 3 -o inc23z.zd --compress zstd --quiet
+expect_ok "its records are compressed against the base (feature 8, kind 5)" python3 -c "
+import struct, sys
+b = open('inc23z.zd', 'rb').read()
+at, kinds = struct.unpack_from('<H', b, 10)[0], set()
+while b[at:at + 4] == b'ZREC':
+    kinds.add(b[at + 4]); at += 64 + struct.unpack_from('<I', b, at + 20)[0]
+sys.exit(0 if struct.unpack_from('<I', b, 12)[0] & 8 and 5 in kinds else 1)"
+expect_ok "applied to a replica at snapshot 2" "$D" delta apply rep-at-2.store --origin rep-at-2.origin -i inc23z.zd --quiet
+expect_ok "its snapshot 3 equals the source's" bash -c "cmp -s <('$D' read rep-at-2.store --origin rep-at-2.origin --snapshot 3) <('$D' read src.store --snapshot 3)"
 expect_eq "applying it again does nothing" "the replica already holds snapshot 2; nothing to do" "$("$D" delta apply rep.store -i inc12.zd --quiet 2>&1)"
 expect_fail "a stream whose base the replica lacks" "does not hold the base snapshot 2" "$D" delta apply rep-at-1.store --origin rep-at-1.origin -i inc23.zd --quiet
 "$D" delta create src.store 2 2 -o empty.zd --quiet
@@ -109,7 +123,7 @@ if [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ]; then
     out=$("$D" server srv.store --name dl$$ --socket "$WORK/srv.sock" --block-files "$WORK/blocks" --log "$WORK/srv.log")
     pid=$(echo "$out" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p'); PIDS+=("$pid")
     expect_ok "full stream applied through a server's socket" sh -c "'$D' delta create src.store 1 --quiet | '$D' delta apply '$WORK/srv.sock' --quiet"
-    expect_ok "incremental streams through the socket" sh -c "'$D' delta apply '$WORK/srv.sock' -i inc12.zd --quiet && '$D' delta apply '$WORK/srv.sock' -i inc23.zd --quiet"
+    expect_ok "incremental streams through the socket (zstd against the base)" sh -c "'$D' delta apply '$WORK/srv.sock' -i inc12.zd --quiet && '$D' delta apply '$WORK/srv.sock' -i inc23z.zd --quiet"
     expect_ok "the served replica's snapshot 3 equals the source's" bash -c "cmp -s <('$D' read '$WORK/srv.sock' --snapshot 3) <('$D' read src.store --snapshot 3)"
     expect_ok "a stream created through the socket equals one from the file" bash -c "cmp -s <('$D' delta create '$WORK/srv.sock' 2 3 --quiet) inc23.zd"
     kill -TERM "$pid"; for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
