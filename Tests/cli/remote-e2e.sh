@@ -3,7 +3,8 @@
 # hosts in network namespaces joined by veth pairs (A-B, B-C, A-C), each with its own
 # ZUMASTOR_ROOT, service, volumes and key. Push and pull, by hand and by period; names that
 # differ on each side; a chain A -> B -> C; fan-out with one target unreachable; transfers cut
-# by kill -9 of the sender and of the receiver and by a link down, each resumed; trust (an
+# by kill -9 of the sender and of the receiver, a link down and a stop of either service, each
+# resumed; a lost acknowledgement; IPv6; trust (an
 # unpinned key, a source for another volume, a replica of another volume); and bad input on
 # every new command, each refused in one line with the configuration unchanged.
 # Usage: Tests/cli/remote-e2e.sh PATH/TO/zumastor
@@ -98,6 +99,39 @@ echo "$text" | grep -qE "lag: +[0-9]+ s" && ok "status shows the lag" || not_ok 
 lag=$(on b "$Z" status "$VB" --json | python3 -c 'import json,sys; d=json.load(sys.stdin)["source"]; print(d["lastSnapshot"] is not None and d["lagSeconds"] >= 0 and d["lastError"] is None)')
 expect_eq "status --json on the replica: last snapshot, lag, no error" "True" "$lag"
 
+# IPv6: a push to the replica's IPv6 address, then a pull from the original's.
+ip -n "$A" addr add fd79:1::1/64 dev "ab$$" nodad; ip -n "$B" addr add fd79:1::2/64 dev "ba$$" nodad
+expect_ok "a target at an IPv6 address" on a "$Z" define target "$VA" "[fd79:1::2]" --key "$KB" --name "$VB"
+date >> "$M/testfile"
+expect_ok "a push over IPv6" on a "$Z" replicate "$VA" "[fd79:1::2]"
+expect_eq "the change arrived over IPv6" "$(sum "$M/testfile")" "$(sum "$(view b "$VB")/testfile")"
+# (The replica logs a cycle once it has cleaned up after DONE.)
+logged() { for _ in $(seq 50); do grep -q "$1" "$2" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+logged "from \[fd79:1::1\]" "$WORK/b/var/log/zumastor/$VB/replication.log" && ok "the replica logs the peer's IPv6 address" \
+    || not_ok "IPv6 peer logged" "$(tail -n 3 "$WORK/b/var/log/zumastor/$VB/replication.log")"
+expect_ok "a source at an IPv6 address" on b "$Z" define source "$VB" "[fd79:1::1]:11235" --key "$KA" --name "$VA"
+date >> "$M/testfile"
+expect_ok "a pull over IPv6" on b "$Z" replicate "$VB"
+expect_eq "the pulled change arrived over IPv6" "$(sum "$M/testfile")" "$(sum "$(view b "$VB")/testfile")"
+on b "$Z" define source "$VB" 10.79.1.1 --key "$KA" --name "$VA" >/dev/null
+expect_ok "forget the IPv6 target" on a "$Z" forget target "$VA" "[fd79:1::2]"
+
+# A lost acknowledgement: the original's state as if it died after the replica took snapshot S
+# and before DONE arrived (S still 'sending'); the next cycle sees that the replica holds S and
+# sends only what came after it.
+st=$(ls "$WORK"/a/var/lib/zumastor/volumes/"$VA"/replication/target-10.79.1.2-*.json)
+cp "$st" state.before
+date >> "$M/testfile"
+on a "$Z" replicate "$VA" 10.79.1.2 >/dev/null
+s=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["held"])' "$st")
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["sending"]=int(sys.argv[2]); json.dump(d, open(sys.argv[3], "w"))' state.before "$s" "$st"
+date >> "$M/testfile"
+out=$(on a "$Z" replicate "$VA" 10.79.1.2 2>&1)
+echo "$out" | grep -q "as changes since snapshot $s" && ok "a lost acknowledgement: the next cycle starts from the snapshot the replica took" || not_ok "lost ack" "$out"
+logged "already holds snapshot $s: its acknowledgement was lost" "$WORK/a/var/log/zumastor/$VA/replication.log" && ok "... and the original's log says so" \
+    || not_ok "lost ack logged" "$(tail -n 3 "$WORK/a/var/log/zumastor/$VA/replication.log")"
+expect_eq "... and the replica matches" "$(sum "$M/testfile")" "$(sum "$(view b "$VB")/testfile")"
+
 # Trust: a host whose key nobody pinned is refused at the handshake, and logged.
 on c "$Z" define volume "$VC" c.origin c.store --initialize >/dev/null
 mkfs.ext4 -q "/dev/mapper/$VC"
@@ -133,6 +167,13 @@ expect_eq "the chain's end shows the original's testfile" "$(sum "$M/testfile")"
 expect_eq "... on all three hosts" "$(sum "$(view b "$VB")/testfile")" "$(sum "$(view c "$VC2")/testfile")"
 out=$(on b "$Z" replicate "$VB" 10.79.2.3 2>&1)
 echo "$out" | grep -q "already holds snapshot" && ok "forwarding again with nothing new sends nothing" || not_ok "forward again" "$out"
+# The same chain by periods: A pushes every 2 s, B forwards every 2 s.
+on a "$Z" define target "$VA" 10.79.1.2 --key "$KB" --name "$VB" --period 2 >/dev/null
+on b "$Z" define target "$VB" 10.79.2.3 --key "$KC" --name "$VC2" --period 2 >/dev/null
+date >> "$M/testfile"
+wait_same "$M/testfile" "$(view c "$VC2")/testfile" && ok "a periodic chain brings the change to its end" \
+    || not_ok "periodic chain" "$(tail -n 3 "$WORK/b/var/log/zumastor/$VB/replication.log")"
+on a "$Z" define target "$VA" 10.79.1.2 --key "$KB" --name "$VB" >/dev/null
 expect_ok "B forgets its target on C" on b "$Z" forget target "$VB" 10.79.2.3
 
 # Catch-up: a period missed while the original's service was down runs as soon as it is back
@@ -208,6 +249,13 @@ cut_and_resume() { # cut_and_resume NAME CUT-COMMAND...: the sender's pid is $SE
     echo "$out" | grep -q "resumed at chunk" && ok "$name: the next cycle resumes" || not_ok "$name: resume" "$out"
     expect_eq "$name: the replica ends bit-identical" "$(sum "$M/big")" "$(sum "$(view b "$VB")/big")"
 }
+# The rate limit caps the bytes on the wire: 32 MiB at 16 MiB/s cannot take less than 2 s
+# (a bound a slow machine cannot break).
+head -c 32M /dev/urandom > "$M/paced"; sync
+t0=$(date +%s.%N); on a "$Z" replicate "$VA" 10.79.1.2 --quiet >/dev/null; t1=$(date +%s.%N)
+python3 -c 'import sys; sys.exit(0 if float(sys.argv[2]) - float(sys.argv[1]) >= 2.0 else 1)' "$t0" "$t1" \
+    && ok "--ratelimit 16M: 32 MiB take at least 2 s" || not_ok "rate limit" "$t0 $t1"
+rm -f "$M/paced"
 kill_sender() { kill -9 "$SENDER"; }
 cut_and_resume "kill -9 of the sender" kill_sender
 grep -q "resuming snapshot" "$WORK/b/var/log/zumastor/$VB/replication.log" && ok "the replica's log says it resumed" || not_ok "resume logged"
@@ -217,6 +265,8 @@ link_down() { ip -n "$A" link set "ab$$" down; sleep 8; ip -n "$A" link set "ab$
 cut_and_resume "the link down" link_down
 stop_start() { on b "$Z" stop >/dev/null; on b "$Z" start >/dev/null; }
 cut_and_resume "a stop and start of the replica's service" stop_start
+stop_start_original() { on a "$Z" stop >/dev/null; on a "$Z" start >/dev/null; }
+cut_and_resume "a stop and start of the original's service" stop_start_original
 on a "$Z" define target "$VA" 10.79.1.2 --key "$KB" --name "$VB" >/dev/null
 
 # Resize during the relationship (the seed's lvm-resize acceptance test): the origin grown,
