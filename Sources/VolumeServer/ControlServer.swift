@@ -138,7 +138,14 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
 
     private func serve() {
         while true {
-            switch next() {
+            let item: ControlQueueItem
+            if let m = pendingRequest {
+                pendingRequest = nil
+                item = .frame(.message(m))
+            } else {
+                item = next()
+            }
+            switch item {
             case .gone:
                 return
             case let .broken(error):
@@ -184,6 +191,9 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     private enum ConnectionGone: Error { case gone }
     /// The request being handled took its end frame already: a failure has nothing to drain.
     private var dataEnded = false
+    /// A request that arrived where a write's data or end frame was expected: the write fails,
+    /// then this request is served (not dropped).
+    private var pendingRequest: [UInt8]?
 
     /// One request, one line each: the store's answers come from the host, the server's own
     /// from `server`; the streaming requests have functions of their own below.
@@ -270,7 +280,9 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
                 }
                 bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
                 return bytes.count
-            case .frame(.message):
+            case let .frame(.message(bytes)):
+                pendingRequest = bytes
+                dataEnded = true
                 throw VolumeError.protocolViolation("a request arrived in the middle of a write's data")
             }
         }
@@ -310,7 +322,9 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
                 }
                 extentBytes.replaceSubrange(filled..<(filled + bytes.count), with: bytes)
                 filled += bytes.count
-            case .frame(.message):
+            case let .frame(.message(bytes)):
+                pendingRequest = bytes
+                dataEnded = true
                 throw VolumeError.protocolViolation("a request arrived in the middle of a write's data")
             }
         }
@@ -344,14 +358,17 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         return .none
     }
 
-    /// Skips the rest of a failed write's data, up to its end frame; false if the connection went.
+    /// Skips the rest of a failed write's data, up to its end frame (or a request, served
+    /// next); false if the connection went.
     private func drainWrite() -> Bool {
         while true {
             switch next() {
             case .gone, .broken: return false
             case .frame(.end): return true
             case .frame(.data): continue
-            case .frame(.message): return true
+            case let .frame(.message(bytes)):
+                pendingRequest = bytes
+                return true
             }
         }
     }

@@ -109,6 +109,16 @@ for extents, data, text, name in [
     r = reply(s)
     check(f"writeExtents with {name} is refused", r and "failed" in r and text in failure_text(r), failure_text(r))
 
+# A request where a write's data or end frame was due: the write fails, and the request that
+# cut it is answered after it (not dropped).
+for name, cut in [
+        ("a failed write's drain", frame(1, json.dumps({"write": {"offset": 2**62}}).encode()) + frame(2, b"abc")),
+        ("a batched write's data", frame(1, json.dumps({"writeExtents": {"extents": [[0, 100]]}}).encode()) + frame(2, b"d" * 50))]:
+    s.sendall(cut + frame(1, json.dumps({"status": {}}).encode()))
+    r1, r2 = reply(s), reply(s)
+    check(f"a request cutting {name}: the write fails", r1 and "failed" in r1, failure_text(r1))
+    check(f"a request cutting {name}: the request is answered", r2 and "ok" in r2 and "status" in json.dumps(r2), failure_text(r2))
+
 
 def read_extents(s):
     s.sendall(frame(1, json.dumps({"readRanges": {"ranges": [[8192, 3], [12288, 2]]}}).encode()))
