@@ -61,19 +61,8 @@ public final class DeltaApplier {
             let decoder = DeltaDecoder()
             decoder.reference = { [unowned self] ranges, into in
                 guard let base = self.header?.base else { throw DeltaError.malformed("a record compressed against a base in a stream without one") }
-                var at: [Int] = []
-                var next = 0
-                for r in ranges { at.append(next); next += r.length }
-                let reader: VolumeAccess
-                if let r = self.referenceReader {
-                    reader = r
-                } else {
-                    try self.writer.drain()
-                    reader = self.replica
-                }
-                try reader.read(snapshot: base.tag, ranges: ranges, into: { i in
-                    UnsafeMutableRawBufferPointer(rebasing: into[at[i]..<(at[i] + ranges[i].length)])
-                }) { _ in }
+                if self.referenceReader == nil { try self.writer.drain() }
+                try (self.referenceReader ?? self.replica).read(snapshot: base.tag, backToBack: ranges, into: into)
             }
             var input = [UInt8](repeating: 0, count: Self.readBytes)
             while true {

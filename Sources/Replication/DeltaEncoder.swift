@@ -254,14 +254,12 @@ public final class DeltaEncoder {
         let total = lengths.reduce(0, +)
         if (referenceBuffer?.capacity ?? 0) < total { referenceBuffer = BulkBuffer(capacity: max(total, DeltaFormat.recordDataTarget)) }
         let storage = referenceBuffer!.storage
-        var at: [Int] = []
-        var next = 0
-        for n in lengths { at.append(next); next += n }
-        let wanted = ranges.indices.filter { lengths[$0] > 0 }
-        try source.read(snapshot: base.tag, ranges: wanted.map { (ranges[$0].offset, lengths[$0]) }, into: { k in
-            UnsafeMutableRawBufferPointer(rebasing: storage[at[wanted[k]]..<(at[wanted[k]] + lengths[wanted[k]])])
-        }) { _ in }
-        return ranges.indices.map { UnsafeRawBufferPointer(rebasing: storage[at[$0]..<(at[$0] + lengths[$0])]) }
+        try source.read(snapshot: base.tag, backToBack: zip(ranges, lengths).map { ($0.offset, $1) }, into: storage)
+        var at = 0
+        return lengths.map { n in
+            defer { at += n }
+            return UnsafeRawBufferPointer(rebasing: storage[at..<(at + n)])
+        }
     }
 
     /// The encoder's run buffer, at least `count` bytes.

@@ -85,6 +85,19 @@ extension VolumeAccess {
     public func changedChunks(from: StoreSide, to: StoreSide, _ body: (UInt64) throws -> Void) throws {
         try changedChunks(from: from, to: to, startingAt: 0, limit: nil, body)
     }
+
+    /// Reads the ranges back to back into `buffer` (their lengths' sum at least), with one
+    /// request; empty ranges take no room and are not asked for.
+    public func read(snapshot: UInt64?, backToBack ranges: [(offset: UInt64, length: Int)], into buffer: UnsafeMutableRawBufferPointer) throws {
+        var at: [Int] = []
+        var next = 0
+        for r in ranges where r.length > 0 { at.append(next); next += r.length }
+        let wanted = ranges.filter { $0.length > 0 }
+        try checkRangeBuffer(buffer, next)
+        try read(snapshot: snapshot, ranges: wanted, into: { i in
+            UnsafeMutableRawBufferPointer(rebasing: buffer[at[i]..<(at[i] + wanted[i].length)])
+        }) { _ in }
+    }
 }
 
 /// The widest chunk range one `dataRanges` call takes (its reply stays small).

@@ -108,11 +108,7 @@ import Testing
         var calls: [Int] = []
         decoder.reference = { ranges, into in
             calls.append(ranges.count)
-            var at = 0
-            try source.host.read(snapshot: 1, ranges: ranges, into: { i in
-                defer { at += ranges[i].length }
-                return UnsafeMutableRawBufferPointer(rebasing: into[at..<(at + ranges[i].length)])
-            }) { _ in }
+            try source.host.read(snapshot: 1, backToBack: ranges, into: into)
         }
         let target = try source.image(2)
         var records = 0
