@@ -159,40 +159,69 @@ int zuma_release_free_memory(void) {
 #include <stdio.h>
 #include <string.h>
 
-int zuma_loop_attach(const char *file, int read_only, int direct_io, char *device, size_t device_cap) {
+/// Binds `backing` to loop device number `n` (writing its path into `device`): 0, or -1 with
+/// errno set (EBUSY: the device is taken).
+static int configure_loop(int n, int backing, const char *file, int read_only, int direct_io, char *device, size_t device_cap) {
+    snprintf(device, device_cap, "/dev/loop%d", n);
+    int loop = open(device, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (loop < 0) return -1;
+    struct loop_config config;
+    memset(&config, 0, sizeof config);
+    config.fd = (uint32_t)backing;
+    config.info.lo_flags = (read_only ? LO_FLAGS_READ_ONLY : 0) | (direct_io ? LO_FLAGS_DIRECT_IO : 0);
+    strncpy((char *)config.info.lo_file_name, file, LO_NAME_SIZE - 1);
+    int rc = ioctl(loop, LOOP_CONFIGURE, &config);
+    if (rc < 0 && errno == EINVAL && direct_io) {
+        // The file refuses direct I/O: buffered loop I/O still reaches the store.
+        config.info.lo_flags &= ~LO_FLAGS_DIRECT_IO;
+        rc = ioctl(loop, LOOP_CONFIGURE, &config);
+    }
+    int e = errno;
+    close(loop);
+    errno = e;
+    return rc;
+}
+
+int zuma_loop_attach(const char *file, int read_only, int direct_io, int preferred, char *device, size_t device_cap) {
     int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (control < 0) return -1;
     int backing = open(file, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct_io ? O_DIRECT : 0));
     if (backing < 0 && direct_io) backing = open(file, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (backing < 0) { int e = errno; close(control); errno = e; return -1; }
+    // The preferred number first (made when missing); any free one when it is taken.
+    if (preferred >= 0) {
+        if (ioctl(control, LOOP_CTL_ADD, preferred) >= 0 || errno == EEXIST) {
+            if (configure_loop(preferred, backing, file, read_only, direct_io, device, device_cap) == 0) {
+                close(backing); close(control); return 0;
+            }
+        }
+    }
     // Another process may take the free device between the two calls: try again then.
     for (int attempt = 0; attempt < 16; attempt++) {
         int n = ioctl(control, LOOP_CTL_GET_FREE);
         if (n < 0) break;
-        snprintf(device, device_cap, "/dev/loop%d", n);
-        int loop = open(device, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-        if (loop < 0) continue;
-        struct loop_config config;
-        memset(&config, 0, sizeof config);
-        config.fd = (uint32_t)backing;
-        config.info.lo_flags = (read_only ? LO_FLAGS_READ_ONLY : 0) | (direct_io ? LO_FLAGS_DIRECT_IO : 0);
-        strncpy((char *)config.info.lo_file_name, file, LO_NAME_SIZE - 1);
-        int rc = ioctl(loop, LOOP_CONFIGURE, &config);
-        if (rc < 0 && errno == EINVAL && direct_io) {
-            // The file refuses direct I/O: buffered loop I/O still reaches the store.
-            config.info.lo_flags &= ~LO_FLAGS_DIRECT_IO;
-            rc = ioctl(loop, LOOP_CONFIGURE, &config);
-        }
+        int rc = configure_loop(n, backing, file, read_only, direct_io, device, device_cap);
         int e = errno;
-        close(loop);
         if (rc == 0) { close(backing); close(control); return 0; }
-        if (e != EBUSY) { close(backing); close(control); errno = e; return -1; }
+        if (e != EBUSY && e != ENOENT) { close(backing); close(control); errno = e; return -1; }
     }
     int e = errno;
     close(backing);
     close(control);
     errno = e ? e : EBUSY;
     return -1;
+}
+
+int zuma_loop_remove(const char *device) {
+    int n = -1;
+    if (sscanf(device, "/dev/loop%d", &n) != 1 || n < 0) { errno = EINVAL; return -1; }
+    int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (control < 0) return -1;
+    int rc = ioctl(control, LOOP_CTL_REMOVE, n);
+    int e = errno;
+    close(control);
+    errno = e;
+    return rc < 0 ? -1 : 0;
 }
 
 /// One argument-less ioctl on a loop device, with errno kept across the close.

@@ -18,11 +18,15 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
     /// A master volume's origin is mounted while the volume runs (`define master`).
     public var master = false
     /// Master options: snapshots mounted under the snapshot directory (unless
-    /// `--no-snapmount`), NFS re-export after each mount change, Samba `@GMT-` bind mounts in
-    /// the origin, a `.snapshot` link in the origin.
+    /// `--no-snapmount`), NFS exports of the origin and the snapshots (through `nfsServer`, to
+    /// `nfsClients`), a Samba share with the snapshots as previous versions (named
+    /// `sambaShare`, else after the volume), a `.snapshot` link in the origin.
     public var snapmount = true
     public var export = false
+    public var nfsServer: NFSServerChoice = .auto
+    public var nfsClients = ["*"]
     public var samba = false
+    public var sambaShare: String?
     public var dotsnapshot = false
     /// The snapshot freeze expedites the kernel's RCU grace periods (RCUExpedite); off with
     /// `define master --no-expedite`.
@@ -61,7 +65,10 @@ public struct VolumeConfig: Codable, Equatable, Sendable {
         master = try c.decodeIfPresent(Bool.self, forKey: .master) ?? false
         snapmount = try c.decodeIfPresent(Bool.self, forKey: .snapmount) ?? true
         export = try c.decodeIfPresent(Bool.self, forKey: .export) ?? false
+        nfsServer = try c.decodeIfPresent(NFSServerChoice.self, forKey: .nfsServer) ?? .auto
+        nfsClients = try c.decodeIfPresent([String].self, forKey: .nfsClients) ?? ["*"]
         samba = try c.decodeIfPresent(Bool.self, forKey: .samba) ?? false
+        sambaShare = try c.decodeIfPresent(String.self, forKey: .sambaShare)
         dotsnapshot = try c.decodeIfPresent(Bool.self, forKey: .dotsnapshot) ?? false
         expediteFreeze = try c.decodeIfPresent(Bool.self, forKey: .expediteFreeze) ?? true
         schedule = try c.decodeIfPresent([ScheduleEntry].self, forKey: .schedule) ?? []

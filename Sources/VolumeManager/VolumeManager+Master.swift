@@ -10,11 +10,18 @@ import VolumeServer
 public struct MasterOptions: Sendable, Equatable {
     public var snapmount = true
     public var export = false
+    public var nfsServer: NFSServerChoice = .auto
+    public var nfsClients = ["*"]
     public var samba = false
+    /// The Samba share's name (nil: the volume's).
+    public var sambaShare: String?
     public var dotsnapshot = false
     public var expediteFreeze = true
 
     public init() {}
+
+    /// The client list of `--nfs-clients` (comma-separated *, names, addresses, networks).
+    public static func parseNFSClients(_ text: String) throws -> [String] { try NFSExportText.parseClients(text) }
 }
 
 extension VolumeManager {
@@ -26,14 +33,16 @@ extension VolumeManager {
                 throw ZumastorError.invalid("volume '\(name)' is a replica of \(source.endpoint): its origin takes only what its source sends (zumastor forget source \(name) first)")
             }
             let client = try runningServer(name)
-            if options.export && options.snapmount, Executables.onPath("exportfs") == nil {
-                throw ZumastorError.invalid("--export needs the NFS server's exportfs (apt-get install nfs-kernel-server)")
-            }
+            try checkExportOptions(name, options)
             if c.master { try stopMasterLocked(c, client) }
             c.master = true
             c.snapmount = options.snapmount
-            c.export = options.export && options.snapmount
-            c.samba = options.samba && options.snapmount
+            // The origin is exported and shared with or without snapshot mounts.
+            c.export = options.export
+            c.nfsServer = options.nfsServer
+            c.nfsClients = options.nfsClients
+            c.samba = options.samba
+            c.sambaShare = options.sambaShare
             c.dotsnapshot = options.dotsnapshot && options.snapmount
             c.expediteFreeze = options.expediteFreeze
             try mountOrigin(c)
@@ -141,14 +150,15 @@ extension VolumeManager {
                 do { try mountSnapshot(c, client, s) } catch { problems.append("snapshot \(s.tag): \(error)") }
             }
             do { try updateLinks(c, client) } catch { problems.append("\(error)") }
-            if c.export { problems += reexport() }
         }
+        if c.export || c.samba { problems += publishExports() }
         do { try startAgent(c.name) } catch { problems.append("\(error)") }
         if !problems.isEmpty { throw ZumastorError.failed("master \(c.name) started with problems: " + problems.joined(separator: "; ")) }
     }
 
-    /// Unmounts everything below the snapshot directory, the Samba views, then the origin,
-    /// and detaches the snapshot devices. Works without a server too (after a crash).
+    /// Withdraws the volume's NFS exports and Samba share, unmounts everything below the
+    /// snapshot directory, then the origin, and detaches the snapshot devices. Works without
+    /// a server too (after a crash).
     /// With no server (it died), the devices under the mounts are dead: what will not
     /// unmount is detached lazily, since nothing can be written through it any more.
     /// With a server, nothing is unmounted while a process still uses the origin or a
@@ -157,18 +167,17 @@ extension VolumeManager {
     func stopMasterLocked(_ c: VolumeConfig, _ client: (any VolumeServerLink)?) throws {
         let origin = mountPoint(c)
         let snapshotMounts = system.mountPoints(under: snapshotDirectory(c))
-        let shadows = system.mountPoints(under: origin).filter { ($0 as NSString).lastPathComponent.hasPrefix("@GMT-") && $0 != origin }
         do {
+            // NFS and Samba servers hold what they serve open, and would count as its users.
+            let problems = withdrawExports(c, [origin, snapshotDirectory(c)])
+            if !problems.isEmpty && client != nil { throw ZumastorError.failed("volume '\(c.name)' could not be withdrawn from its clients, nothing was stopped: " + problems.joined(separator: "; ")) }
             if client != nil {
                 let users = system.users(of: (system.isMountPoint(origin) ? [origin] : []) + snapshotMounts)
                 if !users.isEmpty {
                     throw ZumastorError.failed("volume '\(c.name)' is in use, nothing was stopped: \(users.joined(separator: "; ")) (see lsof \(origin))")
                 }
             }
-            for point in shadows + snapshotMounts {
-                try system.unmount(point, lazilyIfBusy: client == nil)
-                if point.hasPrefix(origin + "/") { rmdir(point) }
-            }
+            for point in snapshotMounts { try system.unmount(point, lazilyIfBusy: client == nil) }
             if let client {
                 for d in try client.devices() { if let tag = d.tag, !d.writable { _ = try client.detach(tag: tag) } }
             }

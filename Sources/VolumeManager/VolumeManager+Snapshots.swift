@@ -92,12 +92,8 @@ extension VolumeManager {
             let (dropped, problems) = rotate(c, client)
             outcome.dropped = dropped
             outcome.problems += problems
-            if c.samba && !dropped.isEmpty {
-                // A dropped snapshot may have held an @GMT name another one of its second can take.
-                for s in (try? snapshots(client)) ?? [] where mountDirectory(c, s) != nil { try? mountSnapshot(c, client, s) }
-            }
             do { try updateLinks(c, client) } catch { outcome.problems.append("cannot update the links in \(snapshotDirectory(c)): \(error)") }
-            if c.export { outcome.problems += reexport() }
+            if c.export { outcome.problems += publishExports() }
             let log = masterLog(name)
             log?.info("took \(kinds.isEmpty ? "manual" : kinds.joined(separator: "+")) snapshot \(taken.tag)\(outcome.mountDirectory.map { " at \($0)" } ?? "")\(outcome.dropped.isEmpty ? "" : "; rotation dropped \(outcome.dropped.map(String.init).joined(separator: ", "))")")
             for p in outcome.problems { log?.warning("\(p)") }
@@ -124,9 +120,9 @@ extension VolumeManager {
         }
     }
 
-    /// Squashed snapshots (given up when the store filled; their reads fail) are unmounted
-    /// (lazily when busy: nothing can be read there any more), detached, their directories
-    /// and Samba views removed, and the links updated. Returns what could not be done.
+    /// Squashed snapshots (given up when the store filled; their reads fail) are withdrawn
+    /// from NFS, unmounted (lazily when busy: nothing can be read there any more), detached,
+    /// their directories removed, and the links updated. Returns what could not be done.
     @discardableResult
     func releaseSquashed(_ c: VolumeConfig, _ client: any VolumeServerLink) -> [String] {
         guard let all = try? snapshots(client) else { return [] }
@@ -137,12 +133,8 @@ extension VolumeManager {
             let attached = (try? client.devices())?.contains { $0.tag == s.tag } ?? false
             guard attached || directory.map({ system.isMountPoint($0) || FileManager.default.fileExists(atPath: $0) }) ?? false else { continue }
             do {
-                let shadow = sambaDirectory(c, s)
-                if let directory, system.isMountPoint(shadow) && system.sameFilesystem(shadow, directory) {
-                    try system.unmount(shadow, lazilyIfBusy: true)
-                    rmdir(shadow)
-                }
                 if let directory {
+                    if system.isMountPoint(directory) { problems += withdrawExports(c, [directory]) }
                     try system.unmount(directory, lazilyIfBusy: true)
                     rmdir(directory)
                 }
@@ -216,8 +208,7 @@ extension VolumeManager {
         return (dropped, problems)
     }
 
-    /// Attaches snapshot `s` read-only and mounts it at its directory (and, with --samba, at
-    /// `@GMT-<UTC time>` in the origin).
+    /// Attaches snapshot `s` read-only and mounts it at its directory.
     func mountSnapshot(_ c: VolumeConfig, _ client: any VolumeServerLink, _ s: VolumeSnapshot) throws {
         guard let directory = mountDirectory(c, s) else { return }
         let devices = try client.devices()
@@ -226,31 +217,20 @@ extension VolumeManager {
             let type = system.filesystemType(device.name)
             try system.mount(device.name, at: directory, options: Mounts.snapshotOptions(type), type: type)
         }
-        if c.samba, system.isMountPoint(mountPoint(c)) {
-            let shadow = sambaDirectory(c, s)
-            if !system.isMountPoint(shadow) { try system.bind(directory, at: shadow) }
-        }
     }
 
-    /// Unmounts snapshot `s` (its Samba view first) and detaches its device.
+    /// Unmounts snapshot `s` (withdrawn from NFS clients first) and detaches its device.
     func unmountSnapshot(_ c: VolumeConfig, _ client: any VolumeServerLink, _ s: VolumeSnapshot, removeDirectory: Bool) throws {
         if let label = s.label {
             let directory = snapshotDirectory(c) + "/" + label.directory
-            // Two snapshots of one second share an @GMT name: the view goes with its own snapshot.
-            let shadow = sambaDirectory(c, s)
-            if system.isMountPoint(shadow) && system.isMountPoint(directory) && system.sameFilesystem(shadow, directory) {
-                try system.unmount(shadow)
-                rmdir(shadow)
+            if c.export && system.isMountPoint(directory) {
+                let problems = withdrawExports(c, [directory])
+                if !problems.isEmpty { throw ZumastorError.failed("cannot withdraw \(directory) from NFS clients: " + problems.joined(separator: "; ")) }
             }
             try system.unmount(directory)
             if removeDirectory { rmdir(directory) }
         }
         if try client.devices().contains(where: { $0.tag == s.tag }) { _ = try client.detach(tag: s.tag) }
-    }
-
-    /// `<origin mount>/@GMT-YYYY.MM.DD-HH.MM.SS` (UTC): Samba's shadow_copy naming.
-    func sambaDirectory(_ c: VolumeConfig, _ s: VolumeSnapshot) -> String {
-        mountPoint(c) + "/@GMT-" + formatTime(Int(s.info.createdNanoseconds / 1_000_000_000), utc: true)
     }
 
     /// Makes the `<kind>.N` links in the snapshot directory name the snapshots of each kind,
@@ -279,13 +259,5 @@ extension VolumeManager {
                 throw ZumastorError.failed("cannot link \(path) -> \(target): \(reason)")
             }
         }
-    }
-
-    /// With --export, the NFS server re-reads /etc/exports so new snapshot mounts are served.
-    func reexport() -> [String] {
-        guard let (status, text) = try? Subprocess.run("exportfs", ["-ra"]) else {
-            return ["cannot run exportfs (install nfs-kernel-server, or zumastor define master without --export)"]
-        }
-        return status == 0 ? [] : ["exportfs -ra failed: \(text.trimmingCharacters(in: .whitespacesAndNewlines))"]
     }
 }

@@ -148,6 +148,8 @@ public final class VolumeManager: Sendable {
             rmdir(snapshotDir)
         }
         for dir in [paths.blockFiles(name), paths.logDirectory(name)] { try? FileManager.default.removeItem(atPath: dir) }
+        // Stopping withdrew its exports and share; this forgets their ids and files.
+        if c.export || c.samba { publishExports() }
     }
 
     /// Makes every byte of `path` read as zero: without writing where the device can

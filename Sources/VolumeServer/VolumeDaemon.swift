@@ -188,7 +188,8 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
             let readOnly = tag != nil && !writable
             if let tag, writable { host.setWritable(true, snapshot: tag) }
             var path = [CChar](repeating: 0, count: 64)
-            guard zuma_loop_attach(blockFiles.path(tag: tag), readOnly ? 1 : 0, 1, &path, path.count) == 0 else {
+            let preferred = StableLoopNumber.preferred(volume: configuration.volume, tag: tag)
+            guard zuma_loop_attach(blockFiles.path(tag: tag), readOnly ? 1 : 0, 1, preferred, &path, path.count) == 0 else {
                 throw VolumeError.system("cannot attach a loop device to \(blockFiles.path(tag: tag)): \(describeErrno(errno))")
             }
             let loop = stringFromC(path)
@@ -228,6 +229,7 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
                 logger.info("detached \(describe(tag)) from \(device.loopDevice); it goes when its last user closes it")
                 return device
             }
+            if StableLoopNumber.isOurs(device.loopDevice) { zuma_loop_remove(device.loopDevice) }
             for _ in 0..<200 where opensBefore > 0 && host.openCount(snapshot: tag) >= opensBefore { usleep(50_000) }
             logger.info("detached \(describe(tag)) from \(device.loopDevice)")
             return device

@@ -61,21 +61,36 @@ struct DefineMaster: ParsableCommand {
             """)
 
     @Argument(help: "The volume's name.") var volume: String
-    @Flag(name: .customLong("no-snapmount"), help: "Do not mount snapshots (--export, --samba and --dotsnapshot then do nothing).")
+    @Flag(name: .customLong("no-snapmount"), help: "Do not mount snapshots (--dotsnapshot then does nothing; --export and --samba publish the origin alone).")
     var noSnapmount = false
-    @Flag(help: "Re-export NFS (exportfs -ra) after each snapshot mount change.") var export = false
-    @Flag(help: "Bind each snapshot at @GMT-<UTC time> in the origin, for Samba's shadow_copy.") var samba = false
+    @Flag(help: "Export the origin (read-write) and the snapshot directory with each snapshot (read-only) over NFS while the master runs.")
+    var export = false
+    @Option(name: .customLong("nfs-server"), help: ArgumentHelp("The NFS server that exports: kernel, ganesha (nfs-ganesha, run by zumastor), or auto (the kernel's where it runs).", valueName: "auto|kernel|ganesha"))
+    var nfsServer: NFSServerChoice = .auto
+    @Option(name: .customLong("nfs-clients"), help: ArgumentHelp("Who may mount the exports: comma-separated *, host names, addresses or networks (default *).", valueName: "list"))
+    var nfsClients: String?
+    @Flag(help: "Share the origin with Samba, its snapshots as previous versions (shadow_copy2), while the master runs.") var samba = false
+    @Option(name: .customLong("samba-share"), help: ArgumentHelp("The Samba share's name (default: the volume's).", valueName: "name"))
+    var sambaShare: String?
     @Flag(help: "Link .snapshot in the origin to the snapshot directory.") var dotsnapshot = false
     @Flag(name: .customLong("no-expedite"),
           help: "Freeze for snapshots without expediting the kernel's RCU grace periods (slower: about 45 ms of stalled writes per snapshot here, instead of under 1 ms).")
     var noExpedite = false
+
+    func validate() throws {
+        if (nfsClients != nil || nfsServer != .auto) && !export { throw ValidationError("--nfs-server and --nfs-clients apply only with --export") }
+        if sambaShare != nil && !samba { throw ValidationError("--samba-share applies only with --samba") }
+    }
 
     func run() throws {
         let m = manager()
         var options = MasterOptions()
         options.snapmount = !noSnapmount
         options.export = export
+        options.nfsServer = nfsServer
+        if let nfsClients { options.nfsClients = try MasterOptions.parseNFSClients(nfsClients) }
         options.samba = samba
+        options.sambaShare = sambaShare
         options.dotsnapshot = dotsnapshot
         options.expediteFreeze = !noExpedite
         try m.defineMaster(volume, options: options)
@@ -150,3 +165,5 @@ struct ForgetVolume: ParsableCommand {
         print("Forgot volume '\(volume)'.")
     }
 }
+
+extension NFSServerChoice: ExpressibleByArgument {}

@@ -24,9 +24,13 @@ void zuma_keep_large_buffers(void);
 /// Returns heap memory freed by the program to the system (glibc malloc_trim).
 int zuma_release_free_memory(void);
 
-/// Attaches `file` to a free loop device (direct I/O when `direct_io` and the file allows it,
-/// read-only when `read_only`), writing its path into `device`. 0, or -1 with errno set.
-int zuma_loop_attach(const char *file, int read_only, int direct_io, char *device, size_t device_cap);
+/// Attaches `file` to loop device number `preferred` when it is free (made when missing; -1:
+/// no preference), else to any free loop device (direct I/O when `direct_io` and the file
+/// allows it, read-only when `read_only`), writing its path into `device`. 0, or -1 with errno.
+int zuma_loop_attach(const char *file, int read_only, int direct_io, int preferred, char *device, size_t device_cap);
+
+/// Removes the (unbound) loop device `device` from the system: 0, or -1 with errno set.
+int zuma_loop_remove(const char *device);
 
 /// Detaches loop device `device`; a device still open (mounted) goes when its last user closes.
 int zuma_loop_detach(const char *device);

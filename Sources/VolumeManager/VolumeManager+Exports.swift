@@ -1,0 +1,139 @@
+// Publishing volumes to NFS and Samba clients. Each change rebuilds the whole list from the
+// defined volumes and what is mounted, under one lock (/var/run/zumastor/nfs/lock): a
+// volume's exports and share exist exactly while its master runs, and follow its snapshot
+// mounts. Before anything of a volume is unmounted it is withdrawn (servers hold exported
+// filesystems open). Exports are not in the data path: a failure is reported, and the volume
+// stays mounted and snapshotting.
+
+import Foundation
+
+extension VolumeManager {
+    var nfsExportIDsFile: String { paths.library + "/nfs-export-ids.json" }
+    var kernelExportsFile: String { paths.root + "/etc/exports.d/zumastor.exports" }
+    var smbConf: String { paths.root + "/etc/samba/smb.conf" }
+    var sambaSharesFile: String { paths.etc + "/smb-shares.conf" }
+    var ganesha: GaneshaNFS { GaneshaNFS(paths: paths) }
+
+    /// The server `choice` means on this host, or an error telling what to install.
+    func nfsServer(_ choice: NFSServerChoice) throws -> NFSServerChoice {
+        switch choice {
+        case .kernel:
+            guard KernelNFS.available() else {
+                throw ZumastorError.invalid("--nfs-server kernel: the kernel's NFS server does not run here (no /proc/fs/nfsd or exportfs; apt-get install nfs-kernel-server, or --nfs-server ganesha)")
+            }
+            return .kernel
+        case .ganesha:
+            guard GaneshaNFS.executable() != nil else {
+                throw ZumastorError.invalid("--export needs nfs-ganesha (apt-get install nfs-ganesha nfs-ganesha-vfs)")
+            }
+            return .ganesha
+        case .auto:
+            if KernelNFS.available() { return .kernel }
+            guard GaneshaNFS.executable() != nil else {
+                throw ZumastorError.invalid("--export needs an NFS server: the kernel's does not run here and nfs-ganesha is not installed (apt-get install nfs-ganesha nfs-ganesha-vfs)")
+            }
+            return .ganesha
+        }
+    }
+
+    /// The paths of a running master that clients see: the origin, the snapshot directory,
+    /// and the snapshots mounted below it.
+    private func publishedPaths(_ c: VolumeConfig) -> [(path: String, readOnly: Bool)]? {
+        guard c.master, system.isMountPoint(mountPoint(c)) else { return nil }
+        var paths = [(mountPoint(c), false)]
+        if c.snapmount {
+            paths.append((snapshotDirectory(c), true))
+            paths += system.mountPoints(under: snapshotDirectory(c)).sorted().map { ($0, true) }
+        }
+        return paths
+    }
+
+    /// Rebuilds the NFS exports and Samba shares of every volume, leaving out `withdrawn`
+    /// paths and everything below them; returns what went wrong.
+    @discardableResult
+    func publishExports(withdrawing withdrawn: [String] = [], closingShares: [String] = []) -> [String] {
+        func kept(_ path: String) -> Bool { !withdrawn.contains { path == $0 || path.hasPrefix($0 + "/") } }
+        do {
+            return try withLock(paths.run + "/nfs/lock", what: "the NFS and Samba exports") {
+                var problems: [String] = []
+                var registry = NFSExportIDs.load(nfsExportIDsFile)
+                registry.forgetVanished()
+                var kernel: [NFSExport] = []
+                var ganeshaExports: [NFSExport] = []
+                var shares: [SambaShare] = []
+                for name in definedVolumes() {
+                    guard let c = try? config(name), c.export || c.samba, let published = publishedPaths(c) else { continue }
+                    if c.samba, kept(mountPoint(c)) {
+                        shares.append(SambaShare(volume: name, name: c.sambaShare ?? name, path: mountPoint(c), snapshotDirectory: snapshotDirectory(c)))
+                    }
+                    guard c.export else { continue }
+                    let server = (try? nfsServer(c.nfsServer)) ?? .ganesha
+                    for (path, readOnly) in published where kept(path) {
+                        do {
+                            try NFSExportText.checkPath(path)
+                            let e = NFSExport(volume: name, path: path, readOnly: readOnly, id: try registry.id(path), clients: c.nfsClients)
+                            if server == .kernel { kernel.append(e) } else { ganeshaExports.append(e) }
+                        } catch {
+                            problems.append("\(error)")
+                        }
+                    }
+                }
+                do { try registry.save(nfsExportIDsFile) } catch { problems.append("cannot save \(nfsExportIDsFile): \(error)") }
+                if !kernel.isEmpty || FileManager.default.fileExists(atPath: kernelExportsFile) {
+                    problems += KernelNFS.publish(kernel, file: kernelExportsFile)
+                }
+                if !ganeshaExports.isEmpty || FileManager.default.fileExists(atPath: ganesha.exportsFile) {
+                    problems += ganesha.publish(ganeshaExports, system: system)
+                }
+                problems += publishShares(shares, closing: closingShares)
+                return problems
+            }
+        } catch {
+            return ["\(error)"]
+        }
+    }
+
+    private func publishShares(_ shares: [SambaShare], closing: [String]) -> [String] {
+        let text = SambaShares.text(shares)
+        let existing = FileManager.default.contents(atPath: sambaSharesFile)
+        if existing == nil && shares.isEmpty { return [] }
+        if existing == Data(text.utf8) && closing.isEmpty { return [] }
+        do {
+            try AtomicFile.write(Data(text.utf8), to: sambaSharesFile)
+            if !shares.isEmpty { try SambaShares.ensureInclude(smbConf, shares: sambaSharesFile) }
+        } catch {
+            return ["\(error)"]
+        }
+        return SambaShares.reload(smbConf, closing: closing)
+    }
+
+    /// Withdraws what of volume `c` lies at or below `paths` from NFS and Samba clients.
+    func withdrawExports(_ c: VolumeConfig, _ paths: [String]) -> [String] {
+        guard c.export || c.samba else { return [] }
+        let closing = c.samba && paths.contains(mountPoint(c)) ? [c.sambaShare ?? c.name] : []
+        return publishExports(withdrawing: paths, closingShares: closing)
+    }
+
+    /// Checks the export options of `define master` before anything changes.
+    func checkExportOptions(_ name: String, _ options: MasterOptions) throws {
+        if options.export { _ = try nfsServer(options.nfsServer) }
+        if options.samba {
+            let share = options.sambaShare ?? name
+            try SambaShares.checkName(share)
+            guard SambaShares.installed() else {
+                throw ZumastorError.invalid("--samba needs Samba and its shadow_copy2 module (apt-get install samba samba-vfs-modules)")
+            }
+            guard FileManager.default.fileExists(atPath: smbConf) else {
+                throw ZumastorError.invalid("--samba: \(smbConf) does not exist (apt-get install samba)")
+            }
+            if SambaShares.sections(smbConf, ignoring: sambaSharesFile).contains(share.lowercased()) {
+                throw ZumastorError.invalid("--samba: \(smbConf) already has a section [\(share)]; name the share with --samba-share NAME")
+            }
+            for other in definedVolumes() where other != name {
+                if let o = try? config(other), o.samba, (o.sambaShare ?? other).lowercased() == share.lowercased() {
+                    throw ZumastorError.invalid("--samba: volume '\(other)' already shares as [\(share)]; name this one with --samba-share NAME")
+                }
+            }
+        }
+    }
+}

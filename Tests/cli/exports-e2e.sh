@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# The seed guide's 10.12 to 10.15 with real servers and clients: a master defined with --export
+# and --samba, served by nfs-ganesha (this kernel has no NFS server) and by smbd, both on
+# loopback ports of their own, read and written with libnfs's nfs-ls, nfs-cat and nfs-cp and with
+# smbclient. Files and snapshots over NFS, rotation, read-only snapshots, file handles across
+# zumastor stop and start, previous versions over SMB, bad input, and forget volume.
+# Usage: Tests/cli/exports-e2e.sh PATH/TO/zumastor
+. "$(dirname "$0")/lib.sh"
+Z=${1:?usage: exports-e2e.sh PATH/TO/zumastor}
+HERE=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$WORK"
+# The Samba test user reaches the share through the scratch directory.
+chmod 755 "$WORK"
+
+require_root_and_fuse "export tests"
+for tool in ganesha.nfsd nfs-cat nfs-ls nfs-cp smbd smbclient smbpasswd smbcontrol; do
+    command -v "$tool" >/dev/null || { not_ok "$tool is installed (scripts/setup.sh --packages)"; finish; exit 1; }
+done
+
+export ZUMASTOR_ROOT="$WORK/root"
+V=zx$$
+USER_NAME=zx$$
+M="$ZUMASTOR_ROOT/var/run/zumastor/mount/$V"
+S="$ZUMASTOR_ROOT/var/run/zumastor/snapshot/$V"
+GPID_FILE="$ZUMASTOR_ROOT/var/run/zumastor/nfs/ganesha.pid"
+SMBD_PID=""
+BLOCKER_PID=""
+exports_cleanup() {
+    [ -n "$BLOCKER_PID" ] && kill "$BLOCKER_PID" 2>/dev/null
+    stop_volume_processes "$Z" "$V"
+    local gpid
+    gpid=$(cat "$GPID_FILE" 2>/dev/null)
+    [ -n "$gpid" ] && grep -q ganesha "/proc/$gpid/comm" 2>/dev/null && kill "$gpid" && for _ in $(seq 100); do kill -0 "$gpid" 2>/dev/null || break; sleep 0.1; done
+    [ -n "$SMBD_PID" ] && kill "$SMBD_PID" 2>/dev/null && for _ in $(seq 100); do kill -0 "$SMBD_PID" 2>/dev/null || break; sleep 0.1; done
+    unmount_under "$WORK"
+    release_devices_under "$WORK"
+    remove_device_names "$V"
+    id "$USER_NAME" >/dev/null 2>&1 && userdel "$USER_NAME"
+    cleanup
+}
+trap exports_cleanup EXIT
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+NFS_PORT=$(free_port)
+SMB_PORT=$(free_port)
+Q="?version=4&nfsport=$NFS_PORT"
+nfs() { echo "nfs://127.0.0.1$1$Q"; }
+
+# nfs-ganesha as zumastor runs it, on a loopback port of this test's own.
+mkdir -p "$ZUMASTOR_ROOT/etc/zumastor" "$ZUMASTOR_ROOT/etc/samba" samba/private samba/lock samba/state samba/cache samba/pid
+cat > "$ZUMASTOR_ROOT/etc/zumastor/ganesha.conf" <<EOF
+NFS_CORE_PARAM { Protocols = 4; NFS_Port = $NFS_PORT; Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; fsid_device = true; }
+NFSV4 { Graceless = true; RecoveryRoot = "$WORK/ganesha-recovery"; }
+%include "$ZUMASTOR_ROOT/var/run/zumastor/nfs/ganesha-exports.conf"
+EOF
+# smbd on loopback, with a test user.
+cat > "$ZUMASTOR_ROOT/etc/samba/smb.conf" <<EOF
+[global]
+    workgroup = ZUMATEST
+    server role = standalone server
+    smb ports = $SMB_PORT
+    interfaces = lo
+    bind interfaces only = yes
+    disable netbios = yes
+    passdb backend = tdbsam:$WORK/samba/private/passdb.tdb
+    private dir = $WORK/samba/private
+    lock directory = $WORK/samba/lock
+    state directory = $WORK/samba/state
+    cache directory = $WORK/samba/cache
+    pid directory = $WORK/samba/pid
+    ncalrpc dir = $WORK/samba/lock/ncalrpc
+    log file = $WORK/samba/log.%m
+    load printers = no
+    printing = bsd
+    printcap name = /dev/null
+
+[taken]
+    path = $WORK
+EOF
+CONF="$ZUMASTOR_ROOT/etc/samba/smb.conf"
+useradd -M -s /usr/sbin/nologin "$USER_NAME"
+printf 'secret9\nsecret9\n' | smbpasswd -c "$CONF" -s -a "$USER_NAME" >/dev/null
+smbd -F --no-process-group -s "$CONF" </dev/null >/dev/null 2>&1 &
+SMBD_PID=$!
+for _ in $(seq 100); do smbclient -p "$SMB_PORT" -L 127.0.0.1 -N >/dev/null 2>&1 && break; sleep 0.1; done
+smb() { smbclient -p "$SMB_PORT" "//127.0.0.1/$V" -U "$USER_NAME%secret9" -c "$1" 2>&1; }
+
+truncate -s 256M origin.img; truncate -s 128M store.img
+expect_ok "define volume" "$Z" define volume "$V" "$WORK/origin.img" "$WORK/store.img" --initialize
+mkfs.ext4 -q "/dev/mapper/$V"
+
+# Bad input first: each refused in one line, nothing changed.
+expect_fail "--export with the kernel server, which this kernel lacks" "kernel's NFS server does not run here" "$Z" define master "$V" --export --nfs-server kernel
+expect_fail "--export without nfs-ganesha" "needs an NFS server.*nfs-ganesha" env PATH=/nonexistent "$Z" define master "$V" --export
+expect_fail "--nfs-clients without --export" "only with --export" "$Z" define master "$V" --nfs-clients '*'
+expect_fail "--nfs-clients with a bad entry" "comma-separated list" "$Z" define master "$V" --export --nfs-clients 'a b;c'
+expect_fail "--samba-share naming a section smb.conf has" "already has a section \[taken\]" "$Z" define master "$V" --samba --samba-share taken
+expect_fail "--samba-share naming Samba's own section" "one of Samba's own sections" "$Z" define master "$V" --samba --samba-share global
+expect_fail "--samba without smbd" "needs Samba" env PATH=/nonexistent "$Z" define master "$V" --samba
+expect_eq "nothing was mounted by the refusals" "no" "$(mountpoint -q "$M" && echo yes || echo no)"
+
+# A port in use: the master runs, the export fails with a clear error, and works once freed.
+python3 -c "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $NFS_PORT)); s.listen(); time.sleep(600)" &
+BLOCKER_PID=$!
+sleep 0.5
+expect_fail "--export on a port in use" "nfs-ganesha did not start" "$Z" define master "$V" --export --samba
+expect_ok "... the volume is mounted all the same" mountpoint -q "$M"
+kill "$BLOCKER_PID"; wait "$BLOCKER_PID" 2>/dev/null; BLOCKER_PID=""
+
+expect_ok "define master --export --samba" "$Z" define master "$V" --export --samba
+expect_ok "define schedule --hourly 2" "$Z" define schedule "$V" --hourly 2
+mkdir -m 1777 "$M/pub"
+head -c 300000 /dev/urandom > one.bin
+cp one.bin "$M/pub/file.bin"; sync
+# 10.12: the origin over NFS.
+expect_eq "a file written on the master reads back over NFS (md5)" "$(md5 < one.bin)" "$(nfs-cat "$(nfs "$M/pub/file.bin")" | md5)"
+head -c 1000 /dev/urandom > client.bin
+expect_ok "a client writes to the origin over NFS (squashed root, a world-writable directory)" nfs-cp client.bin "$(nfs "$M/pub/from-client.bin")"
+expect_eq "... the write is on the master" "$(md5 < client.bin)" "$(md5 < "$M/pub/from-client.bin")"
+expect_ok "... as the anonymous user: root is squashed" test "$(stat -c %u "$M/pub/from-client.bin")" -ne 0
+
+# 10.13: snapshots over NFS.
+first=$("$Z" snapshot "$V" hourly)
+first_dir=$(readlink "$S/hourly.0")
+head -c 300000 /dev/urandom > two.bin
+cp two.bin "$M/pub/file.bin"; sync
+expect_eq "hourly.0 over NFS has the snapshot's content" "$(md5 < one.bin)" "$(nfs-cat "$(nfs "$S/hourly.0/pub/file.bin")" | md5)"
+expect_eq "... and the origin over NFS the new content" "$(md5 < two.bin)" "$(nfs-cat "$(nfs "$M/pub/file.bin")" | md5)"
+expect_fail "a write to the snapshot export is refused" "ROFS|read-only|Failed|failed|ACCESS|PERM" nfs-cp client.bin "$(nfs "$S/hourly.0/pub/new.bin")"
+expect_fail "... and to the snapshot directory" "ROFS|read-only|Failed|failed|ACCESS|PERM" nfs-cp client.bin "$(nfs "$S/new.bin")"
+sleep 1.1
+second=$("$Z" snapshot "$V" hourly)
+expect_eq "after a snapshot, hourly.0 over NFS is the new one" "$(md5 < two.bin)" "$(nfs-cat "$(nfs "$S/hourly.0/pub/file.bin")" | md5)"
+expect_eq "... and hourly.1 the first" "$(md5 < one.bin)" "$(nfs-cat "$(nfs "$S/hourly.1/pub/file.bin")" | md5)"
+echo three > "$M/pub/three.txt"; sync
+sleep 1.1
+third=$("$Z" snapshot "$V" hourly)
+expect_eq "rotation (2 kept): the snapshot directory over NFS lists the two left" \
+    "$(ls "$S" | grep -v hourly | sort | tr '\n' ' ')" "$(nfs-ls "$(nfs "$S")" | awk '$1 ~ /^d/ { print $NF }' | sort | tr '\n' ' ')"
+expect_eq "... the first is gone from NFS" "gone" "$(nfs-cat "$(nfs "$S/$first_dir/pub/file.bin")" >/dev/null 2>&1 && echo served || echo gone)"
+expect_eq "... hourly.0 over NFS follows" "three" "$(nfs-cat "$(nfs "$S/hourly.0/pub/three.txt")")"
+expect_eq "nfs-ganesha's exports: origin, snapshot directory, two snapshots" "4" "$(grep -c '^EXPORT' "$ZUMASTOR_ROOT/var/run/zumastor/nfs/ganesha-exports.conf")"
+
+# The same handles across zumastor stop and start (fixed export ids and device numbers).
+h_origin=$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$M/pub/file.bin")")
+h_snap=$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$S/hourly.0/pub/three.txt")")
+expect_ok "a client gets handles" test -n "$h_origin" -a -n "$h_snap"
+expect_ok "zumastor stop" "$Z" stop
+expect_eq "stopped: nothing is exported, nfs-ganesha stopped" "gone" "$(nfs-ls "$(nfs "$M")" >/dev/null 2>&1 && echo served || echo gone)"
+expect_ok "zumastor start" "$Z" start
+expect_eq "after stop and start, the origin file has the same handle" "$h_origin" "$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$M/pub/file.bin")" 2>&1)"
+expect_eq "... and the snapshot's file too" "$h_snap" "$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$S/hourly.0/pub/three.txt")" 2>&1)"
+expect_eq "... and reads the same" "$(md5 < two.bin)" "$(nfs-cat "$(nfs "$M/pub/file.bin")" | md5)"
+
+# 10.14 and 10.15: Samba, previous versions from shadow_copy2.
+versions() { smb "allinfo pub/file.bin" | grep -oE '@GMT-[0-9.-]+' | sort -u; }
+expect_eq "allinfo lists one previous version per snapshot holding the file" "2" "$(versions | wc -l)"
+newest=$(versions | tail -n 1)
+expected_gmt=$(TZ=UTC date -d "$(readlink "$S/hourly.0" | sed -E 's/^([0-9]{4})\.([0-9]{2})\.([0-9]{2})-([0-9]{2})\.([0-9]{2})\.([0-9]{2}).*/\1-\2-\3 \4:\5:\6/')" +@GMT-%Y.%m.%d-%H.%M.%S)
+expect_eq "... the newest at the newest snapshot's time" "$expected_gmt" "$newest"
+rm -f got.bin
+smb "get $newest/pub/file.bin $WORK/got.bin" >/dev/null
+expect_eq "get of @GMT-.../file returns the snapshot's content" "$(md5 < two.bin)" "$(md5 < got.bin 2>/dev/null)"
+expect_ok "the share is writable" sh -c "cd '$WORK' && smbclient -p $SMB_PORT '//127.0.0.1/$V' -U '$USER_NAME%secret9' -c 'cd pub; put client.bin smb.bin' >/dev/null 2>&1 && cmp client.bin '$M/pub/smb.bin'"
+expect_fail "a previous version is read-only: a new file is refused" "NT_STATUS_[A-Z_]+" \
+    smbclient -p "$SMB_PORT" "//127.0.0.1/$V" -U "$USER_NAME%secret9" -c "put $WORK/client.bin $newest/pub/smb2.bin"
+expect_fail "... and so is overwriting its file" "NT_STATUS_[A-Z_]+" \
+    smbclient -p "$SMB_PORT" "//127.0.0.1/$V" -U "$USER_NAME%secret9" -c "put $WORK/client.bin $newest/pub/file.bin"
+rm -f got.bin
+smb "get $newest/pub/file.bin $WORK/got.bin" >/dev/null
+expect_eq "... which keeps the snapshot's content" "$(md5 < two.bin)" "$(md5 < got.bin 2>/dev/null)"
+sleep 1.1
+"$Z" snapshot "$V" hourly >/dev/null
+expect_eq "after rotation the list follows (2 kept, the newest new)" "2 yes" "$(versions | wc -l) $([ "$(versions | tail -n 1)" != "$newest" ] && echo yes || echo no)"
+
+# forget volume takes the exports and the share away.
+gpid=$(cat "$GPID_FILE")
+expect_ok "zumastor forget volume" "$Z" forget volume "$V"
+expect_eq "forgotten: nothing exported, nfs-ganesha stopped" "gone gone" \
+    "$(nfs-ls "$(nfs "$M")" >/dev/null 2>&1 && echo served || echo gone) $(grep -qs ganesha "/proc/$gpid/comm" && echo running || echo gone)"
+expect_eq "... no export block left" "0" "$(grep -c '^EXPORT' "$ZUMASTOR_ROOT/var/run/zumastor/nfs/ganesha-exports.conf")"
+expect_eq "... the share is gone from Samba" "no" "$(smbclient -p "$SMB_PORT" -L 127.0.0.1 -U "$USER_NAME%secret9" 2>/dev/null | grep -qw "$V" && echo yes || echo no)"
+finish
