@@ -28,6 +28,24 @@ public enum NFSServerChoice: String, Codable, CaseIterable, Sendable {
 }
 
 enum NFSExportText {
+    /// The paths the text of either server (as written here) exports for `volume`.
+    static func exportedPaths(_ text: String, volume: String) -> [String] {
+        var paths: [String] = []
+        var current: String?
+        for raw in text.split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("# ") { current = String(line.dropFirst(2)); continue }
+            guard current == volume else { continue }
+            if line.hasPrefix("Path = \""), line.hasSuffix("\";") {
+                paths.append(String(line.dropFirst(8).dropLast(2)))
+            } else if line.hasPrefix("/"), let path = line.split(separator: " ").first {
+                paths.append(String(path))
+                current = nil
+            }
+        }
+        return paths
+    }
+
     /// Characters a path may hold to be written into either server's configuration.
     static func checkPath(_ path: String) throws {
         guard path.hasPrefix("/"), !path.contains(where: { $0 == "\"" || $0 == "\\" || $0 == ";" || $0 == "#" || $0.isWhitespace || $0.asciiValue.map { $0 < 32 } ?? false }) else {
@@ -77,7 +95,7 @@ enum NFSExportText {
         var text = "# Written by zumastor (define master --export) each time its NFS exports change; do not edit.\n"
         for e in exports {
             let options = "\(e.readOnly ? "ro" : "rw"),fsid=\(e.id),nohide,no_subtree_check,root_squash,sec=sys"
-            text += e.path + " " + e.clients.map { "\($0)(\(options))" }.joined(separator: " ") + "\n"
+            text += "# \(e.volume)\n" + e.path + " " + e.clients.map { "\($0)(\(options))" }.joined(separator: " ") + "\n"
         }
         return text
     }

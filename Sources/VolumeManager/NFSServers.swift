@@ -46,7 +46,10 @@ struct GaneshaNFS {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0, kill(pid, 0) == 0,
               let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8),
-              comm.hasPrefix("ganesha") else { return nil }
+              comm.hasPrefix("ganesha"),
+              // A zombie (it exited; the process that started it has not reaped it) does not run.
+              let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")"), !stat[close...].hasPrefix(") Z") else { return nil }
         return pid
     }
 

@@ -136,4 +136,38 @@ extension VolumeManager {
             }
         }
     }
+
+    /// What of volume `c` NFS and Samba clients see now.
+    public func exportStatus(_ c: VolumeConfig) -> ExportStatus {
+        var status = ExportStatus()
+        if c.export {
+            let server = (try? nfsServer(c.nfsServer)) ?? .ganesha
+            status.nfsServer = server == .kernel ? "kernel" : "nfs-ganesha"
+            let file = server == .kernel ? kernelExportsFile : ganesha.exportsFile
+            let text = FileManager.default.contents(atPath: file).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            status.nfsExports = NFSExportText.exportedPaths(text, volume: c.name)
+            if server == .ganesha { status.nfsPID = ganesha.runningPID().map(Int.init) }
+            status.nfsClients = c.nfsClients
+        }
+        if c.samba {
+            let share = c.sambaShare ?? c.name
+            status.sambaShare = share
+            let text = FileManager.default.contents(atPath: sambaSharesFile).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            status.sambaPublished = text.split(separator: "\n").contains { $0 == "[\(share)]" }
+        }
+        return status
+    }
+}
+
+/// What `zumastor status` tells of a volume's exports.
+public struct ExportStatus: Sendable {
+    /// "kernel" or "nfs-ganesha" (nil: no --export).
+    public var nfsServer: String?
+    public var nfsExports: [String] = []
+    public var nfsClients: [String] = []
+    /// nfs-ganesha's pid when zumastor's instance runs.
+    public var nfsPID: Int?
+    /// The share's name (nil: no --samba), and whether smbd is given it now.
+    public var sambaShare: String?
+    public var sambaPublished = false
 }

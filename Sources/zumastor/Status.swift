@@ -84,6 +84,14 @@ struct Status: ParsableCommand {
             line("schedule", c.schedule.isEmpty ? "none (manual snapshots only)" : c.schedule.map { "\($0.kind) \($0.keep)" }.joined(separator: ", ")
                  + (s.agentPID.map { " (agent pid \($0))" } ?? (s.server == nil ? "" : " (agent not running)")))
             if c.snapmount { line("snapshots in", m.snapshotDirectory(c)) }
+            let exports = m.exportStatus(c)
+            if let server = exports.nfsServer {
+                line("nfs", exports.nfsExports.isEmpty ? "not exported (the master is not running)"
+                     : "\(exports.nfsExports.count) exports through \(server)\(exports.nfsPID.map { " (pid \($0))" } ?? "") to \(exports.nfsClients.joined(separator: ", "))")
+            }
+            if let share = exports.sambaShare {
+                line("samba", exports.sambaPublished ? "share [\(share)], snapshots as previous versions" : "share [\(share)] not published (the master is not running)")
+            }
             for (target, tag) in c.replicated.sorted(by: { $0.key < $1.key }) { line("replicated to", "\(target) (snapshot \(tag))") }
         } else if let source = c.source {
             line("role", "replica of \(source.remoteName ?? c.name) on \(source.endpoint), newest snapshot at \(m.mountPoint(c))")
@@ -169,6 +177,13 @@ struct Status: ParsableCommand {
             o["mounted"] = isMountPoint(m.mountPoint(c))
             o["snapshotDirectory"] = m.snapshotDirectory(c)
             o["options"] = ["snapmount": c.snapmount, "export": c.export, "samba": c.samba, "dotsnapshot": c.dotsnapshot, "expediteFreeze": c.expediteFreeze]
+            let exports = m.exportStatus(c)
+            if let server = exports.nfsServer {
+                var nfs: [String: Any] = ["server": server, "exports": exports.nfsExports, "clients": exports.nfsClients]
+                if let pid = exports.nfsPID { nfs["pid"] = pid }
+                o["nfs"] = nfs
+            }
+            if let share = exports.sambaShare { o["samba"] = ["share": share, "published": exports.sambaPublished] as [String: Any] }
             o["schedule"] = c.schedule.map { ["kind": $0.kind, "keep": $0.keep] as [String: Any] }
             o["links"] = Dictionary(uniqueKeysWithValues: links(m, c))
             if let pid = s.agentPID { o["agentPID"] = Int(pid) }

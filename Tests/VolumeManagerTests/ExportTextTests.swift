@@ -24,6 +24,10 @@ import Testing
         #expect(text.components(separatedBy: "Squash = Root_Squash;").count == 3)
         #expect(text.components(separatedBy: "Access_Type = None;").count == 3)
         #expect(NFSExportText.ganesha([]).split(separator: "\n").allSatisfy { $0.hasPrefix("#") })
+        let other = NFSExport(volume: "other", path: "/srv/other", readOnly: false, id: 1001, clients: ["*"])
+        #expect(NFSExportText.exportedPaths(NFSExportText.ganesha([origin, other, snapshot]), volume: "vol") == [origin.path, snapshot.path])
+        #expect(NFSExportText.exportedPaths(NFSExportText.kernel([origin, other, snapshot]), volume: "vol") == [origin.path, snapshot.path])
+        #expect(NFSExportText.exportedPaths(NFSExportText.kernel([other]), volume: "vol").isEmpty)
     }
 
     @Test func kernelLines() {

@@ -141,12 +141,17 @@ expect_eq "... the first is gone from NFS" "gone" "$(nfs-cat "$(nfs "$S/$first_d
 expect_eq "... hourly.0 over NFS follows" "three" "$(nfs-cat "$(nfs "$S/hourly.0/pub/three.txt")")"
 expect_eq "nfs-ganesha's exports: origin, snapshot directory, two snapshots" "4" "$(grep -c '^EXPORT' "$ZUMASTOR_ROOT/var/run/zumastor/nfs/ganesha-exports.conf")"
 
+expect_ok "status tells the exports and the share" sh -c "'$Z' status '$V' | grep -qE '^  nfs: +4 exports through nfs-ganesha \(pid [0-9]+\) to \*\$' && '$Z' status '$V' | grep -qE '^  samba: +share \[$V\], snapshots as previous versions'"
+expect_eq "status --json: the exported paths, the share" "4 $M True" \
+    "$("$Z" status "$V" --json | python3 -c 'import json, sys; d = json.load(sys.stdin); print(len(d["nfs"]["exports"]), d["nfs"]["exports"][0], d["samba"]["published"])')"
+
 # The same handles across zumastor stop and start (fixed export ids and device numbers).
 h_origin=$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$M/pub/file.bin")")
 h_snap=$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$S/hourly.0/pub/three.txt")")
 expect_ok "a client gets handles" test -n "$h_origin" -a -n "$h_snap"
 expect_ok "zumastor stop" "$Z" stop
 expect_eq "stopped: nothing is exported, nfs-ganesha stopped" "gone" "$(nfs-ls "$(nfs "$M")" >/dev/null 2>&1 && echo served || echo gone)"
+expect_ok "status of the stopped volume: nothing exported" sh -c "'$Z' status '$V' | grep -qE '^  nfs: +not exported'"
 expect_ok "zumastor start" "$Z" start
 expect_eq "after stop and start, the origin file has the same handle" "$h_origin" "$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$M/pub/file.bin")" 2>&1)"
 expect_eq "... and the snapshot's file too" "$h_snap" "$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$S/hourly.0/pub/three.txt")" 2>&1)"
