@@ -34,12 +34,21 @@ enum Mounts {
         }
     }
 
-    static func bind(_ source: String, at directory: String) throws {
+    /// Makes `source` a shared mount (bound onto itself when it is a plain directory) and binds
+    /// it with everything mounted below it at `directory`: later mounts and unmounts below
+    /// `source` happen below `directory` too.
+    static func bindTree(_ source: String, at directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let (status, text) = try Subprocess.run("mount", ["--bind", source, directory])
-        guard status == 0 else {
-            throw ZumastorError.failed("cannot bind \(source) at \(directory): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+        func run(_ arguments: [String]) throws {
+            let (status, text) = try Subprocess.run("mount", arguments)
+            guard status == 0 else {
+                throw ZumastorError.failed("cannot bind \(source) at \(directory): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
         }
+        // (By the mount table: a bind of a directory onto itself keeps its device number.)
+        if !mountPoints(under: source).contains(source) { try run(["--bind", source, source]) }
+        try run(["--make-shared", source])
+        try run(["--rbind", source, directory])
     }
 
     /// Processes other than this one whose working directory, root or an open file lies at
@@ -73,9 +82,10 @@ enum Mounts {
         return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev
     }
 
-    /// Unmounts `directory` if something is mounted there.
+    /// Unmounts `directory` if something is mounted there (by the mount table too: a bind of
+    /// a directory onto itself keeps its device number).
     static func unmount(_ directory: String, lazilyIfBusy: Bool = false) throws {
-        guard isMountPoint(directory) else { return }
+        guard isMountPoint(directory) || mountPoints(under: directory).contains(directory) else { return }
         let (status, text) = try Subprocess.run("umount", [directory])
         if status != 0 && lazilyIfBusy, (try? Subprocess.run("umount", ["-l", directory]))?.0 == 0 { return }
         guard status == 0 else {

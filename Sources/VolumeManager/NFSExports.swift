@@ -36,8 +36,8 @@ enum NFSExportText {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.hasPrefix("# ") { current = String(line.dropFirst(2)); continue }
             guard current == volume else { continue }
-            if line.hasPrefix("Path = \""), line.hasSuffix("\";") {
-                paths.append(String(line.dropFirst(8).dropLast(2)))
+            if line.hasPrefix("Pseudo = \""), line.hasSuffix("\";") {
+                paths.append(String(line.dropFirst(10).dropLast(2)))
             } else if line.hasPrefix("/"), let path = line.split(separator: " ").first {
                 paths.append(String(path))
                 current = nil

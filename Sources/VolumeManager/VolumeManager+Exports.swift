@@ -36,14 +36,18 @@ extension VolumeManager {
         }
     }
 
-    /// The paths of a running master that clients see: the origin, the snapshot directory,
-    /// and the snapshots mounted below it.
+    /// What of a running master NFS clients see (path, read-only): the origin, the snapshot
+    /// directory, and the snapshots mounted below it. (nfs-ganesha 4.3 can export neither a
+    /// directory twice nor exports nested three deep, origin, .snapshot, a snapshot: it
+    /// crashes when one is withdrawn; so `.snapshot` is not a way in for NFS clients.)
     private func publishedPaths(_ c: VolumeConfig) -> [(path: String, readOnly: Bool)]? {
-        guard c.master, system.isMountPoint(mountPoint(c)) else { return nil }
-        var paths = [(mountPoint(c), false)]
+        let origin = mountPoint(c)
+        guard c.master, system.isMountPoint(origin) else { return nil }
+        var paths = [(origin, false)]
         if c.snapmount {
-            paths.append((snapshotDirectory(c), true))
-            paths += system.mountPoints(under: snapshotDirectory(c)).sorted().map { ($0, true) }
+            let directory = snapshotDirectory(c)
+            paths.append((directory, true))
+            paths += system.mountPoints(under: directory).filter { $0 != directory }.sorted().map { ($0, true) }
         }
         return paths
     }

@@ -142,7 +142,7 @@ extension VolumeManager {
         try mountOrigin(c)
         var problems: [String] = []
         if c.dotsnapshot {
-            do { try linkDotSnapshot(c) } catch { problems.append("\(error)") }
+            do { try mountDotSnapshot(c) } catch { problems.append("\(error)") }
         }
         if c.snapmount {
             problems += releaseSquashed(c, client)
@@ -177,7 +177,10 @@ extension VolumeManager {
                     throw ZumastorError.failed("volume '\(c.name)' is in use, nothing was stopped: \(users.joined(separator: "; ")) (see lsof \(origin))")
                 }
             }
+            // Deepest first, the snapshot directory's own bind (--dotsnapshot) last; each
+            // snapshot's copy below .snapshot goes with it.
             for point in snapshotMounts { try system.unmount(point, lazilyIfBusy: client == nil) }
+            for point in system.mountPoints(under: origin + "/.snapshot") { try system.unmount(point, lazilyIfBusy: client == nil) }
             if let client {
                 for d in try client.devices() { if let tag = d.tag, !d.writable { _ = try client.detach(tag: tag) } }
             }
@@ -188,18 +191,39 @@ extension VolumeManager {
         }
     }
 
-    /// `<origin mount>/.snapshot` -> the snapshot directory (--dotsnapshot).
-    func linkDotSnapshot(_ c: VolumeConfig) throws {
-        let link = mountPoint(c) + "/.snapshot"
+    /// `<origin mount>/.snapshot` (--dotsnapshot): the snapshot directory bound there with the
+    /// snapshots mounted below it, now and later, so that it is a directory of the origin's
+    /// for Samba clients too. Where nfs-ganesha exports the origin it is a symbolic link
+    /// instead: nfs-ganesha claims what is mounted below an export, and then cannot withdraw
+    /// a rotated snapshot's export (its reload never ends). One form replaces the other.
+    func mountDotSnapshot(_ c: VolumeConfig) throws {
+        let point = mountPoint(c) + "/.snapshot"
         let target = snapshotDirectory(c)
-        if let existing = try? FileManager.default.destinationOfSymbolicLink(atPath: link) {
-            if existing == target { return }
-            unlink(link)
-        } else if FileManager.default.fileExists(atPath: link) {
-            throw ZumastorError.failed("\(link) exists and is not a link; move it away for --dotsnapshot")
-        }
+        let bound = !(c.export && (try? nfsServer(c.nfsServer)) != .kernel)
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-        guard symlink(target, link) == 0 else { throw ZumastorError.failed("cannot link \(link): \(String(cString: strerror(errno)))") }
+        // (A link is looked at first: a mount-point test follows it.)
+        if let existing = try? FileManager.default.destinationOfSymbolicLink(atPath: point) {
+            guard existing == target else { throw ZumastorError.failed("\(point) is a link to \(existing); move it away for --dotsnapshot") }
+            if !bound { return }
+            unlink(point)
+        } else if system.isMountPoint(point) {
+            if bound { return }
+            for m in system.mountPoints(under: point) { try system.unmount(m) }
+        }
+        var directory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: point, isDirectory: &directory) {
+            guard directory.boolValue, (try? FileManager.default.contentsOfDirectory(atPath: point))?.isEmpty == true else {
+                throw ZumastorError.failed("\(point) exists and is not an empty directory; move it away for --dotsnapshot")
+            }
+            if !bound { rmdir(point) }
+        } else if bound && mkdir(point, 0o755) != 0 {
+            throw ZumastorError.failed("cannot make \(point): \(String(cString: strerror(errno)))")
+        }
+        if bound {
+            try system.bindTree(target, at: point)
+        } else if symlink(target, point) != 0 {
+            throw ZumastorError.failed("cannot link \(point): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// Mounts a master's origin device at its mount point (nothing to do when it is mounted).

@@ -59,7 +59,8 @@ public protocol VolumeSystem: Sendable {
     /// Mount points at or below `directory`, deepest first.
     func mountPoints(under directory: String) -> [String]
     func mount(_ device: String, at directory: String, options: String?, type: String?) throws
-    func bind(_ source: String, at directory: String) throws
+    /// Binds `source` with what is mounted below it, now and later, at `directory`.
+    func bindTree(_ source: String, at directory: String) throws
     /// Unmounts `directory` if something is mounted there.
     func unmount(_ directory: String, lazilyIfBusy: Bool) throws
     func sameFilesystem(_ a: String, _ b: String) -> Bool
@@ -121,7 +122,7 @@ public struct LinuxSystem: VolumeSystem {
     public func mount(_ device: String, at directory: String, options: String?, type: String?) throws {
         try Mounts.mount(device, at: directory, options: options, type: type)
     }
-    public func bind(_ source: String, at directory: String) throws { try Mounts.bind(source, at: directory) }
+    public func bindTree(_ source: String, at directory: String) throws { try Mounts.bindTree(source, at: directory) }
     public func unmount(_ directory: String, lazilyIfBusy: Bool) throws { try Mounts.unmount(directory, lazilyIfBusy: lazilyIfBusy) }
     public func sameFilesystem(_ a: String, _ b: String) -> Bool { Mounts.sameFilesystem(a, b) }
     public func filesystemType(_ device: String) -> String? { Mounts.filesystemType(device) }

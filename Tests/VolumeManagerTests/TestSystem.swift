@@ -145,11 +145,12 @@ final class TestSystem: VolumeSystem, @unchecked Sendable {
         }
     }
 
-    func bind(_ source: String, at directory: String) throws {
+    /// Records the binds themselves (the propagation of later mounts is the kernel's).
+    func bindTree(_ source: String, at directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try locked {
-            guard let device = mounted[source] else { throw ZumastorError.failed("nothing mounted at \(source) to bind") }
-            mounted[directory] = device
+        locked {
+            if mounted[source] == nil { mounted[source] = source }
+            mounted[directory] = mounted[source]
         }
     }
 

@@ -31,9 +31,17 @@ exports_cleanup() {
     local gpid
     gpid=$(cat "$GPID_FILE" 2>/dev/null)
     [ -n "$gpid" ] && grep -q ganesha "/proc/$gpid/comm" 2>/dev/null && kill "$gpid" && for _ in $(seq 100); do kill -0 "$gpid" 2>/dev/null || break; sleep 0.1; done
-    [ -n "$SMBD_PID" ] && kill "$SMBD_PID" 2>/dev/null && for _ in $(seq 100); do kill -0 "$SMBD_PID" 2>/dev/null || break; sleep 0.1; done
+    if [ -n "$SMBD_PID" ]; then
+        # smbd and the processes it forked for connections (they write into $WORK/samba).
+        local pids
+        pids="$SMBD_PID $(pgrep -P "$SMBD_PID" | tr '\n' ' ')"
+        kill $pids 2>/dev/null
+        for pid in $pids; do for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; done
+    fi
     unmount_under "$WORK"
     release_devices_under "$WORK"
+    # (Binds of a directory onto itself stack: once more for what was below.)
+    unmount_under "$WORK"
     remove_device_names "$V"
     id "$USER_NAME" >/dev/null 2>&1 && userdel "$USER_NAME"
     cleanup
@@ -80,7 +88,8 @@ EOF
 CONF="$ZUMASTOR_ROOT/etc/samba/smb.conf"
 useradd -M -s /usr/sbin/nologin "$USER_NAME"
 printf 'secret9\nsecret9\n' | smbpasswd -c "$CONF" -s -a "$USER_NAME" >/dev/null
-smbd -F --no-process-group -s "$CONF" </dev/null >/dev/null 2>&1 &
+# Its own session: smbd ends by signalling its whole process group.
+setsid smbd -F --no-process-group -s "$CONF" </dev/null >/dev/null 2>&1 &
 SMBD_PID=$!
 for _ in $(seq 100); do smbclient -p "$SMB_PORT" -L 127.0.0.1 -N >/dev/null 2>&1 && break; sleep 0.1; done
 smb() { smbclient -p "$SMB_PORT" "//127.0.0.1/$V" -U "$USER_NAME%secret9" -c "$1" 2>&1; }
@@ -177,6 +186,32 @@ expect_eq "... which keeps the snapshot's content" "$(md5 < two.bin)" "$(md5 < g
 sleep 1.1
 "$Z" snapshot "$V" hourly >/dev/null
 expect_eq "after rotation the list follows (2 kept, the newest new)" "2 yes" "$(versions | wc -l) $([ "$(versions | tail -n 1)" != "$newest" ] && echo yes || echo no)"
+
+# --dotsnapshot with nfs-ganesha: a link to the snapshot directory (a bind would put the
+# snapshots inside the origin's export, which nfs-ganesha then cannot withdraw at rotation).
+expect_ok "define master --export --samba --dotsnapshot" "$Z" define master "$V" --export --samba --dotsnapshot
+expect_eq ".snapshot is a link to the snapshot directory" "$S" "$(readlink "$M/.snapshot")"
+expect_eq "... .snapshot/hourly.0 on the master is the newest" "three" "$(cat "$M/.snapshot/hourly.0/pub/three.txt")"
+sleep 1.1
+"$Z" snapshot "$V" hourly >/dev/null
+expect_eq "... rotation withdraws from NFS as before" "4 three" \
+    "$(grep -c '^EXPORT' "$ZUMASTOR_ROOT/var/run/zumastor/nfs/ganesha-exports.conf") $(nfs-cat "$(nfs "$S/hourly.0/pub/three.txt")")"
+# Without NFS: the snapshot directory bound at .snapshot, so SMB clients have it too.
+expect_ok "define master --samba --dotsnapshot" "$Z" define master "$V" --samba --dotsnapshot
+expect_ok ".snapshot in the origin is the snapshot directory, bound" mountpoint -q "$M/.snapshot"
+expect_eq "... nothing is exported over NFS any more" "0 gone" \
+    "$(grep -c '^EXPORT' "$ZUMASTOR_ROOT/var/run/zumastor/nfs/ganesha-exports.conf") $(grep -qs ganesha "/proc/$(cat "$GPID_FILE" 2>/dev/null || echo 0)/comm" && echo running || echo gone)"
+rm -f got.bin
+smb "get .snapshot/hourly.1/pub/three.txt $WORK/got.bin" >/dev/null
+expect_eq "... .snapshot over SMB has the snapshots" "three" "$(cat got.bin 2>/dev/null)"
+expect_fail "... read-only over SMB" "NT_STATUS_[A-Z_]+" \
+    smbclient -p "$SMB_PORT" "//127.0.0.1/$V" -U "$USER_NAME%secret9" -c "put $WORK/client.bin .snapshot/hourly.0/pub/smb3.bin"
+sleep 1.1
+"$Z" snapshot "$V" hourly >/dev/null
+expect_eq "... a new snapshot appears below .snapshot, and the rotated one goes" "$(ls "$S" | sort | tr '\n' ' ')" "$(ls "$M/.snapshot" | sort | tr '\n' ' ')"
+expect_eq "... with its files" "three" "$(cat "$M/.snapshot/hourly.0/pub/three.txt")"
+expect_ok "define master --export --samba again (for forget)" "$Z" define master "$V" --export --samba
+expect_eq "... .snapshot is unbound" "no" "$(mountpoint -q "$M/.snapshot" && echo yes || echo no)"
 
 # forget volume takes the exports and the share away.
 gpid=$(cat "$GPID_FILE")
