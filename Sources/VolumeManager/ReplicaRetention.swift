@@ -80,7 +80,7 @@ extension VolumeManager {
     }
 
     /// With --mount-snap: every kept snapshot mounted at its time under the snapshot
-    /// directory, the others unmounted there, and the `KIND.N` links.
+    /// directory, the others withdrawn from NFS and unmounted there, and the `KIND.N` links.
     func refreshReplicaMounts(_ c: VolumeConfig, _ client: any VolumeServerLink) -> [String] {
         guard let source = c.source, let all = try? replicaSnapshots(c, client) else { return [] }
         var problems: [String] = []
@@ -92,6 +92,7 @@ extension VolumeManager {
                 if source.mountSnap && !s.kinds.isEmpty && !s.info.squashed {
                     try mountSnapshot(c, client, s)
                 } else if system.isMountPoint(directory) {
+                    problems += withdrawExports(c, [directory])
                     try system.unmount(directory, lazilyIfBusy: true)
                     rmdir(directory)
                     // The device stays while the replica's view shows this snapshot.
@@ -104,6 +105,7 @@ extension VolumeManager {
             }
         }
         do { try updateLinks(c, client) } catch { problems.append("\(error)") }
+        if c.export { problems += publishExports() }
         return problems
     }
 }

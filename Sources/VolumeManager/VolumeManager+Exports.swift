@@ -40,7 +40,13 @@ extension VolumeManager {
     /// directory, and the snapshots mounted below it. (nfs-ganesha 4.3 can export neither a
     /// directory twice nor exports nested three deep, origin, .snapshot, a snapshot: it
     /// crashes when one is withdrawn; so `.snapshot` is not a way in for NFS clients.)
+    /// A replica (--mount-snap) while it runs: the snapshot directory and its snapshots.
     private func publishedPaths(_ c: VolumeConfig) -> [(path: String, readOnly: Bool)]? {
+        if let source = c.source {
+            guard source.mountSnap, FileManager.default.fileExists(atPath: paths.serverSocket(c.name)) else { return nil }
+            let directory = snapshotDirectory(c)
+            return [(directory, true)] + system.mountPoints(under: directory).filter { $0 != directory }.sorted().map { ($0, true) }
+        }
         let origin = mountPoint(c)
         guard c.master, system.isMountPoint(origin) else { return nil }
         var paths = [(origin, false)]
@@ -67,7 +73,7 @@ extension VolumeManager {
                 var shares: [SambaShare] = []
                 for name in definedVolumes() {
                     guard let c = try? config(name), c.export || c.samba, let published = publishedPaths(c) else { continue }
-                    if c.samba, kept(mountPoint(c)) {
+                    if c.samba, c.master, kept(mountPoint(c)) {
                         shares.append(SambaShare(volume: name, name: c.sambaShare ?? name, path: mountPoint(c), snapshotDirectory: snapshotDirectory(c)))
                     }
                     guard c.export else { continue }

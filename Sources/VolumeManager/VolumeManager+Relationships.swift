@@ -29,6 +29,10 @@ public struct SourceDefinition: Sendable {
     public var remoteName: String?
     public var period: Int?
     public var mountSnap = false
+    /// NFS exports of the mounted snapshots (with mountSnap).
+    public var export = false
+    public var nfsServer: NFSServerChoice = .auto
+    public var nfsClients = ["*"]
 
     public init(endpoint: String, key: String) { (self.endpoint, self.key) = (endpoint, key) }
 }
@@ -79,9 +83,18 @@ extension VolumeManager {
             s.period = d.period
             s.mountSnap = d.mountSnap
             s.started = c.source?.started ?? false
+            if d.export { _ = try nfsServer(d.nfsServer) }
+            let exported = c.export
             c.source = s
+            c.export = d.export && d.mountSnap
+            c.nfsServer = d.nfsServer
+            c.nfsClients = d.nfsClients
             try checkListener()
             try c.save(paths.configFile(name))
+            if exported || c.export {
+                let problems = publishExports()
+                if !problems.isEmpty { throw ZumastorError.failed("the source is defined, but its NFS exports failed: " + problems.joined(separator: "; ")) }
+            }
         }
         try ensureReplicator()
     }

@@ -262,6 +262,7 @@ public final class VolumeManager: Sendable {
             if c.master { try stopMasterLocked(c, client) }
             if c.source != nil, let client {
                 _ = hideReplicaViews(c, client, except: nil)
+                _ = withdrawExports(c, [snapshotDirectory(c)])
                 for point in system.mountPoints(under: snapshotDirectory(c)) {
                     try system.unmount(point, lazilyIfBusy: true)
                     rmdir(point)

@@ -63,12 +63,7 @@ struct DefineMaster: ParsableCommand {
     @Argument(help: "The volume's name.") var volume: String
     @Flag(name: .customLong("no-snapmount"), help: "Do not mount snapshots (--dotsnapshot then does nothing; --export and --samba publish the origin alone).")
     var noSnapmount = false
-    @Flag(help: "Export the origin (read-write) and the snapshot directory with each snapshot (read-only) over NFS while the master runs.")
-    var export = false
-    @Option(name: .customLong("nfs-server"), help: ArgumentHelp("The NFS server that exports: kernel, ganesha (nfs-ganesha, run by zumastor), or auto (the kernel's where it runs).", valueName: "auto|kernel|ganesha"))
-    var nfsServer: NFSServerChoice = .auto
-    @Option(name: .customLong("nfs-clients"), help: ArgumentHelp("Who may mount the exports: comma-separated *, host names, addresses or networks (default *).", valueName: "list"))
-    var nfsClients: String?
+    @OptionGroup var nfs: NFSExportOptions
     @Flag(help: "Share the origin with Samba, its snapshots as previous versions (shadow_copy2), while the master runs.") var samba = false
     @Option(name: .customLong("samba-share"), help: ArgumentHelp("The Samba share's name (default: the volume's).", valueName: "name"))
     var sambaShare: String?
@@ -78,7 +73,7 @@ struct DefineMaster: ParsableCommand {
     var noExpedite = false
 
     func validate() throws {
-        if (nfsClients != nil || nfsServer != .auto) && !export { throw ValidationError("--nfs-server and --nfs-clients apply only with --export") }
+        try nfs.validate()
         if sambaShare != nil && !samba { throw ValidationError("--samba-share applies only with --samba") }
     }
 
@@ -86,9 +81,9 @@ struct DefineMaster: ParsableCommand {
         let m = manager()
         var options = MasterOptions()
         options.snapmount = !noSnapmount
-        options.export = export
-        options.nfsServer = nfsServer
-        if let nfsClients { options.nfsClients = try MasterOptions.parseNFSClients(nfsClients) }
+        options.export = nfs.export
+        options.nfsServer = nfs.nfsServer
+        options.nfsClients = try nfs.clients()
         options.samba = samba
         options.sambaShare = sambaShare
         options.dotsnapshot = dotsnapshot
@@ -164,6 +159,22 @@ struct ForgetVolume: ParsableCommand {
         try manager().forgetVolume(volume)
         print("Forgot volume '\(volume)'.")
     }
+}
+
+/// `--export`, `--nfs-server`, `--nfs-clients`: of a master, or of a replica with --mount-snap.
+struct NFSExportOptions: ParsableArguments {
+    @Flag(help: "Export over NFS while the volume runs: a master's origin (read-write), and the snapshot directory with each snapshot (read-only).")
+    var export = false
+    @Option(name: .customLong("nfs-server"), help: ArgumentHelp("The NFS server that exports: kernel, ganesha (nfs-ganesha, run by zumastor), or auto (the kernel's where it runs).", valueName: "auto|kernel|ganesha"))
+    var nfsServer: NFSServerChoice = .auto
+    @Option(name: .customLong("nfs-clients"), help: ArgumentHelp("Who may mount the exports: comma-separated *, host names, addresses or networks (default *).", valueName: "list"))
+    var nfsClients: String?
+
+    func validate() throws {
+        if (nfsClients != nil || nfsServer != .auto) && !export { throw ValidationError("--nfs-server and --nfs-clients apply only with --export") }
+    }
+
+    func clients() throws -> [String] { try nfsClients.map { try MasterOptions.parseNFSClients($0) } ?? ["*"] }
 }
 
 extension NFSServerChoice: ExpressibleByArgument {}

@@ -64,12 +64,21 @@ struct DefineSource: ParsableCommand {
     @Argument(help: ArgumentHelp("The upstream host.", valueName: "host[:port]")) var host: String
     @OptionGroup var options: RelationshipOptions
     @Flag(name: .customLong("mount-snap"), help: "Mount and link received snapshots as on a master.") var mountSnap = false
+    @OptionGroup var nfs: NFSExportOptions
+
+    func validate() throws {
+        try nfs.validate()
+        if nfs.export && !mountSnap { throw ValidationError("--export applies to a replica with --mount-snap (it exports the mounted snapshots)") }
+    }
 
     func run() throws {
         var d = SourceDefinition(endpoint: host, key: options.key)
         d.remoteName = options.name
         d.period = options.period
         d.mountSnap = mountSnap
+        d.export = nfs.export
+        d.nfsServer = nfs.nfsServer
+        d.nfsClients = try nfs.clients()
         try manager().defineSource(volume, d)
         print("Volume '\(volume)' is a replica of \(options.name ?? volume) on \(host).")
     }

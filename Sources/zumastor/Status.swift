@@ -84,17 +84,11 @@ struct Status: ParsableCommand {
             line("schedule", c.schedule.isEmpty ? "none (manual snapshots only)" : c.schedule.map { "\($0.kind) \($0.keep)" }.joined(separator: ", ")
                  + (s.agentPID.map { " (agent pid \($0))" } ?? (s.server == nil ? "" : " (agent not running)")))
             if c.snapmount { line("snapshots in", m.snapshotDirectory(c)) }
-            let exports = m.exportStatus(c)
-            if let server = exports.nfsServer {
-                line("nfs", exports.nfsExports.isEmpty ? "not exported (the master is not running)"
-                     : "\(exports.nfsExports.count) exports through \(server)\(exports.nfsPID.map { " (pid \($0))" } ?? "") to \(exports.nfsClients.joined(separator: ", "))")
-            }
-            if let share = exports.sambaShare {
-                line("samba", exports.sambaPublished ? "share [\(share)], snapshots as previous versions" : "share [\(share)] not published (the master is not running)")
-            }
+            for (key, value) in exportLines(m, c) { line(key, value) }
             for (target, tag) in c.replicated.sorted(by: { $0.key < $1.key }) { line("replicated to", "\(target) (snapshot \(tag))") }
         } else if let source = c.source {
             line("role", "replica of \(source.remoteName ?? c.name) on \(source.endpoint), newest snapshot at \(m.mountPoint(c))")
+            for (key, value) in exportLines(m, c) { line(key, value) }
         } else {
             line("role", "none (zumastor define master \(c.name) mounts it)")
         }
@@ -168,6 +162,21 @@ struct Status: ParsableCommand {
         return links.sorted { key($0.0) < key($1.0) }
     }
 
+    /// The nfs and samba lines of a volume defined with --export or --samba.
+    private func exportLines(_ m: VolumeManager, _ c: VolumeConfig) -> [(String, String)] {
+        let exports = m.exportStatus(c)
+        var lines: [(String, String)] = []
+        let role = c.master ? "the master" : "the volume"
+        if let server = exports.nfsServer {
+            lines.append(("nfs", exports.nfsExports.isEmpty ? "not exported (\(role) is not running)"
+                          : "\(exports.nfsExports.count) exports through \(server)\(exports.nfsPID.map { " (pid \($0))" } ?? "") to \(exports.nfsClients.joined(separator: ", "))"))
+        }
+        if let share = exports.sambaShare {
+            lines.append(("samba", exports.sambaPublished ? "share [\(share)], snapshots as previous versions" : "share [\(share)] not published (\(role) is not running)"))
+        }
+        return lines
+    }
+
     private func volumeObject(_ m: VolumeManager, _ s: VolumeStatus) -> [String: Any] {
         let c = s.config
         var o: [String: Any] = ["name": c.name, "origin": c.origin, "store": c.store, "running": s.server != nil,
@@ -177,17 +186,18 @@ struct Status: ParsableCommand {
             o["mounted"] = isMountPoint(m.mountPoint(c))
             o["snapshotDirectory"] = m.snapshotDirectory(c)
             o["options"] = ["snapmount": c.snapmount, "export": c.export, "samba": c.samba, "dotsnapshot": c.dotsnapshot, "expediteFreeze": c.expediteFreeze]
-            let exports = m.exportStatus(c)
-            if let server = exports.nfsServer {
-                var nfs: [String: Any] = ["server": server, "exports": exports.nfsExports, "clients": exports.nfsClients]
-                if let pid = exports.nfsPID { nfs["pid"] = pid }
-                o["nfs"] = nfs
-            }
-            if let share = exports.sambaShare { o["samba"] = ["share": share, "published": exports.sambaPublished] as [String: Any] }
+
             o["schedule"] = c.schedule.map { ["kind": $0.kind, "keep": $0.keep] as [String: Any] }
             o["links"] = Dictionary(uniqueKeysWithValues: links(m, c))
             if let pid = s.agentPID { o["agentPID"] = Int(pid) }
         }
+        let exports = m.exportStatus(c)
+        if let server = exports.nfsServer {
+            var nfs: [String: Any] = ["server": server, "exports": exports.nfsExports, "clients": exports.nfsClients]
+            if let pid = exports.nfsPID { nfs["pid"] = pid }
+            o["nfs"] = nfs
+        }
+        if let share = exports.sambaShare { o["samba"] = ["share": share, "published": exports.sambaPublished] as [String: Any] }
         o["replicated"] = c.replicated.mapValues { Int($0) }
         if c.source != nil { o["role"] = "replica" }
         o["targets"] = s.targets.map { targetObject($0.target, $0.state) }

@@ -18,7 +18,9 @@ for tool in ganesha.nfsd nfs-cat nfs-ls nfs-cp smbd smbclient smbpasswd smbcontr
 done
 
 export ZUMASTOR_ROOT="$WORK/root"
+R2="$WORK/replica"
 V=zx$$
+W=zy$$
 USER_NAME=zx$$
 M="$ZUMASTOR_ROOT/var/run/zumastor/mount/$V"
 S="$ZUMASTOR_ROOT/var/run/zumastor/snapshot/$V"
@@ -27,10 +29,15 @@ SMBD_PID=""
 BLOCKER_PID=""
 exports_cleanup() {
     [ -n "$BLOCKER_PID" ] && kill "$BLOCKER_PID" 2>/dev/null
-    stop_volume_processes "$Z" "$V"
-    local gpid
-    gpid=$(cat "$GPID_FILE" 2>/dev/null)
-    [ -n "$gpid" ] && grep -q ganesha "/proc/$gpid/comm" 2>/dev/null && kill "$gpid" && for _ in $(seq 100); do kill -0 "$gpid" 2>/dev/null || break; sleep 0.1; done
+    local gpid root
+    for root in "$ZUMASTOR_ROOT" "$R2"; do
+        [ -d "$root" ] || continue
+        gpid=$(cat "$root/var/run/zumastor/replicator.pid" 2>/dev/null)
+        [ -n "$gpid" ] && kill "$gpid" 2>/dev/null && for _ in $(seq 100); do kill -0 "$gpid" 2>/dev/null || break; sleep 0.1; done
+        ZUMASTOR_ROOT=$root stop_volume_processes "$Z" "$V" "$W"
+        gpid=$(cat "$root/var/run/zumastor/nfs/ganesha.pid" 2>/dev/null)
+        [ -n "$gpid" ] && grep -q ganesha "/proc/$gpid/comm" 2>/dev/null && kill "$gpid" && for _ in $(seq 100); do kill -0 "$gpid" 2>/dev/null || break; sleep 0.1; done
+    done
     if [ -n "$SMBD_PID" ]; then
         # smbd and the processes it forked for connections (they write into $WORK/samba).
         local pids
@@ -42,7 +49,7 @@ exports_cleanup() {
     release_devices_under "$WORK"
     # (Binds of a directory onto itself stack: once more for what was below.)
     unmount_under "$WORK"
-    remove_device_names "$V"
+    remove_device_names "$V" "$W"
     id "$USER_NAME" >/dev/null 2>&1 && userdel "$USER_NAME"
     cleanup
 }
@@ -212,6 +219,45 @@ expect_eq "... a new snapshot appears below .snapshot, and the rotated one goes"
 expect_eq "... with its files" "three" "$(cat "$M/.snapshot/hourly.0/pub/three.txt")"
 expect_ok "define master --export --samba again (for forget)" "$Z" define master "$V" --export --samba
 expect_eq "... .snapshot is unbound" "no" "$(mountpoint -q "$M/.snapshot" && echo yes || echo no)"
+
+# A replica with --mount-snap exports the snapshots it keeps the same way (its own root, its
+# own nfs-ganesha; the replication service of each on a loopback port).
+L1=$(free_port); L2=$(free_port); NFS2=$(free_port)
+mkdir -p "$R2/etc/zumastor"
+echo "127.0.0.1:$L1" > "$ZUMASTOR_ROOT/etc/zumastor/listen"
+echo "127.0.0.1:$L2" > "$R2/etc/zumastor/listen"
+cat > "$R2/etc/zumastor/ganesha.conf" <<EOF
+NFS_CORE_PARAM { Protocols = 4; NFS_Port = $NFS2; Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; fsid_device = true; }
+NFSV4 { Graceless = true; RecoveryRoot = "$WORK/ganesha-recovery2"; }
+%include "$R2/var/run/zumastor/nfs/ganesha-exports.conf"
+EOF
+r2() { ZUMASTOR_ROOT=$R2 "$@"; }
+SW="$R2/var/run/zumastor/snapshot/$W"
+nfs2() { echo "nfs://127.0.0.1$1?version=4&nfsport=$NFS2"; }
+truncate -s 256M r.origin; truncate -s 128M r.store
+KA=$("$Z" key); KB=$(r2 "$Z" key)
+expect_ok "replica: define volume" r2 "$Z" define volume "$W" "$WORK/r.origin" "$WORK/r.store" --initialize
+expect_fail "replica: --export without --mount-snap" "applies to a replica with --mount-snap" r2 "$Z" define source "$W" "127.0.0.1:$L1" --key "$KA" --name "$V" --export
+expect_ok "master: define target" "$Z" define target "$V" "127.0.0.1:$L2" --key "$KB" --name "$W"
+expect_ok "replica: define source --mount-snap --export" r2 "$Z" define source "$W" "127.0.0.1:$L1" --key "$KA" --name "$V" --mount-snap --export
+expect_ok "replica: its own schedule (an hour of 3 s)" r2 env ZUMASTOR_SCHEDULE_HOUR_SECONDS=3 "$Z" define schedule "$W" --hourly 2
+for v in 1 2; do
+    echo "version $v" > "$M/pub/kept.txt"
+    "$Z" replicate "$V" "127.0.0.1:$L2" --quiet >/dev/null
+    sleep 4
+done
+expect_eq "the replica keeps two hourlies" "hourly.0 hourly.1" "$(ls "$SW" | grep '^hourly\.' | sort | tr '\n' ' ' | sed 's/ $//')"
+expect_eq "... hourly.0 over NFS from the replica holds the last version" "version 2" "$(nfs-cat "$(nfs2 "$SW/hourly.0/pub/kept.txt")" 2>&1)"
+expect_eq "... hourly.1 the one before" "version 1" "$(nfs-cat "$(nfs2 "$SW/hourly.1/pub/kept.txt")" 2>&1)"
+expect_fail "... read-only" "ROFS|read-only|Failed|failed|ACCESS|PERM" nfs-cp client.bin "$(nfs2 "$SW/hourly.0/pub/new.bin")"
+echo "version 3" > "$M/pub/kept.txt"
+"$Z" replicate "$V" "127.0.0.1:$L2" --quiet >/dev/null
+sleep 4
+expect_eq "... rotation on the replica: hourly.0 over NFS follows, two exported" "version 3 2" \
+    "$(nfs-cat "$(nfs2 "$SW/hourly.0/pub/kept.txt")" 2>&1) $(nfs-ls "$(nfs2 "$SW")" | awk '$1 ~ /^d/' | wc -l)"
+expect_ok "replica: status tells its exports" sh -c "ZUMASTOR_ROOT='$R2' '$Z' status '$W' | grep -qE '^  nfs: +3 exports through nfs-ganesha \(pid [0-9]+\)'"
+expect_ok "replica: forget volume (its exports go)" r2 "$Z" forget volume "$W"
+expect_eq "... nothing exported from the replica" "0" "$(grep -c '^EXPORT' "$R2/var/run/zumastor/nfs/ganesha-exports.conf")"
 
 # forget volume takes the exports and the share away.
 gpid=$(cat "$GPID_FILE")
