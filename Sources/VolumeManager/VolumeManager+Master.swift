@@ -167,10 +167,10 @@ extension VolumeManager {
     func stopMasterLocked(_ c: VolumeConfig, _ client: (any VolumeServerLink)?) throws {
         let origin = mountPoint(c)
         let snapshotMounts = system.mountPoints(under: snapshotDirectory(c))
+        // NFS and Samba servers hold what they serve open, and would count as its users. A
+        // withdrawal that failed matters only if one still does (the stop then fails below).
+        let withdrawal = withdrawExports(c, [origin, snapshotDirectory(c)])
         do {
-            // NFS and Samba servers hold what they serve open, and would count as its users.
-            let problems = withdrawExports(c, [origin, snapshotDirectory(c)])
-            if !problems.isEmpty && client != nil { throw ZumastorError.failed("volume '\(c.name)' could not be withdrawn from its clients, nothing was stopped: " + problems.joined(separator: "; ")) }
             if client != nil {
                 let users = system.users(of: (system.isMountPoint(origin) ? [origin] : []) + snapshotMounts)
                 if !users.isEmpty {
@@ -187,6 +187,7 @@ extension VolumeManager {
             try system.unmount(origin, lazilyIfBusy: client == nil)
         } catch {
             if let client { try? startMasterLocked(c, client) }
+            if !withdrawal.isEmpty { throw ZumastorError.failed("\(error) (withdrawing it from NFS and Samba clients failed: \(withdrawal.joined(separator: "; ")))") }
             throw error
         }
     }

@@ -223,11 +223,13 @@ extension VolumeManager {
     func unmountSnapshot(_ c: VolumeConfig, _ client: any VolumeServerLink, _ s: VolumeSnapshot, removeDirectory: Bool) throws {
         if let label = s.label {
             let directory = snapshotDirectory(c) + "/" + label.directory
-            if c.export && system.isMountPoint(directory) {
-                let problems = withdrawExports(c, [directory])
-                if !problems.isEmpty { throw ZumastorError.failed("cannot withdraw \(directory) from NFS clients: " + problems.joined(separator: "; ")) }
+            // A withdrawal that failed matters only if the server still holds the snapshot.
+            let withdrawal = c.export && system.isMountPoint(directory) ? withdrawExports(c, [directory]) : []
+            do {
+                try system.unmount(directory)
+            } catch where !withdrawal.isEmpty {
+                throw ZumastorError.failed("\(error) (withdrawing it from NFS clients failed: \(withdrawal.joined(separator: "; ")))")
             }
-            try system.unmount(directory)
             if removeDirectory { rmdir(directory) }
         }
         if try client.devices().contains(where: { $0.tag == s.tag }) { _ = try client.detach(tag: s.tag) }

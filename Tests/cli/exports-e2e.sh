@@ -121,6 +121,9 @@ BLOCKER_PID=$!
 sleep 0.5
 expect_fail "--export on a port in use" "nfs-ganesha did not start" "$Z" define master "$V" --export --samba
 expect_ok "... the volume is mounted all the same" mountpoint -q "$M"
+out=$("$Z" snapshot "$V" 2>&1)
+expect_ok "... and snapshotting: the snapshot is taken, the export's failure told" grep -q "was taken, but.*nfs-ganesha did not start" <<< "$out"
+expect_ok "... (that snapshot deleted again)" "$Z" delete "$V" "$(grep -xE '[0-9]+' <<< "$out")"
 kill "$BLOCKER_PID"; wait "$BLOCKER_PID" 2>/dev/null; BLOCKER_PID=""
 
 expect_ok "define master --export --samba" "$Z" define master "$V" --export --samba
@@ -172,6 +175,13 @@ expect_ok "zumastor start" "$Z" start
 expect_eq "after stop and start, the origin file has the same handle" "$h_origin" "$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$M/pub/file.bin")" 2>&1)"
 expect_eq "... and the snapshot's file too" "$h_snap" "$(python3 "$HERE/Tests/cli/nfs_handle.py" "$(nfs "$S/hourly.0/pub/three.txt")" 2>&1)"
 expect_eq "... and reads the same" "$(md5 < two.bin)" "$(nfs-cat "$(nfs "$M/pub/file.bin")" | md5)"
+
+# nfs-ganesha killed: the next change starts it again.
+kill -9 "$(cat "$GPID_FILE")"
+sleep 0.5
+id=$("$Z" snapshot "$V" 2>&1 | head -n 1)
+expect_eq "after nfs-ganesha was killed, the next snapshot serves again" "$(md5 < two.bin)" "$(nfs-cat "$(nfs "$M/pub/file.bin")" | md5)"
+expect_ok "... (that snapshot deleted again)" "$Z" delete "$V" "$id"
 
 # 10.14 and 10.15: Samba, previous versions from shadow_copy2.
 versions() { smb "allinfo pub/file.bin" | grep -oE '@GMT-[0-9.-]+' | sort -u; }
