@@ -81,7 +81,7 @@ enum NFSExportText {
                     # The master writes too, and rotation relinks: no stale attributes or names.
                     Attr_Expiration_Time = 0;
                     Access_Type = None;
-                    CLIENT { Clients = \(e.clients.joined(separator: ", ")); Access_Type = \(e.readOnly ? "RO" : "RW"); }
+                    CLIENT { Clients = \(e.clients.joined(separator: ", ")); Access_Type = \(e.readOnly ? "RO" : "RW"); Protocols = 4; }
                     FSAL { Name = VFS; }
                 }
 

@@ -104,15 +104,23 @@ struct GaneshaNFS {
         }
     }
 
-    private func logText() -> String {
-        (FileManager.default.contents(atPath: logFile)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    /// The log's size now: where what the instance logs next begins.
+    private func logEnd() -> UInt64 {
+        ((try? FileManager.default.attributesOfItem(atPath: logFile))?[.size] as? NSNumber)?.uint64Value ?? 0
     }
 
-    private func count(_ line: String) -> Int { logText().components(separatedBy: line).count - 1 }
+    /// What the instance logged from `offset` on (all of it when the log was replaced).
+    private func logText(from offset: UInt64) -> String {
+        guard let handle = FileHandle(forReadingAtPath: logFile) else { return "" }
+        defer { try? handle.close() }
+        let end = (try? handle.seekToEnd()) ?? 0
+        try? handle.seek(toOffset: offset <= end ? offset : 0)
+        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+    }
 
-    /// The last lines of the log that tell what went wrong.
-    private func lastProblems() -> String {
-        let lines = logText().split(separator: "\n").filter { $0.contains(":CRIT :") || $0.contains(":FATAL :") || $0.contains(":MAJ :") }
+    /// The last lines from `offset` on that tell what went wrong.
+    private func lastProblems(from offset: UInt64) -> String {
+        let lines = logText(from: offset).split(separator: "\n").filter { $0.contains(":CRIT :") || $0.contains(":FATAL :") || $0.contains(":MAJ :") }
             .filter { !$0.contains("krb5") && !$0.contains("keytab") && !$0.contains("DBUS") && !$0.contains("credentials for principal") }
         return lines.suffix(2).map { String($0.split(separator: ":").suffix(2).joined(separator: ":")).trimmingCharacters(in: .whitespaces) }.joined(separator: "; ")
     }
@@ -123,12 +131,12 @@ struct GaneshaNFS {
         }
         try ensureMainConfig()
         try FileManager.default.createDirectory(atPath: paths.log, withIntermediateDirectories: true)
-        let started = count("NFS SERVER INITIALIZED")
+        let offset = logEnd()
         let pid = try system.spawnDetached(ganesha, ["-F", "-f", mainConfig, "-L", logFile, "-p", pidFile, "-N", "NIV_EVENT"])
         for _ in 0..<300 {
-            if count("NFS SERVER INITIALIZED") > started { return }
+            if logText(from: offset).contains("NFS SERVER INITIALIZED") { return }
             if system.exited(pid) || kill(pid, 0) != 0 {
-                let reason = lastProblems()
+                let reason = lastProblems(from: offset)
                 throw ZumastorError.failed("nfs-ganesha did not start\(reason.isEmpty ? "" : ": \(reason)") (see \(logFile))")
             }
             usleep(50_000)
@@ -139,10 +147,10 @@ struct GaneshaNFS {
 
     /// SIGHUP, then waits until the instance has re-read its exports.
     private func reload(_ pid: pid_t) throws {
-        let done = count("Reread exports complete")
+        let offset = logEnd()
         kill(pid, SIGHUP)
         for _ in 0..<300 {
-            if count("Reread exports complete") > done { return }
+            if logText(from: offset).contains("Reread exports complete") { return }
             usleep(50_000)
         }
         throw ZumastorError.failed("nfs-ganesha (pid \(pid)) did not re-read its exports within 15 s (see \(logFile))")

@@ -19,8 +19,8 @@ import Testing
                 Pseudo = "/var/run/zumastor/mount/vol";
             """))
         #expect(text.contains("Filesystem_id = 1002.0;"))
-        #expect(text.contains("CLIENT { Clients = *; Access_Type = RW; }"))
-        #expect(text.contains("CLIENT { Clients = 192.0.2.0/24, backup.example; Access_Type = RO; }"))
+        #expect(text.contains("CLIENT { Clients = *; Access_Type = RW; Protocols = 4; }"))
+        #expect(text.contains("CLIENT { Clients = 192.0.2.0/24, backup.example; Access_Type = RO; Protocols = 4; }"))
         #expect(text.components(separatedBy: "Squash = Root_Squash;").count == 3)
         #expect(text.components(separatedBy: "Access_Type = None;").count == 3)
         #expect(NFSExportText.ganesha([]).split(separator: "\n").allSatisfy { $0.hasPrefix("#") })
