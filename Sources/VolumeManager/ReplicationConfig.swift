@@ -126,14 +126,17 @@ extension ZumastorPaths {
     public func replicaViews(_ volume: String) -> String { run + "/views/" + volume }
 }
 
-/// Files replaced whole: written beside, synced, renamed over, the directory synced.
+/// Files replaced whole: written beside, synced, renamed over, the directory synced. Root's
+/// alone unless `mode` says otherwise.
 enum AtomicFile {
-    static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
+    static func write(_ data: Data, to path: String, mode: mode_t = 0o600) throws {
         let dir = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let temporary = path + ".new"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw ZumastorError.config("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        // (A leftover of a crash keeps the mode it was made with.)
+        fchmod(fd, mode)
         let written = data.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd)
         close(fd)

@@ -84,6 +84,7 @@ public final class VolumeManager: Sendable {
     @discardableResult
     public func defineVolume(_ d: VolumeDefinition) throws -> VolumeConfig {
         try DaemonConfiguration.validateVolumeName(d.name)
+        try securePrivateState()
         guard !FileManager.default.fileExists(atPath: paths.configFile(d.name)) else {
             throw ZumastorError.invalid("volume '\(d.name)' is already defined (zumastor forget volume \(d.name) first)")
         }
@@ -282,8 +283,20 @@ public final class VolumeManager: Sendable {
         }
     }
 
+    /// The state (/var/lib/zumastor) and the configuration with the host's key
+    /// (/etc/zumastor): directories for root alone (0700), made so where they exist already.
+    func securePrivateState() throws {
+        for directory in [paths.library, paths.etc] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            guard chmod(directory, 0o700) == 0 else {
+                throw ZumastorError.failed("cannot make \(directory) root's alone: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
     /// The service's start: this host's identity first (made at the first start), then every volume.
     public func startAll() throws {
+        try securePrivateState()
         _ = try hostIdentity()
         try forEachVolume("start", startVolume)
         try ensureReplicator()

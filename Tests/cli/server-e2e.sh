@@ -232,6 +232,17 @@ for tag in 1 2 3 4; do
 done
 expect_eq "md5 of every snapshot device equals the origin's at snapshot time" ok "$all"
 
+# Both sockets are root's alone: an unprivileged user reaching the directory is refused.
+chmod 755 "$WORK"
+expect_eq "the control and NBD sockets are 0600" "600 600" "$(stat -c %a "$S" "$N" | tr '\n' ' ' | sed 's/ $//')"
+expect_ok "... an unprivileged user reaches their directory" setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$WORK"
+for sock in "$S" "$N"; do
+    expect_fail "... and cannot connect to $(basename "$sock")" "Permission denied" \
+        setpriv --reuid=65534 --regid=65534 --clear-groups python3 -c "import socket; socket.socket(socket.AF_UNIX).connect('$sock')"
+done
+chmod 700 "$WORK"
+
+
 # Discard and write-zeroes of the origin device (fallocate on the block file): the range reads
 # as zeros, snapshot 4 keeps its data (copied out first), the origin file gets a hole.
 before=$(du -k "$WORK/$R.origin" | cut -f1)

@@ -35,6 +35,21 @@ expect_eq "the configuration records the resolved paths" "$WORK/origin.img $WORK
 expect_ok "config under ZUMASTOR_ROOT/var/lib/zumastor" test -f "$ZUMASTOR_ROOT/var/lib/zumastor/volumes/$V/config.json"
 expect_ok "server socket under ZUMASTOR_ROOT/var/run/zumastor/servers" test -S "$ZUMASTOR_ROOT/var/run/zumastor/servers/$V"
 expect_ok "log under ZUMASTOR_ROOT/var/log/zumastor/$V" test -s "$ZUMASTOR_ROOT/var/log/zumastor/$V/server.log"
+# Root's alone: the state, the host's key and the server's socket; an unprivileged user
+# reaching their directories is refused.
+"$Z" key >/dev/null
+chmod 755 "$WORK"
+expect_eq "modes: state, configuration, /etc/zumastor, host key, server socket" "700 600 700 600 600" \
+    "$(stat -c %a "$ZUMASTOR_ROOT/var/lib/zumastor" "$ZUMASTOR_ROOT/var/lib/zumastor/volumes/$V/config.json" "$ZUMASTOR_ROOT/etc/zumastor" \
+        "$ZUMASTOR_ROOT/etc/zumastor/host-key.pem" "$ZUMASTOR_ROOT/var/run/zumastor/servers/$V" | tr '\n' ' ' | sed 's/ $//')"
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+expect_ok "an unprivileged user reaches the socket's directory" as_nobody test -x "$ZUMASTOR_ROOT/var/run/zumastor/servers"
+expect_fail "... and cannot connect to the control socket" "Permission denied" \
+    as_nobody python3 -c "import socket; socket.socket(socket.AF_UNIX).connect('$ZUMASTOR_ROOT/var/run/zumastor/servers/$V')"
+expect_fail "... nor read a volume's configuration" "Permission denied" as_nobody cat "$ZUMASTOR_ROOT/var/lib/zumastor/volumes/$V/config.json"
+expect_fail "... nor the host's key" "Permission denied" as_nobody cat "$ZUMASTOR_ROOT/etc/zumastor/host-key.pem"
+expect_fail "... nor get a volume's status" "not defined|denied" as_nobody "$Z" status "$V"
+chmod 700 "$WORK"
 expect_ok "mkfs.ext4 on the volume" mkfs.ext4 -q "/dev/mapper/$V"
 mkdir -p mnt && mount "/dev/mapper/$V" mnt && MOUNTS+=("$WORK/mnt") && echo "kept across restarts" > mnt/file && umount mnt
 out=$("$Z" status 2>&1)

@@ -529,6 +529,8 @@ final class NBDListener {
             defer { umask(oldMask) }
             do {
                 channels.append(try bootstrap().bind(unixDomainSocketPath: unixPath).wait())
+                // Root's alone, as the control socket.
+                chmod(unixPath, 0o600)
             } catch {
                 throw VolumeError.system("cannot listen for NBD on \(unixPath): \(error)")
             }
