@@ -22,6 +22,7 @@ public enum DeadServerLeftovers {
             zuma_loop_detach(loop)
             done.append("detached \(loop), left bound to \(backing) by an earlier server")
         }
+        StableLoopNumber.removeUnbound()
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: deviceNameDirectory)) ?? []
         where entry == volume || (entry.hasPrefix(volume + "(") && entry.hasSuffix(")")) {
             let path = deviceNameDirectory + "/" + entry

@@ -158,6 +158,7 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
         nbd?.close()
         nbd = nil
         for device in devices() { _ = try? detach(tag: device.tag) }
+        StableLoopNumber.removeUnbound()
         let stillOpen = host.openDevices()
         if !stillOpen.isEmpty {
             logger.warning("\(stillOpen.joined(separator: ", ")) still open (mounted, or an NBD client); their I/O fails from now on")
