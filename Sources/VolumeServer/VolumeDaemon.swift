@@ -90,6 +90,9 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
     }
 
     private func startServices() throws {
+        // What earlier servers left unbound in the stable loop range (a detach that waited for
+        // its last user) goes before this one takes its numbers.
+        StableLoopNumber.removeUnbound()
         let c = configuration
         clearLeftovers()
         for dir in [(c.socketPath as NSString).deletingLastPathComponent] + (c.nbdSocketPath.map { [($0 as NSString).deletingLastPathComponent] } ?? []) {

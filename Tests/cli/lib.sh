@@ -8,7 +8,26 @@ WORK=$(mktemp -d /tmp/zuma-e2e.XXXXXX)
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+    remove_unbound_stable_loops
     rm -rf "$WORK"
+}
+
+# remove_unbound_stable_loops: the servers attach their devices at loop numbers from 65,536 up
+# (StableLoopNumber) and remove them at detach; one detached while still mounted becomes
+# unbound only at its unmount. Those left unbound (no file behind them) are removed, as a
+# server's next start or stop would.
+remove_unbound_stable_loops() {
+    python3 - <<'PY' 2>/dev/null
+import fcntl, os
+control = os.open("/dev/loop-control", os.O_RDWR)
+for entry in os.listdir("/sys/block"):
+    if entry.startswith("loop") and entry[4:].isdigit() and 65536 <= int(entry[4:]) < 65536 + 256 * 2048 \
+            and not os.path.exists("/sys/block/%s/loop" % entry):
+        try:
+            fcntl.ioctl(control, 0x4C81, int(entry[4:]))  # LOOP_CTL_REMOVE
+        except OSError:
+            pass
+PY
 }
 trap cleanup EXIT
 
