@@ -17,10 +17,8 @@ enum KernelNFS {
 
     /// Writes `exports` to `file` and has the server re-read them; returns what went wrong.
     static func publish(_ exports: [NFSExport], file: String) -> [String] {
-        let text = NFSExportText.kernel(exports)
-        if FileManager.default.contents(atPath: file) == Data(text.utf8) { return [] }
         do {
-            try AtomicFile.write(Data(text.utf8), to: file)
+            guard try AtomicFile.writeIfChanged(NFSExportText.kernel(exports), to: file) else { return [] }
         } catch {
             return ["cannot write \(file): \(error)"]
         }
@@ -84,10 +82,8 @@ struct GaneshaNFS {
     /// Makes the instance serve `exports` (starting it, reloading it, or stopping it when
     /// nothing is left); returns what went wrong.
     func publish(_ exports: [NFSExport], system: any VolumeSystem) -> [String] {
-        let text = NFSExportText.ganesha(exports)
-        let changed = FileManager.default.contents(atPath: exportsFile) != Data(text.utf8)
         do {
-            if changed { try AtomicFile.write(Data(text.utf8), to: exportsFile) }
+            let changed = try AtomicFile.writeIfChanged(NFSExportText.ganesha(exports), to: exportsFile)
             let running = runningPID()
             if exports.isEmpty {
                 if let running { stop(running) }

@@ -129,6 +129,15 @@ extension ZumastorPaths {
 /// Files replaced whole: written beside, synced, renamed over, the directory synced. Root's
 /// alone unless `mode` says otherwise.
 enum AtomicFile {
+    /// Writes `text` to `path` unless the file holds it already; returns whether it wrote.
+    @discardableResult
+    static func writeIfChanged(_ text: String, to path: String) throws -> Bool {
+        let data = Data(text.utf8)
+        if FileManager.default.contents(atPath: path) == data { return false }
+        try write(data, to: path)
+        return true
+    }
+
     static func write(_ data: Data, to path: String, mode: mode_t = 0o600) throws {
         let dir = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

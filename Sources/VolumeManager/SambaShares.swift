@@ -91,9 +91,8 @@ enum SambaShares {
         let text = String(decoding: data, as: UTF8.self)
         let line = "include = \(shares)"
         if text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces) == line }) { return }
-        var attributes = (try? FileManager.default.attributesOfItem(atPath: smbConf)) ?? [:]
+        let attributes = (try? FileManager.default.attributesOfItem(atPath: smbConf)) ?? [:]
         let mode = (attributes[.posixPermissions] as? NSNumber)?.uint16Value ?? 0o644
-        attributes.removeAll()
         let addition = (text.hasSuffix("\n") || text.isEmpty ? "" : "\n") + "\n# The shares of zumastor volumes (define master --samba).\n[global]\n" + line + "\n"
         try AtomicFile.write(Data((text + addition).utf8), to: smbConf, mode: mode_t(mode))
     }

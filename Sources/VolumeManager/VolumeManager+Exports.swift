@@ -42,20 +42,15 @@ extension VolumeManager {
     /// crashes when one is withdrawn; so `.snapshot` is not a way in for NFS clients.)
     /// A replica (--mount-snap) while it runs: the snapshot directory and its snapshots.
     private func publishedPaths(_ c: VolumeConfig) -> [(path: String, readOnly: Bool)]? {
+        let directory = snapshotDirectory(c)
+        let snapshots = { [(directory, true)] + self.system.mountPoints(under: directory).filter { $0 != directory }.sorted().map { ($0, true) } }
         if let source = c.source {
             guard source.mountSnap, FileManager.default.fileExists(atPath: paths.serverSocket(c.name)) else { return nil }
-            let directory = snapshotDirectory(c)
-            return [(directory, true)] + system.mountPoints(under: directory).filter { $0 != directory }.sorted().map { ($0, true) }
+            return snapshots()
         }
         let origin = mountPoint(c)
         guard c.master, system.isMountPoint(origin) else { return nil }
-        var paths = [(origin, false)]
-        if c.snapmount {
-            let directory = snapshotDirectory(c)
-            paths.append((directory, true))
-            paths += system.mountPoints(under: directory).filter { $0 != directory }.sorted().map { ($0, true) }
-        }
-        return paths
+        return [(origin, false)] + (c.snapmount ? snapshots() : [])
     }
 
     /// Rebuilds the NFS exports and Samba shares of every volume, leaving out `withdrawn`
@@ -104,12 +99,10 @@ extension VolumeManager {
     }
 
     private func publishShares(_ shares: [SambaShare], closing: [String]) -> [String] {
-        let text = SambaShares.text(shares)
-        let existing = FileManager.default.contents(atPath: sambaSharesFile)
-        if existing == nil && shares.isEmpty { return [] }
-        if existing == Data(text.utf8) && closing.isEmpty { return [] }
+        if shares.isEmpty && !FileManager.default.fileExists(atPath: sambaSharesFile) { return [] }
         do {
-            try AtomicFile.write(Data(text.utf8), to: sambaSharesFile)
+            let changed = try AtomicFile.writeIfChanged(SambaShares.text(shares), to: sambaSharesFile)
+            if !changed && closing.isEmpty { return [] }
             if !shares.isEmpty { try SambaShares.ensureInclude(smbConf, shares: sambaSharesFile) }
         } catch {
             return ["\(error)"]

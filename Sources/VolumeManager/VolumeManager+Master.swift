@@ -202,7 +202,6 @@ extension VolumeManager {
         let target = snapshotDirectory(c)
         let bound = !(c.export && (try? nfsServer(c.nfsServer)) != .kernel)
         try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
-        // (A link is looked at first: a mount-point test follows it.)
         if let existing = try? FileManager.default.destinationOfSymbolicLink(atPath: point) {
             guard existing == target else { throw ZumastorError.failed("\(point) is a link to \(existing); move it away for --dotsnapshot") }
             if !bound { return }

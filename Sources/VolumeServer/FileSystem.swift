@@ -26,5 +26,6 @@ public func isMountPoint(_ path: String) -> Bool {
         // A dead FUSE mount answers ENOTCONN: it is a mount point.
         return errno == ENOTCONN
     }
-    return a.st_dev != b.st_dev
+    // A symbolic link is not one, though its `..` is the directory it points at.
+    return (a.st_mode & S_IFMT) != S_IFLNK && a.st_dev != b.st_dev
 }

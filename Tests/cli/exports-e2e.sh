@@ -33,17 +33,15 @@ exports_cleanup() {
     for root in "$ZUMASTOR_ROOT" "$R2"; do
         [ -d "$root" ] || continue
         gpid=$(cat "$root/var/run/zumastor/replicator.pid" 2>/dev/null)
-        [ -n "$gpid" ] && kill "$gpid" 2>/dev/null && for _ in $(seq 100); do kill -0 "$gpid" 2>/dev/null || break; sleep 0.1; done
+        [ -n "$gpid" ] && stop_pid "$gpid"
         ZUMASTOR_ROOT=$root stop_volume_processes "$Z" "$V" "$W"
         gpid=$(cat "$root/var/run/zumastor/nfs/ganesha.pid" 2>/dev/null)
-        [ -n "$gpid" ] && grep -q ganesha "/proc/$gpid/comm" 2>/dev/null && kill "$gpid" && for _ in $(seq 100); do kill -0 "$gpid" 2>/dev/null || break; sleep 0.1; done
+        [ -n "$gpid" ] && grep -q ganesha "/proc/$gpid/comm" 2>/dev/null && stop_pid "$gpid"
     done
     if [ -n "$SMBD_PID" ]; then
         # smbd and the processes it forked for connections (they write into $WORK/samba).
-        local pids
-        pids="$SMBD_PID $(pgrep -P "$SMBD_PID" | tr '\n' ' ')"
-        kill $pids 2>/dev/null
-        for pid in $pids; do for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; done
+        # shellcheck disable=SC2046
+        stop_pid "$SMBD_PID" $(pgrep -P "$SMBD_PID")
     fi
     unmount_under "$WORK"
     release_devices_under "$WORK"

@@ -92,13 +92,20 @@ remove_device_names() {
     done
 }
 
+# stop_pid PID...: SIGTERM to each, then up to 10 s for each to go.
+stop_pid() {
+    local pid
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "$@"; do for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; done
+}
+
 # stop_volume_processes ZUMASTOR VOL...: the schedule agents and servers of those volumes (in
 # the current ZUMASTOR_ROOT), by the pids their status reports: SIGTERM, then a wait.
 stop_volume_processes() {
     local z=$1 v pid; shift
     for v in "$@"; do
         for pid in $("$z" status "$v" --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("agentPID", ""), d.get("serverPID", ""))' 2>/dev/null); do
-            kill -TERM "$pid" 2>/dev/null && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            stop_pid "$pid"
         done
     done
 }
