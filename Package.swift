@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C shim: hardware CRC32C, block-device size ioctl, flock.
@@ -48,13 +50,18 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         // Volume lifecycle on one machine (zumastor's logic): configuration, servers, devices.
         .target(
             name: "VolumeManager",
             dependencies: ["SnapStore", "VolumeInterface", "VolumeServer", "Replication", "Transport", "CSupport", .product(name: "Logging", package: "swift-log"),
-                           .product(name: "NIOPosix", package: "swift-nio")]),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Metrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus")]),
         .executableTarget(
             name: "zumastor",
             dependencies: [
@@ -100,9 +107,11 @@ let package = Package(
         .testTarget(
             name: "VolumeManagerTests",
             dependencies: [
-                "VolumeManager", "VolumeServer", "VolumeInterface", "SnapStore",
+                "VolumeManager", "VolumeServer", "VolumeInterface", "SnapStore", "Replication", "Transport",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]),
         .testTarget(
             name: "TransportTests",

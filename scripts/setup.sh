@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the build (libfuse3, liblzma), the tests (filesystems, fio, NBD clients) and the
 # benchmarks (nbdkit; nbdfuse comes with libnbd-bin; rsync) use; openssl checks key fingerprints;
-# the NFS and Samba exports are tested with nfs-ganesha, libnfs's client tools, smbd and smbclient.
+# the NFS and Samba exports are tested with nfs-ganesha, libnfs's client tools, smbd and smbclient;
+# the metrics endpoint with curl.
 PACKAGES=(python3 coreutils util-linux libfuse3-dev liblzma-dev libzstd-dev fuse3 e2fsprogs xfsprogs fio nbdkit libnbd-bin qemu-utils kmod rsync openssl
-          nfs-ganesha nfs-ganesha-vfs libnfs-utils samba samba-vfs-modules smbclient)
+          nfs-ganesha nfs-ganesha-vfs libnfs-utils samba samba-vfs-modules smbclient curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -20,6 +21,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# The metrics test parses /metrics with Prometheus' own Python client (PyPI, else Debian's).
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+    python3 -m pip install -q prometheus-client 2>/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-prometheus-client
 fi
 
 command -v swift >/dev/null || { echo "setup: the Swift toolchain is not on PATH" >&2; exit 1; }

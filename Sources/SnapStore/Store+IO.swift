@@ -385,6 +385,7 @@ extension Store {
             noteLogged(CopyOutLogEntry(chunk: chunks[start], epoch: label, address: addresses[0], count: UInt32(count)))
             start = end
         }
+        options.onActivity?(.copiedOut(chunks: chunks.count))
     }
 
     /// Copies `bytes` from origin offset `first` to store offset `target` through the copy

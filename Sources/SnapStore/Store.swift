@@ -24,6 +24,8 @@ public struct StoreOptions: Sendable {
     /// Called for things a sysadmin must hear about: snapshots given up when the store
     /// filled, fill level crossing the warning threshold.
     public var onEvent: @Sendable (StoreEvent) -> Void = { _ in }
+    /// Called after each copy-out and each commit, for a server's metrics; nil: nobody counts.
+    public var onActivity: (@Sendable (StoreActivity) -> Void)? = nil
     /// Commit automatically once this many metadata blocks are dirty.
     public var dirtyBlocksMax: Int = 4096
     /// Chunks a copy-out log may cover before a checkpoint: bounds the replay at open (two
@@ -62,6 +64,14 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
             return "snapshot store is \(used)% full (warning level \(threshold)%)"
         }
     }
+}
+
+/// What the store did, as a server's metrics count it (`StoreOptions.onActivity`).
+public enum StoreActivity: Sendable, Equatable {
+    /// Origin chunks copied into the store before their first overwrite since a snapshot.
+    case copiedOut(chunks: Int)
+    /// A commit made durable: a checkpoint or a copy-out log commit, and its duration.
+    case committed(checkpoint: Bool, nanoseconds: UInt64)
 }
 
 public final class Store<Device: BlockDevice> {
@@ -129,6 +139,13 @@ public final class Store<Device: BlockDevice> {
     public static func wallClockNanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// A clock for durations: never steps back.
+    public static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
@@ -302,8 +319,10 @@ public final class Store<Device: BlockDevice> {
     func commit(singleFlush: Bool, mayLog: Bool = false) throws {
         try checkUsable()
         guard changedSinceCommit || !singleFlush || (!mayLog && !superblock.copyOutLog.isEmpty) else { return }
+        let started = options.onActivity == nil ? 0 : Store.monotonicNanoseconds()
         do {
             if mayLog && singleFlush, try commitLog() {
+                options.onActivity?(.committed(checkpoint: false, nanoseconds: Store.monotonicNanoseconds() - started))
                 noteFillLevel()
                 return try selfCheckAfterCommit()
             }
@@ -344,6 +363,7 @@ public final class Store<Device: BlockDevice> {
             poisoned = e
             throw e
         }
+        options.onActivity?(.committed(checkpoint: true, nanoseconds: Store.monotonicNanoseconds() - started))
         noteFillLevel()
         try selfCheckAfterCommit()
     }

@@ -79,8 +79,39 @@ public struct LinkState: Codable, Equatable, Sendable {
     public var resume: ResumePoint?
     /// A transfer under way: chunks done and total, bytes sent, when it started.
     public var progress: TransferProgress?
+    /// Bytes of every cycle so far, sent (target) or received (source), message headers included.
+    public var bytesTotal: UInt64?
+    /// Failed cycles so far, by reason (`LinkState.failureReason`).
+    public var failures: [String: UInt64]?
 
     public init() {}
+
+    /// Records a failed cycle: its message, and one more failure of its kind.
+    mutating func noteFailure(_ error: Error) {
+        lastError = "\(error)"
+        failures = failures ?? [:]
+        failures![LinkState.failureReason(error), default: 0] += 1
+    }
+
+    /// Adds a cycle's bytes to the total.
+    mutating func count(bytes: UInt64) { bytesTotal = (bytesTotal ?? 0) + bytes }
+
+    /// What kind of failure `error` is, in a word a metric label can carry: `network` (the
+    /// peer unreachable or the connection lost), `peer_key` (a key that is not the pinned
+    /// one), `refused` (the peer said no), `protocol` (a malformed or out-of-order message),
+    /// `stream` (a damaged or unfit delta stream), `local` (this host's volume or store).
+    public static func failureReason(_ error: Error) -> String {
+        switch error {
+        case let e as TransportError:
+            if case .refusedPeer = e { return "peer_key" }
+            return "network"
+        case let e as LinkError:
+            if case .refused = e { return "refused" }
+            return "protocol"
+        case is DeltaError: return "stream"
+        default: return "local"
+        }
+    }
 }
 
 public struct TransferProgress: Codable, Equatable, Sendable {

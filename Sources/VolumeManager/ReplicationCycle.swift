@@ -82,6 +82,7 @@ extension VolumeManager {
             let log = replicationLogger(name)
             do {
                 let outcome = try sendLocked(name, t, link: link, state: &state, progress: progress, log: log)
+                state.count(bytes: link.bytesSent)
                 state.lastSuccess = Int(time(nil))
                 state.lastError = nil
                 state.progress = nil
@@ -96,7 +97,8 @@ extension VolumeManager {
             } catch {
                 // The receiver hears why (when the connection still carries it).
                 if !(error is LinkError) { try? link.refuse("\(error)") }
-                state.lastError = "\(error)"
+                state.noteFailure(error)
+                state.count(bytes: link.bytesSent)
                 state.progress = nil
                 try? state.save(statePath)
                 log?.error("\(t.endpoint): replication failed: \(error)")
@@ -272,6 +274,7 @@ extension VolumeManager {
             state.lastAttempt = Int(time(nil))
             do {
                 let outcome = try receiveLocked(name, link: link, state: &state, progress: progress, log: log)
+                state.count(bytes: link.bytesReceived)
                 state.lastSuccess = Int(time(nil))
                 state.lastError = nil
                 try state.save(statePath)
@@ -281,7 +284,8 @@ extension VolumeManager {
                 // What the checkpoints made durable stays, for the next cycle to resume from.
                 let resume = LinkState.load(statePath).resume
                 state.resume = isDamage(error) ? nil : resume
-                state.lastError = "\(error)"
+                state.noteFailure(error)
+                state.count(bytes: link.bytesReceived)
                 try? state.save(statePath)
                 log?.error("from \(link.peer): replication failed: \(error)\(state.resume.map { "; the next cycle resumes at chunk \($0.nextChunk)" } ?? "")")
                 throw error

@@ -16,6 +16,7 @@ final class ReplicationLink {
     private(set) var version = LinkProtocol.versionMax
     private var pending: [UInt8] = []
     private var sentBytes: UInt64 = 0
+    private var receivedBytes: UInt64 = 0
     private let began = Date()
     /// What is left of the DATA message being read, and whether END came.
     private var dataLeft = 0
@@ -121,6 +122,8 @@ final class ReplicationLink {
 
     /// Bytes put on the wire so far (message headers included).
     var bytesSent: UInt64 { sentBytes }
+    /// Bytes taken off the wire so far (message headers included).
+    var bytesReceived: UInt64 { receivedBytes }
 
     /// The next whole message.
     func receive() throws -> LinkMessage {
@@ -148,6 +151,7 @@ final class ReplicationLink {
             let n = try buffer.withUnsafeMutableBytes { try connection.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[done...])) }
             guard n > 0 else { throw TransportError.unreachable("\(peer) ended the connection in the middle of a message") }
             done += n
+            receivedBytes += UInt64(n)
         }
     }
 
@@ -174,6 +178,7 @@ final class ReplicationLink {
             let got = try connection.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done..<n]))
             guard got > 0 else { throw TransportError.unreachable("\(peer) ended the connection in the middle of the stream") }
             done += got
+            receivedBytes += UInt64(got)
         }
         dataLeft -= n
         return n

@@ -234,5 +234,6 @@ func lockedPID(_ path: String) -> pid_t? {
     var buffer = [UInt8](repeating: 0, count: 32)
     let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
     guard n > 0 else { return nil }
-    return pid_t(String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    // The first line: the pid (a line may follow it, as in the metrics exporter's).
+    return String(decoding: buffer[0..<n], as: UTF8.self).split(separator: "\n").first.flatMap { pid_t($0.trimmingCharacters(in: .whitespaces)) }
 }

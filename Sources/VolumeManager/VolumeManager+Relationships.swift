@@ -230,7 +230,7 @@ extension VolumeManager {
         }, failed: { error in
             var state = LinkState.load(paths.sourceState(name))
             state.lastAttempt = Int(time(nil))
-            state.lastError = "\(error)"
+            state.noteFailure(error)
             try? withVolumeLock(name) { try state.save(paths.sourceState(name)) }
             replicationLogger(name)?.error("from \(s.endpoint): \(error)")
         }, cycle: { try receiveCycle(name, link: $0, progress: progress) })
@@ -272,7 +272,7 @@ extension VolumeManager {
         try? withLock(targetLockPath(name, t), what: "replication of '\(name)' to \(t.endpoint)") {
             var state = LinkState.load(paths.targetState(name, t))
             state.lastAttempt = Int(time(nil))
-            state.lastError = "\(error)"
+            state.noteFailure(error)
             try state.save(paths.targetState(name, t))
         }
         replicationLogger(name)?.error("\(t.endpoint): \(error)")

@@ -151,6 +151,8 @@ public final class VolumeManager: Sendable {
         for dir in [paths.blockFiles(name), paths.logDirectory(name)] { try? FileManager.default.removeItem(atPath: dir) }
         // Stopping withdrew its exports and share; this forgets their ids and files.
         if c.export || c.samba { publishExports() }
+        // The exporter serves defined volumes: with none left it stops (the next start starts it).
+        if definedVolumes().isEmpty { try? stopMetricsExporter() }
     }
 
     /// Makes every byte of `path` read as zero: without writing where the device can
@@ -295,11 +297,20 @@ public final class VolumeManager: Sendable {
     }
 
     /// The service's start: this host's identity first (made at the first start), then every volume.
-    public func startAll() throws {
+    /// Starts every volume, the replication service where one is needed, and the metrics
+    /// exporter (`metrics` nil: as /etc/zumastor/metrics says). Metrics are out of the data
+    /// path: the volumes are up before the exporter starts, and stay up when it cannot.
+    public func startAll(metrics: MetricsSetting? = nil) throws {
         try securePrivateState()
         _ = try hostIdentity()
+        let setting = try metrics ?? configuredMetrics()
         try forEachVolume("start", startVolume)
         try ensureReplicator()
+        do {
+            try applyMetrics(setting)
+        } catch {
+            throw ZumastorError.failed("the volumes run, but metrics are not served: \(error)")
+        }
     }
 
     /// This host's key and certificate for replication between hosts, in /etc/zumastor; made
@@ -313,6 +324,7 @@ public final class VolumeManager: Sendable {
     }
 
     public func stopAll() throws {
+        try stopMetricsExporter()
         try stopReplicator()
         try forEachVolume("stop", stopVolume)
     }

@@ -15,6 +15,8 @@ public protocol VolumeServerLink: VolumeAccess {
     func devices() throws -> [AttachedDevice]
     func attach(tag: UInt64?, writable: Bool) throws -> AttachedDevice
     func detach(tag: UInt64?) throws -> AttachedDevice
+    /// The server's metrics in Prometheus' text format (nil: it keeps none).
+    func metricsText() throws -> String?
 }
 
 extension ControlClient: VolumeServerLink {

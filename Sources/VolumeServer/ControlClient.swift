@@ -26,6 +26,12 @@ public final class ControlClient: VolumeAccess {
 
     public func status() throws -> StoreStatus { try ask(.status) }
 
+    /// The server's metrics in Prometheus' text format; nil from a server too old to keep them.
+    public func metricsText() throws -> String? {
+        guard server.features?.contains(ServerInfo.featureMetrics) == true else { return nil }
+        return try ask(.metrics) as String
+    }
+
     public func snapshots() throws -> [SnapshotInfo] { try ask(.list) }
 
     public func snapshot(tag: UInt64) throws -> SnapshotInfo? { try ask(.snapshot(tag: tag)) }

@@ -40,6 +40,8 @@ public enum ControlRequest: Codable, Equatable, Sendable {
     case attach(tag: UInt64?, writable: Bool)
     case detach(tag: UInt64?)
     case devices
+    /// The server's metrics in Prometheus' text format (feature `metrics`).
+    case metrics
 }
 
 /// What the server says about itself.
@@ -57,6 +59,8 @@ public struct ServerInfo: Codable, Equatable, Sendable {
 
     /// The server takes `writeExtents`.
     public static let featureWriteExtents = "writeExtents"
+    /// The server answers `metrics`.
+    public static let featureMetrics = "metrics"
 }
 
 /// A device the server has attached.
@@ -84,6 +88,7 @@ public enum ControlResult: Codable, Equatable, Sendable {
     case devices([AttachedDevice])
     /// Chunk ranges as [first, end) pairs.
     case ranges([[UInt64]])
+    case text(String)
 }
 
 extension ControlResult {
@@ -103,6 +108,7 @@ extension ControlResult {
         case let .device(v): return v
         case let .devices(v): return v
         case let .ranges(v): return v
+        case let .text(v): return v
         }
     }
 }

@@ -233,6 +233,9 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
         case let .attach(tag, writable): return .device(try server.attach(tag: tag, writable: writable))
         case let .detach(tag): return .device(try server.detach(tag: tag))
         case .devices: return .devices(server.devices())
+        case .metrics:
+            guard let metrics = host.metrics else { throw VolumeError.invalidArgument("this server keeps no metrics") }
+            return .text(metrics.render(try? host.status()))
         }
     }
 

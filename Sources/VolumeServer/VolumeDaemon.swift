@@ -21,6 +21,8 @@ public struct DaemonConfiguration: Sendable {
     public var socketPath: String
     public var nbdSocketPath: String?
     public var nbdListen: (host: String, port: Int)?
+    /// Serve Prometheus metrics over HTTP here (a loopback address).
+    public var metricsListen: (host: String, port: Int)?
     public var blockFileDirectory: String
     public var logPath: String?
     public var logToStandardError = true
@@ -57,6 +59,8 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
     private var blockFiles: BlockFiles?
     private var control: ControlListener?
     private var nbd: NBDListener?
+    private var metricsEndpoint: MetricsEndpoint?
+    public let metrics: VolumeMetrics
     private let attachLock = NIOLock()
     private var attached: [UInt64?: AttachedDevice] = [:]
 
@@ -67,9 +71,11 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
         let logger = try makeVolumeLogger(program: "ddsnap", volume: configuration.volume, path: configuration.logPath,
                                           toStandardError: configuration.logToStandardError)
         self.logger = logger
+        let metrics = VolumeMetrics(volume: configuration.volume)
+        self.metrics = metrics
         do {
             host = try VolumeHost(storePath: configuration.storePath, originPath: configuration.originPath,
-                                  cacheSizeBytes: configuration.cacheSizeBytes) { event in logger.notice("\(event)") }
+                                  cacheSizeBytes: configuration.cacheSizeBytes, metrics: metrics) { event in logger.notice("\(event)") }
         } catch {
             logger.error("cannot open the store: \(error)")
             throw error
@@ -102,7 +108,13 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
         let nbdContext = NBDContext(volume: c.volume, host: host, pool: pool, logger: logger)
         nbd = try NBDListener(unixPath: c.nbdSocketPath, tcp: c.nbdListen, group: group, context: nbdContext)
         control = try ControlListener(path: c.socketPath, group: group, host: host, server: self, logger: logger)
-        logger.info("serving store \(c.storePath): control \(c.socketPath), block files \(c.blockFileDirectory)\(c.nbdSocketPath.map { ", NBD \($0)" } ?? "")\(nbdTCPDescription)")
+        if let m = c.metricsListen {
+            let host = self.host, metrics = self.metrics
+            metricsEndpoint = try MetricsEndpoint(host: m.host, port: m.port, group: group, logger: logger) {
+                metrics.render(try? host.status())
+            }
+        }
+        logger.info("serving store \(c.storePath): control \(c.socketPath), block files \(c.blockFileDirectory)\(c.nbdSocketPath.map { ", NBD \($0)" } ?? "")\(nbdTCPDescription)\(metricsEndpoint.map { ", metrics http://\($0.address)/metrics" } ?? "")")
     }
 
     private var nbdTCPDescription: String {
@@ -115,7 +127,7 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
                    originPath: (try? host.status().originPath) ?? "", processID: getpid(),
                    blockFileDirectory: configuration.blockFileDirectory, nbdSocket: configuration.nbdSocketPath,
                    nbdListen: configuration.nbdListen.map { "\($0.host):\(nbd?.tcpPort ?? $0.port)" },
-                   features: [ServerInfo.featureWriteExtents])
+                   features: [ServerInfo.featureWriteExtents, ServerInfo.featureMetrics])
     }
 
     /// Blocks until SIGTERM or SIGINT, then shuts down. Call `VolumeDaemon.blockSignals()`
@@ -158,6 +170,8 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
     private func stopServices() {
         control?.close()
         control = nil
+        metricsEndpoint?.close()
+        metricsEndpoint = nil
         nbd?.close()
         nbd = nil
         for device in devices() { _ = try? detach(tag: device.tag) }

@@ -40,9 +40,12 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     private var writableTags: Set<UInt64> = []
 
     public var location: String { storePath }
+    /// A server's figures (nil: a command's host, which nobody scrapes).
+    public let metrics: VolumeMetrics?
 
-    /// Opens the store at `storePath` and its origin (`originPath`, or the one the store records).
-    public init(storePath: String, originPath: String? = nil, cacheSizeBytes: Int? = nil,
+    /// Opens the store at `storePath` and its origin (`originPath`, or the one the store
+    /// records); `metrics` counts its block I/O, copy-outs, commits and store-full events.
+    public init(storePath: String, originPath: String? = nil, cacheSizeBytes: Int? = nil, metrics: VolumeMetrics? = nil,
                 onEvent: @escaping @Sendable (StoreEvent) -> Void = { _ in }) throws {
         let storeDevice = try FileDevice(path: storePath)
         let sb = try Store.readSuperblock(storeDevice, onEvent: onEvent)
@@ -51,6 +54,14 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
         options.checkOriginIdentity = originPath == nil
         if let cacheSizeBytes { options.cacheSizeBytes = cacheSizeBytes }
         options.onEvent = onEvent
+        if let metrics {
+            options.onEvent = { event in
+                metrics.record(event)
+                onEvent(event)
+            }
+            options.onActivity = { metrics.record($0) }
+        }
+        self.metrics = metrics
         self.storePath = storePath
         self.store = try Store(store: storeDevice, origin: originDevice, superblock: sb, options: options)
     }
@@ -123,10 +134,12 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
             if filled == 0 { break }
             try buffer.withUnsafeBytes { b in
                 let piece = UnsafeRawBufferPointer(rebasing: b[0..<filled])
-                if let snapshot {
-                    try withStore { try $0.write(snapshot: snapshot, offset: position, piece) }
-                } else {
-                    try writeOrigin(offset: position, piece)
+                try measuredWrite(snapshot, bytes: UInt64(filled)) {
+                    if let snapshot {
+                        try withStore { try $0.write(snapshot: snapshot, offset: position, piece) }
+                    } else {
+                        try writeOrigin(offset: position, piece)
+                    }
                 }
             }
             position += UInt64(filled)
@@ -139,7 +152,7 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     /// discard and write-zeroes): a hole in a file origin where no snapshot needs the old data.
     public func writeZeros(snapshot: UInt64?, offset: UInt64, length: UInt64) throws {
         guard let snapshot else {
-            try withStore { try $0.writeZeros(originOffset: offset, length: length) }
+            try measuredWrite(nil, bytes: length) { try withStore { try $0.writeZeros(originOffset: offset, length: length) } }
             return
         }
         try writeZeroBytes(snapshot: snapshot, offset: offset, length: length)
@@ -160,7 +173,9 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     }
 
     public func write(originExtents extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws {
-        try withStore { try $0.write(originBatch: extents, writeBehind: true) }
+        try measuredWrite(nil, bytes: extents.reduce(0) { $0 + UInt64($1.data.count) }) {
+            try withStore { try $0.write(originBatch: extents, writeBehind: true) }
+        }
     }
 
     public func changedChunks(from: StoreSide, to: StoreSide, startingAt start: UInt64, limit: UInt64?,
@@ -214,30 +229,60 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
 
     /// Reads the origin (`snapshot == nil`) or a snapshot into `buffer`.
     public func read(snapshot: UInt64?, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        if snapshot == nil {
-            // Origin reads touch no store state: they run side by side.
-            try withStoreShared { try $0.read(snapshot: nil, offset: offset, into: buffer) }
-        } else {
-            try withStore { try $0.read(snapshot: snapshot, offset: offset, into: buffer) }
+        do {
+            if snapshot == nil {
+                // Origin reads touch no store state: they run side by side.
+                try withStoreShared { try $0.read(snapshot: nil, offset: offset, into: buffer) }
+            } else {
+                try withStore { try $0.read(snapshot: snapshot, offset: offset, into: buffer) }
+            }
+        } catch {
+            metrics?.failed(.read)
+            throw error
         }
+        metrics?.read(snapshot, bytes: buffer.count)
     }
 
     /// Writes the origin through the group commit, or a writable snapshot directly.
     public func write(snapshot: UInt64?, offset: UInt64, _ data: UnsafeRawBufferPointer) throws {
-        if let snapshot {
-            try withStore { s in
-                guard writableTags.contains(snapshot) else {
-                    throw VolumeError.invalidArgument("snapshot \(snapshot) is read-only (attach or export it writable)")
+        try measuredWrite(snapshot, bytes: UInt64(data.count)) {
+            if let snapshot {
+                try withStore { s in
+                    guard writableTags.contains(snapshot) else {
+                        throw VolumeError.invalidArgument("snapshot \(snapshot) is read-only (attach or export it writable)")
+                    }
+                    try s.write(snapshot: snapshot, offset: offset, data)
                 }
-                try s.write(snapshot: snapshot, offset: offset, data)
+            } else {
+                try writeOrigin(offset: offset, data)
             }
-        } else {
-            try writeOrigin(offset: offset, data)
         }
     }
 
     /// Durability barrier: every write acknowledged before the call is durable when it returns.
-    public func flush() throws { try withStore { try $0.flush() } }
+    public func flush() throws {
+        do {
+            try withStore { try $0.flush() }
+        } catch {
+            metrics?.failed(.flush)
+            throw error
+        }
+        metrics?.flushed()
+    }
+
+    /// Runs a write of `bytes` to the origin (`tag` nil) or a snapshot, counted in `metrics`.
+    private func measuredWrite<T>(_ tag: UInt64?, bytes: UInt64, _ body: () throws -> T) rethrows -> T {
+        guard let metrics else { return try body() }
+        let started = Store<FileDevice>.monotonicNanoseconds()
+        do {
+            let result = try body()
+            metrics.wrote(tag, bytes: bytes, started: started)
+            return result
+        } catch {
+            metrics.failed(.write)
+            throw error
+        }
+    }
 
     /// How many bytes a read from `offset` covers (`length`, or nil: to the end), checked
     /// against the size of the origin or the snapshot.
@@ -321,7 +366,15 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     /// succeeds on its own, and all of them join the same group commit. Returns each one's
     /// failure (nil: written).
     public func writeOrigin(burst extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) -> [Error?] {
-        do { return try writeOrigin(extents) } catch { return extents.map { _ in error } }
+        let started = Store<FileDevice>.monotonicNanoseconds()
+        let failures: [Error?]
+        do { failures = try writeOrigin(extents) } catch { failures = extents.map { _ in error } }
+        if let metrics {
+            for (e, failure) in zip(extents, failures) {
+                if failure == nil { metrics.wrote(nil, bytes: UInt64(e.data.count), started: started) } else { metrics.failed(.write) }
+            }
+        }
+        return failures
     }
 
     private func writeOrigin(_ extents: [(offset: UInt64, data: UnsafeRawBufferPointer)]) throws -> [Error?] {

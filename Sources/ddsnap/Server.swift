@@ -22,6 +22,7 @@ struct Server: ParsableCommand {
     @Option(help: "Control socket (default /var/run/zumastor/servers/NAME).") var socket: String?
     @Option(help: "NBD Unix socket (default: the control socket's path plus .nbd).") var nbdSocket: String?
     @Option(help: ArgumentHelp("Also serve NBD on this TCP address.", valueName: "host:port")) var nbdListen: String?
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address).", valueName: "host:port")) var metricsListen: String?
     @Option(help: "Directory of the block files (default /var/run/zumastor/devices/NAME).") var blockFiles: String?
     @Option(help: "Log file (default /var/log/zumastor/NAME/server.log).") var log: String?
     @Option(help: "Metadata cache size (default 32M).", transform: parseSize) var cacheSize: UInt64?
@@ -31,6 +32,10 @@ struct Server: ParsableCommand {
     func validate() throws {
         do { try DaemonConfiguration.validateVolumeName(name) } catch { throw ValidationError("\(error)") }
         if let nbdListen { _ = try parseListen(nbdListen) }
+        if let metricsListen {
+            let (host, _) = try parseListen(metricsListen)
+            do { try MetricsEndpoint.checkLoopback(host) } catch { throw ValidationError("--metrics-listen: \(error)") }
+        }
     }
 
     func run() throws {
@@ -42,6 +47,7 @@ struct Server: ParsableCommand {
         c.originPath = origin.map(absolute)
         c.nbdSocketPath = absolute(nbdSocket ?? socketPath + ".nbd")
         c.nbdListen = try nbdListen.map(parseListen)
+        c.metricsListen = try metricsListen.map(parseListen)
         c.logPath = absolute(log ?? DaemonConfiguration.defaultLogPath(volume: name))
         c.logToStandardError = readyFd == nil
         c.cacheSizeBytes = cacheSize.map { Int($0) }

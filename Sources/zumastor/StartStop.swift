@@ -45,13 +45,46 @@ struct Target: ParsableArguments {
 struct Start: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "start",
-        abstract: "Start every defined volume (the service), one volume, or one master's mounts and schedule.")
+        abstract: "Start every defined volume (the service), one volume, or one master's mounts and schedule.",
+        discussion: """
+            The service also serves Prometheus metrics, at http://127.0.0.1:9339/metrics unless \
+            /etc/zumastor/metrics holds another HOST:PORT (a loopback address) or 'off'.
+            """)
 
     @OptionGroup var target: Target
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address), for this start.",
+                               valueName: "host:port"))
+    var metricsListen: String?
+    @Flag(help: "Do not serve metrics (a running exporter stops), for this start.") var noMetrics = false
+
+    func validate() throws {
+        if metricsListen != nil || noMetrics {
+            guard target.words.isEmpty else { throw ValidationError("--metrics-listen and --no-metrics apply to the whole service (zumastor start)") }
+            guard !(metricsListen != nil && noMetrics) else { throw ValidationError("give --metrics-listen or --no-metrics, not both") }
+        }
+        if let metricsListen {
+            do { _ = try MetricsSetting(parsing: metricsListen) } catch { throw ValidationError("--metrics-listen: \(error)") }
+        }
+    }
 
     func run() throws {
-        try target.run("Started", volume: { try $0.startVolume($1) }, master: { try $0.startMaster($1) }, all: { try $0.startAll() })
+        let metrics = try noMetrics ? .off : metricsListen.map { try MetricsSetting(parsing: $0) }
+        try target.run("Started", volume: { try $0.startVolume($1) }, master: { try $0.startMaster($1) }, all: { m in
+            try m.startAll(metrics: metrics)
+            if let e = m.metricsExporter() { print("Metrics at http://\(e.address)/metrics (exporter pid \(e.pid)).") }
+        })
     }
+}
+
+/// The host's metrics exporter (started by `zumastor start`).
+struct MetricsExporter: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics",
+        abstract: "Serve the host's Prometheus metrics (started by zumastor start).", shouldDisplay: false)
+
+    @Option(help: ArgumentHelp("Where to listen (a loopback address).", valueName: "host:port")) var listen: String
+
+    func run() throws { try manager().runMetricsExporter(try MetricsSetting(parsing: listen)) }
 }
 
 struct Stop: ParsableCommand {

@@ -21,14 +21,14 @@ struct Zumastor: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [Define.self, Forget.self, Start.self, Stop.self, Snapshot.self, Delete.self, Status.self, Revert.self, Resize.self,
-                      Remount.self, Replicate.self, Key.self, Agent.self, Replicator.self])
+                      Remount.self, Replicate.self, Key.self, Agent.self, Replicator.self, MetricsExporter.self])
 
     static func main() {
         do {
             var command = try parseAsRoot()
             try command.run()
             // Once a store has passed its fill level, every command says so on stderr.
-            if !(command is Agent) && !(command is Replicator) {
+            if !(command is Agent) && !(command is Replicator) && !(command is MetricsExporter) {
                 for w in manager().fillWarnings() { FileHandle.standardError.write(Data("zumastor: warning: \(w)\n".utf8)) }
             }
         } catch let error as ZumastorError {

@@ -53,7 +53,6 @@ exports_cleanup() {
 }
 trap exports_cleanup EXIT
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 NFS_PORT=$(free_port)
 SMB_PORT=$(free_port)
 Q="?version=4&nfsport=$NFS_PORT"

@@ -99,16 +99,23 @@ stop_pid() {
     for pid in "$@"; do for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; done
 }
 
-# stop_volume_processes ZUMASTOR VOL...: the schedule agents and servers of those volumes (in
-# the current ZUMASTOR_ROOT), by the pids their status reports: SIGTERM, then a wait.
+# stop_volume_processes ZUMASTOR VOL...: the metrics exporter, and the schedule agents and
+# servers of those volumes (in the current ZUMASTOR_ROOT), by the pids their pid file and
+# status report: SIGTERM, then a wait.
 stop_volume_processes() {
     local z=$1 v pid; shift
+    # The host's metrics exporter of this ZUMASTOR_ROOT (pid file: the pid, then the address).
+    pid=$(head -n 1 "${ZUMASTOR_ROOT:-}/var/run/zumastor/metrics.pid" 2>/dev/null)
+    [ -n "$pid" ] && stop_pid "$pid"
     for v in "$@"; do
         for pid in $("$z" status "$v" --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("agentPID", ""), d.get("serverPID", ""))' 2>/dev/null); do
             stop_pid "$pid"
         done
     done
 }
+
+# free_port: a TCP port of 127.0.0.1 nobody listens on now.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # md5: the MD5 of standard input, the digest alone.
 md5() { md5sum | cut -d' ' -f1; }

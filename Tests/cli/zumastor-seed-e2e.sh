@@ -18,17 +18,8 @@ VOLS=()
 LOOPS=()
 ROOTS=()
 seed_cleanup() {
-    # Agents and servers of our volumes, by the pids their status reports.
-    for r in "${ROOTS[@]}"; do
-        for v in "${VOLS[@]}"; do
-            ZUMASTOR_ROOT=$r "$Z" status "$v" --json 2>/dev/null | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print(d.get("agentPID", ""), d.get("serverPID", ""))' 2>/dev/null | tr ' ' '\n' | while read -r pid; do
-                [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            done
-        done
-    done
+    # The exporters, agents and servers of our roots and volumes, by their pids.
+    for r in "${ROOTS[@]}"; do ZUMASTOR_ROOT=$r stop_volume_processes "$Z" "${VOLS[@]}"; done
     unmount_under "$WORK"
     release_devices_under "$WORK"
     for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
