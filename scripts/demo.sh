@@ -9,7 +9,8 @@
 # showing the origin change while the snapshots do not, `zumastor replicate` to a replica
 # store on files (a full copy, then a delta); replication to a second host (a network
 # namespace) with define source/target over TLS 1.3 with pinned keys, pushed, then pulled, the
-# replica's mount showing the master's files; and `zumastor status` on both.
+# replica's mount showing the master's files; `zumastor status` on both; and the metrics
+# `zumastor start` serves, scraped with curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -173,6 +174,12 @@ bstep replicate "$RVOL" --quiet
 echo; echo "# md5sum $MP/testfile; hostb# md5sum $RMP/testfile"
 md5sum "$MP/testfile" | cut -d' ' -f1; md5sum "$RMP/testfile" | cut -d' ' -f1
 bstep status "$RVOL"
+
+# The service on this host (zumastor start, as at boot) serves its metrics for Prometheus.
+hstep start
+echo; echo "# curl -s http://127.0.0.1:9339/metrics | grep -E '^zumastor_(snapshots_by_kind|store_used_percent|replication_lag_seconds|replication_bytes_total)'"
+nsenter --net=/run/netns/"$HA" curl -s http://127.0.0.1:9339/metrics \
+    | grep -E '^zumastor_(snapshots_by_kind|store_used_percent|replication_lag_seconds|replication_bytes_total)\{'
 
 zstep status
 bstep stop
