@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 # Debian packages the build (libfuse3, liblzma), the tests (filesystems, fio, NBD clients) and the
 # benchmarks (nbdkit; nbdfuse comes with libnbd-bin; rsync) use; openssl checks key fingerprints;
 # the NFS and Samba exports are tested with nfs-ganesha, libnfs's client tools, smbd and smbclient;
-# the metrics endpoint with curl.
+# the metrics endpoint with curl; the Debian package with lintian, man and logrotate.
 PACKAGES=(python3 coreutils util-linux libfuse3-dev liblzma-dev libzstd-dev fuse3 e2fsprogs xfsprogs fio nbdkit libnbd-bin qemu-utils kmod rsync openssl
-          nfs-ganesha nfs-ganesha-vfs libnfs-utils samba samba-vfs-modules smbclient curl)
+          nfs-ganesha nfs-ganesha-vfs libnfs-utils samba samba-vfs-modules smbclient curl
+          lintian man-db logrotate)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

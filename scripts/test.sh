@@ -34,7 +34,9 @@ swift_failed=$(grep -cE '^✘ Test [^r].*failed' "$log" || true)
 # real kernel (FUSE, loop devices, filesystems, NBD clients, fio; root); delta streams on files,
 # pipes and a server's socket; zumastor (root, own ZUMASTOR_ROOT); the seed guide's examples on
 # ext4 and xfs; NFS exports and Samba shares with real servers and clients; the metrics
-# endpoints scraped while volumes work and replicate; zumastor replicate
+# endpoints scraped while volumes work and replicate; the Debian package built, linted,
+# installed, checked and purged, and the install step (static programs, man pages,
+# completions); zumastor replicate
 # to replicas on files and through a replica server's socket;
 # replication between hosts in network namespaces (push, pull, periods, chains, fan-out, resume).
 shell_passed=0
@@ -59,6 +61,7 @@ run_suite "zumastor end to end" Tests/cli/zumastor-e2e.sh zumastor
 run_suite "seed guide examples" Tests/cli/zumastor-seed-e2e.sh zumastor
 run_suite "NFS and Samba exports (nfs-ganesha, smbd, real clients)" Tests/cli/exports-e2e.sh zumastor
 run_suite "Prometheus metrics (curl, prometheus_client)" Tests/cli/metrics-e2e.sh zumastor
+run_suite "Debian package and install (dpkg-deb, lintian, apt-get, man, bash completion)" Tests/cli/package-e2e.sh zumastor
 run_suite "zumastor replicate end to end" Tests/cli/replicate-e2e.sh zumastor
 run_suite "delta streams between hosts (TLS, pinned keys)" Tests/cli/network-e2e.sh ddsnap
 run_suite "zumastor replication between three hosts" Tests/cli/remote-e2e.sh zumastor

@@ -151,8 +151,15 @@ public final class VolumeManager: Sendable {
         for dir in [paths.blockFiles(name), paths.logDirectory(name)] { try? FileManager.default.removeItem(atPath: dir) }
         // Stopping withdrew its exports and share; this forgets their ids and files.
         if c.export || c.samba { publishExports() }
-        // The exporter serves defined volumes: with none left it stops (the next start starts it).
-        if definedVolumes().isEmpty { try? stopMetricsExporter() }
+        // The exporter serves defined volumes: with none left it stops, and its logs go (the
+        // next start with a volume starts it again).
+        if definedVolumes().isEmpty {
+            try? stopMetricsExporter()
+            let name = (paths.metricsLog as NSString).lastPathComponent
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: paths.log)) ?? [] where f == name || f.hasPrefix(name + ".") {
+                unlink(paths.log + "/" + f)
+            }
+        }
     }
 
     /// Makes every byte of `path` read as zero: without writing where the device can
@@ -298,8 +305,9 @@ public final class VolumeManager: Sendable {
 
     /// The service's start: this host's identity first (made at the first start), then every volume.
     /// Starts every volume, the replication service where one is needed, and the metrics
-    /// exporter (`metrics` nil: as /etc/zumastor/metrics says). Metrics are out of the data
-    /// path: the volumes are up before the exporter starts, and stay up when it cannot.
+    /// exporter (`metrics` nil: as /etc/zumastor/metrics says; none while no volume is
+    /// defined). Metrics are out of the data path: the volumes are up before the exporter
+    /// starts, and stay up when it cannot.
     public func startAll(metrics: MetricsSetting? = nil) throws {
         try securePrivateState()
         _ = try hostIdentity()
@@ -307,7 +315,7 @@ public final class VolumeManager: Sendable {
         try forEachVolume("start", startVolume)
         try ensureReplicator()
         do {
-            try applyMetrics(setting)
+            try applyMetrics(definedVolumes().isEmpty ? .off : setting)
         } catch {
             throw ZumastorError.failed("the volumes run, but metrics are not served: \(error)")
         }

@@ -5,29 +5,46 @@ import Foundation
 import Logging
 import VolumeInterface
 
-/// Where a server's log lines go: appended with O_APPEND, one write(2) per line.
+/// Where a server's log lines go: appended with O_APPEND, one write(2) per line. A log file
+/// renamed or removed under it (logrotate) is reopened at the next line: each line first
+/// checks that the path still names the file it writes, so no process needs a signal.
 final class LogSink: @unchecked Sendable {
     private let lock = NSLock()
-    private var descriptors: [Int32]
+    private let toStandardError: Bool
+    private let path: String?
+    private var file: Int32 = -1
 
     init(path: String?, toStandardError: Bool) throws {
-        descriptors = toStandardError ? [2] : []
+        self.toStandardError = toStandardError
+        self.path = path
         if let path {
             let dir = (path as NSString).deletingLastPathComponent
             if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-            let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-            guard fd >= 0 else { throw VolumeError.system("cannot open log file \(path): \(String(cString: strerror(errno)))") }
-            descriptors.append(fd)
+            file = LogSink.open(path)
+            guard file >= 0 else { throw VolumeError.system("cannot open log file \(path): \(String(cString: strerror(errno)))") }
         }
     }
+
+    private static func open(_ path: String) -> Int32 { Foundation.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640) }
 
     func write(_ line: String) {
         let bytes = Array(line.utf8)
         lock.lock()
         defer { lock.unlock() }
-        for fd in descriptors {
+        if let path { reopenIfRotated(path) }
+        for fd in (toStandardError ? [2] : []) + (file >= 0 ? [file] : []) {
             _ = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
         }
+    }
+
+    /// The path names another file, or none: it was rotated; write to a new one there.
+    private func reopenIfRotated(_ path: String) {
+        var named = stat(), open = stat()
+        if file >= 0, stat(path, &named) == 0, fstat(file, &open) == 0, named.st_ino == open.st_ino, named.st_dev == open.st_dev { return }
+        let fresh = LogSink.open(path)
+        guard fresh >= 0 else { return }
+        if file >= 0 { close(file) }
+        file = fresh
     }
 }
 

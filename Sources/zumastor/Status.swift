@@ -7,18 +7,47 @@ import VolumeServer
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show the defined volumes, one volume, or one snapshot of it.")
+        abstract: "Show the defined volumes (one line each), one volume, or one snapshot of it.",
+        discussion: """
+            Without a volume: one line per volume (state, role, sizes, store fill, snapshots, the \
+            newest and its age, replication lag), then what needs a look, such as a last operation \
+            that failed and the log that tells why. --usage shows every volume in full instead.
+            """)
 
     @Argument(help: "A volume (default: all).") var volume: String?
     @Argument(help: "A snapshot id of VOL.") var snap: UInt64?
-    @Flag(name: [.customShort("u"), .long], help: "Add each snapshot's unique and shared space (always shown for one volume).") var usage = false
+    @Flag(name: [.customShort("u"), .long], help: "Every volume in full, with each snapshot's unique and shared space (always so for one volume).") var usage = false
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: "Whether the service runs: every defined volume's server (exit 3 when not, as init scripts do).")
     var service = false
+    @Flag(help: "Show it again every --interval seconds, until interrupted.") var watch = false
+    @Option(help: "Seconds between two views with --watch.") var interval = 2
+
+    func validate() throws {
+        if watch && (json || service) { throw ValidationError("--watch shows the text view: not with --json or --service") }
+        guard (1...3600).contains(interval) else { throw ValidationError("--interval \(interval) must be 1 to 3600 seconds") }
+    }
 
     func run() throws {
         let m = manager()
         if service { return try serviceStatus(m) }
+        guard watch else {
+            if try !show(m) { throw ExitCode(1) }
+            return
+        }
+        let terminal = isatty(1) == 1
+        while true {
+            // A terminal is cleared; a pipe or file gets the views one after another.
+            print(terminal ? "\u{1B}[H\u{1B}[2J" + "Every \(interval) s: zumastor status    \(formatDate(UInt64(time(nil)) * 1_000_000_000))\n"
+                           : "--- \(formatDate(UInt64(time(nil)) * 1_000_000_000))")
+            _ = try show(m)
+            fflush(nil)
+            sleep(UInt32(interval))
+        }
+    }
+
+    /// Prints the view once; false when some volume's configuration is damaged.
+    private func show(_ m: VolumeManager) throws -> Bool {
         let names = try volume.map { _ = try m.config($0); return [$0] } ?? m.definedVolumes()
         // Every volume that can be read is shown; one whose configuration is damaged is named,
         // with what is wrong, and the exit status is 1.
@@ -30,7 +59,6 @@ struct Status: ParsableCommand {
                 broken.append((name, "\(e)"))
             }
         }
-        defer { if !broken.isEmpty { Foundation.exit(1) } }
         if let snap {
             let s = statuses[0]
             guard let found = s.snapshots.first(where: { $0.tag == snap }) else {
@@ -41,16 +69,22 @@ struct Status: ParsableCommand {
             } else {
                 for (key, value) in snapshotLines(m, s, found) { print("\((key + ":").padding(toLength: 16, withPad: " ", startingAt: 0))\(value)") }
             }
-            return
+            return true
         }
         if json {
             let objects = statuses.map { volumeObject(m, $0) } + broken.map { ["name": $0.name, "error": $0.error] as [String: Any] }
             printJSON(volume == nil ? objects as Any : objects[0] as Any)
-            return
+            return broken.isEmpty
         }
-        if statuses.isEmpty && broken.isEmpty { print("No volumes defined.") }
-        for s in statuses { printVolume(m, s) }
-        for b in broken { print("Volume \(b.name): CONFIGURATION DAMAGED: \(b.error)\n") }
+        if statuses.isEmpty && broken.isEmpty {
+            print("No volumes defined.")
+        } else if volume == nil && !usage {
+            printSummary(m, statuses, broken: broken, now: Int(time(nil)))
+        } else {
+            for s in statuses { printVolume(m, s) }
+            for b in broken { print("Volume \(b.name): CONFIGURATION DAMAGED: \(b.error)\n") }
+        }
+        return broken.isEmpty
     }
 
     private func serviceStatus(_ m: VolumeManager) throws {
@@ -93,6 +127,7 @@ struct Status: ParsableCommand {
             line("role", "none (zumastor define master \(c.name) mounts it)")
         }
         for (key, value) in replicationLines(s) { line(key, value) }
+        if let f = m.lastFailure(c.name) { line("last failure", "\(logMessage(f.line)) (see \(f.log))") }
         for d in s.devices { line("device", "\(d.name) -> \(d.loopDevice)\(d.writable ? "" : " (read-only)")") }
         if let st = s.store {
             line("store usage", "\(st.percentUsed)% of \(formatBytes(st.storeChunks * UInt64(st.chunkSizeBytes))) (\(formatBytes(st.usedChunks * UInt64(st.chunkSizeBytes))) used), \(st.snapshotCount) snapshot(s)\(st.squashedCount > 0 ? ", \(st.squashedCount) squashed" : "")")

@@ -136,6 +136,20 @@ scrape
 expect_eq "... counted as a network failure" "1" "$(value "zumastor_replication_failures_total{direction=target,peer=127.0.0.1:$L2,reason=network,volume=$V}")"
 expect_eq "... the bytes total kept" "$sent" "$(value "zumastor_replication_bytes_total{$T}")"
 
+# Status for people: one line per volume against the expected text, with ages, the fill and
+# the port masked; the failed replication named with the log that tells why.
+mask() { sed -E "s/$V/VOL/g; s/:$L2/:PORT/g; s|$ZUMASTOR_ROOT|ROOT|g; s/[0-9]+[smhd] (ago|behind)/T \1/g; s/ [0-9]+% / P% /" | tr -s ' '; }
+expect_eq "status: one line per volume, and what needs a look" "VOLUME STATE ROLE ORIGIN STORE USED SNAPS NEWEST REPLICATION
+VOL running master 256M 128M P% 2 T ago (replication) to 127.0.0.1:PORT T behind, failing
+
+VOL: the last operation failed: 127.0.0.1:PORT: FAILURE (see ROOT/var/log/zumastor/VOL/replication.log)" \
+    "$("$Z" status 2>&1 | mask | sed -E 's/(the last operation failed: 127.0.0.1:PORT: ).*( \(see )/\1FAILURE\2/')"
+expect_ok "status VOL: the last failure and its log" sh -c "'$Z' status '$V' | grep -qE '^  last failure: +.* \(see $ZUMASTOR_ROOT/var/log/zumastor/$V/replication.log\)$'"
+timeout 5 "$Z" status --watch --interval 1 > watch.out 2>&1
+expect_eq "status --watch shows the view again every second until stopped" "yes" \
+    "$([ "$(grep -c '^--- ' watch.out)" -ge 3 ] && [ "$(grep -c '^VOLUME ' watch.out)" -ge 3 ] && echo yes || cat watch.out)"
+expect_fail "status --watch with --json" "not with --json" "$Z" status --watch --json
+
 # Concurrency limit: 16 idle connections are held; the next is closed at once; then a scrape works.
 expect_eq "the 17th connection is closed at once" "closed" "$(python3 - "$PORT" <<'PY'
 import socket, sys

@@ -5,6 +5,7 @@
 # Usage: Tests/cli/zumastor-e2e.sh PATH/TO/zumastor
 . "$(dirname "$0")/lib.sh"
 Z=${1:?usage: zumastor-e2e.sh PATH/TO/zumastor}
+HERE=$(cd "$(dirname "$0")/../.." && pwd)
 export ZUMASTOR_ROOT="$WORK/root"
 cd "$WORK"
 
@@ -52,8 +53,12 @@ expect_fail "... nor get a volume's status" "not defined|denied" as_nobody "$Z" 
 chmod 700 "$WORK"
 expect_ok "mkfs.ext4 on the volume" mkfs.ext4 -q "/dev/mapper/$V"
 mkdir -p mnt && mount "/dev/mapper/$V" mnt && MOUNTS+=("$WORK/mnt") && echo "kept across restarts" > mnt/file && umount mnt
-out=$("$Z" status 2>&1)
-echo "$out" | grep -q "Volume $V: running" && echo "$out" | grep -q "device:  *\/dev\/mapper\/$V" && ok "status shows the volume running with its device" || not_ok "status" "$out"
+out=$("$Z" status --usage 2>&1)
+echo "$out" | grep -q "Volume $V: running" && echo "$out" | grep -q "device:  *\/dev\/mapper\/$V" && ok "status --usage shows the volume running with its device" || not_ok "status --usage" "$out"
+# One line per volume, against the expected text (sizes are the files'; no snapshot yet).
+# (Columns compared with their spacing squeezed: the name's length sets the first one's width.)
+expect_eq "status: one line per volume" "VOLUME STATE ROLE ORIGIN STORE USED SNAPS NEWEST REPLICATION
+VOL running volume 256M 128M 0% 0 - -" "$("$Z" status 2>&1 | sed "s/$V/VOL/g" | tr -s ' ')"
 
 # Bad input: clear message, non-zero exit, nothing changed.
 truncate -s 256M o2.img; truncate -s 64K tiny.img; truncate -s 128M s2.img
@@ -78,6 +83,21 @@ mount "/dev/mapper/$V" mnt && expect_eq "data kept across stop and start" "kept 
 expect_ok "stop (the whole service)" "$Z" stop
 expect_ok "start (the whole service)" "$Z" start
 expect_ok "the volume runs again" sh -c "'$Z' status '$V' | grep -q running"
+
+# Logs: each line stamped with the time, the program, the volume and the level; rotated by
+# logrotate with the package's file (paths under this test's ZUMASTOR_ROOT), the running
+# server writing on into a new file at its next line, without a signal.
+LOG="$ZUMASTOR_ROOT/var/log/zumastor/$V/server.log"
+expect_ok "server log lines carry the time, program, volume and level" \
+    sh -c "tail -n 1 '$LOG' | grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} ddsnap\[[0-9]+\] $V (info|notice|warning|error): '"
+sed "s|/var/log/zumastor|$ZUMASTOR_ROOT/var/log/zumastor|g" "$HERE/etc/logrotate.d/zumastor" > logrotate.conf
+expect_ok "the package's logrotate file, for this root" grep -q "$ZUMASTOR_ROOT/var/log/zumastor/\*/\*.log" logrotate.conf
+expect_ok "logrotate rotates the logs" logrotate -f -s "$WORK/logrotate.state" logrotate.conf
+expect_ok "... server.log.1 is the old log" grep -q "serving store" "$LOG.1"
+"$(dirname "$Z")/ddsnap" create "$ZUMASTOR_ROOT/var/run/zumastor/servers/$V" 900 >/dev/null
+expect_ok "... the running server writes its next line to a new server.log" grep -q "created snapshot 900" "$LOG"
+expect_ok "... and nothing more to the old one" sh -c "! grep -q 'created snapshot 900' '$LOG.1'"
+"$(dirname "$Z")/ddsnap" delete "$ZUMASTOR_ROOT/var/run/zumastor/servers/$V" 900 >/dev/null
 
 # define master: the origin is mounted while the volume runs.
 M="$ZUMASTOR_ROOT/var/run/zumastor/mount/$V"
@@ -207,8 +227,12 @@ truncate -s 256M w3-origin.img; truncate -s 64M w3-store.img
 VOLS+=("${W}c")
 "$Z" define volume "${W}c" w3-origin.img w3-store.img --initialize >/dev/null
 out=$("$Z" status 2>&1); rc=$?
-[ $rc -eq 1 ] && echo "$out" | grep -q "Volume ${W}c: running" && echo "$out" | grep -q "Volume $W: CONFIGURATION DAMAGED: $WC: field 'nextSnapshotTag' is -7" \
+[ $rc -eq 1 ] && echo "$out" | grep -qE "^${W}c +running " && echo "$out" | grep -qE "^$W +damaged " \
+    && echo "$out" | grep -q "^$W: CONFIGURATION DAMAGED: $WC: field 'nextSnapshotTag' is -7" \
     && ok "19.7: status shows the healthy volume and marks the damaged one (exit 1)" || not_ok "19.7: status of all volumes" "exit $rc: $out"
+out=$("$Z" status --usage 2>&1); rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "Volume ${W}c: running" && echo "$out" | grep -q "Volume $W: CONFIGURATION DAMAGED: $WC: field 'nextSnapshotTag' is -7" \
+    && ok "19.7: status --usage too" || not_ok "19.7: status --usage of all volumes" "exit $rc: $out"
 cp "$WC.previous" "$WC"
 expect_ok "19.7: restored from the previous version" "$Z" status "$W"
 expect_ok "19: forget the third volume" "$Z" forget volume "${W}c"
