@@ -17,7 +17,7 @@ public final class ControlClient: VolumeAccess {
     public init(socketPath: String) throws {
         self.socketPath = socketPath
         fd = try UnixSocket.connect(path: socketPath)
-        server = try ask(.hello)
+        server = try ask(.hello(client: ControlProtocol.version))
     }
 
     deinit { Foundation.close(fd) }
@@ -260,7 +260,23 @@ public final class ControlClient: VolumeAccess {
     /// Sends a request without a data stream and returns the value of its reply, of the type
     /// the caller expects.
     private func ask<Value>(_ request: ControlRequest) throws -> Value {
-        try expect(try call(request), for: request)
+        do {
+            return try expect(try call(request), for: request)
+        } catch let VolumeError.protocolViolation(text) where text.hasPrefix("malformed request") {
+            throw versionMismatch(request, text) ?? VolumeError.protocolViolation(text)
+        }
+    }
+
+    /// A request the server could not read, explained when the server speaks another version
+    /// of the protocol than this client (nil: the same one, so the request was at fault).
+    func versionMismatch(_ request: ControlRequest, _ text: String) -> VolumeError? {
+        let theirs = server?.protocolVersion ?? 1
+        guard theirs != ControlProtocol.version else { return nil }
+        let release = server?.release.map { "zumastor \($0)" } ?? "an older zumastor"
+        if theirs < ControlProtocol.version {
+            return .unreachable("the server at \(socketPath) runs \(release) (control protocol \(theirs)) and does not know '\(request.name)' of this \(ControlProtocol.release) (protocol \(ControlProtocol.version)): restart it after the upgrade (zumastor stop, then zumastor start; or stop and start its ddsnap server)")
+        }
+        return .unreachable("the server at \(socketPath) runs \(release) (control protocol \(theirs)), newer than this \(ControlProtocol.release) (protocol \(ControlProtocol.version)), and could not read '\(request.name)': use the zumastor and ddsnap of the server's version")
     }
 
     /// The value of a reply to `request`; a reply of another kind breaks the protocol.

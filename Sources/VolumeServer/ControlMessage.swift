@@ -11,8 +11,19 @@ import Foundation
 import SnapStore
 import VolumeInterface
 
+/// The versions a client and a server tell each other in `hello`, so that a request one of
+/// them does not know is explained ("restart the server after the upgrade") rather than
+/// reported as malformed.
+public enum ControlProtocol {
+    /// The control protocol this build speaks: 1, the first; 2 adds the versions in `hello`.
+    public static let version = 2
+    /// This build's version, as `--version` prints it.
+    public static let release = "0.1.0"
+}
+
 public enum ControlRequest: Codable, Equatable, Sendable {
-    case hello
+    /// `client`: the client's control protocol (absent: 1).
+    case hello(client: Int?)
     case status
     case list
     case snapshot(tag: UInt64)
@@ -56,6 +67,9 @@ public struct ServerInfo: Codable, Equatable, Sendable {
     /// Requests beyond the first version's that this server takes (absent: none), so that a
     /// newer client asks an older server only what it knows.
     public var features: [String]?
+    /// The server's control protocol (absent: 1) and its build (absent: before 2).
+    public var protocolVersion: Int?
+    public var release: String?
 
     /// The server takes `writeExtents`.
     public static let featureWriteExtents = "writeExtents"

@@ -160,13 +160,21 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
                 do {
                     request = try ControlCoding.decode(ControlRequest.self, from: bytes)
                 } catch {
-                    logger.warning("control connection: \(error)")
-                    reply(.failed(ControlFailure(error)))
+                    let explained = explainVersion(error)
+                    logger.warning("control connection: \(explained)")
+                    reply(.failed(ControlFailure(explained)))
                     continue
                 }
                 if !handle(request) { return }
             }
         }
+    }
+
+    /// A request this server cannot read from a client of another protocol version says so
+    /// (the "malformed request" prefix kept, which a newer client explains in turn).
+    private func explainVersion(_ error: Error) -> Error {
+        guard case let VolumeError.protocolViolation(text) = error, let client = clientVersion, client != ControlProtocol.version else { return error }
+        return VolumeError.protocolViolation("\(text) (the client speaks control protocol \(client), this server \(ControlProtocol.version), zumastor \(ControlProtocol.release): use the same version of both; a server started before an upgrade needs a restart)")
     }
 
     /// Runs one request; false when the connection went away in the middle.
@@ -194,12 +202,16 @@ final class ControlConnectionHandler: ChannelInboundHandler, @unchecked Sendable
     /// A request that arrived where a write's data or end frame was expected: the write fails,
     /// then this request is served (not dropped).
     private var pendingRequest: [UInt8]?
+    /// The control protocol the client said it speaks in `hello` (nil: no hello yet).
+    private var clientVersion: Int?
 
     /// One request, one line each: the store's answers come from the host, the server's own
     /// from `server`; the streaming requests have functions of their own below.
     private func perform(_ request: ControlRequest) throws -> ControlResult {
         switch request {
-        case .hello: return .server(server.info)
+        case let .hello(client):
+            clientVersion = client ?? 1
+            return .server(server.info)
         case .status: return .status(try host.status())
         case .list: return .snapshots(try host.snapshots())
         case let .snapshot(tag): return .snapshot(try host.snapshot(tag: tag))

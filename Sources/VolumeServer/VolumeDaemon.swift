@@ -127,7 +127,8 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
                    originPath: (try? host.status().originPath) ?? "", processID: getpid(),
                    blockFileDirectory: configuration.blockFileDirectory, nbdSocket: configuration.nbdSocketPath,
                    nbdListen: configuration.nbdListen.map { "\($0.host):\(nbd?.tcpPort ?? $0.port)" },
-                   features: [ServerInfo.featureWriteExtents, ServerInfo.featureMetrics])
+                   features: [ServerInfo.featureWriteExtents, ServerInfo.featureMetrics],
+                   protocolVersion: ControlProtocol.version, release: ControlProtocol.release)
     }
 
     /// Blocks until SIGTERM or SIGINT, then shuts down. Call `VolumeDaemon.blockSignals()`

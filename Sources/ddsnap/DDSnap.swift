@@ -21,7 +21,7 @@ struct DDSnap: ParsableCommand {
             instead of the store. Tags are snapshot numbers. Sizes take K, M, G or T suffixes \
             (powers of 1024).
             """,
-        version: "0.1.0",
+        version: ControlProtocol.release,
         subcommands: [
             Initialize.self, Create.self, Delete.self, List.self, Status.self, Usecount.self,
             Priority.self, Read.self, Write.self, Changelist.self, Revert.self, Resize.self, Check.self,

@@ -19,7 +19,7 @@ struct Zumastor: ParsableCommand {
             State lives under /var/lib/zumastor, /var/run/zumastor and /var/log/zumastor; \
             ZUMASTOR_ROOT=/dir puts it all under /dir.
             """,
-        version: "0.1.0",
+        version: ControlProtocol.release,
         subcommands: [Define.self, Forget.self, Start.self, Stop.self, Snapshot.self, Delete.self, Status.self, Revert.self, Resize.self,
                       Remount.self, Replicate.self, Key.self, Agent.self, Replicator.self, MetricsExporter.self])
 

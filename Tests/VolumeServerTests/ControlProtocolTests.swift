@@ -31,6 +31,19 @@ import VolumeInterface
         #expect(write == .write(snapshot: nil, offset: 0, flush: nil))
     }
 
+    /// Protocol 2 adds the versions to hello; a hello and a server description of protocol 1
+    /// still parse, and protocol 1's decoder (a hello without fields) takes protocol 2's hello.
+    @Test func versionsInHello() throws {
+        #expect(try ControlCoding.decode(ControlRequest.self, from: Array(#"{"hello":{}}"#.utf8)) == .hello(client: nil))
+        let hello = ControlCoding.encode(ControlRequest.hello(client: ControlProtocol.version))
+        #expect(String(decoding: hello, as: UTF8.self) == #"{"hello":{"client":2}}"#)
+        enum VersionOneRequest: Codable { case hello, status }
+        #expect(try JSONDecoder().decode(VersionOneRequest.self, from: Data(hello)) == .hello)
+        let old = #"{"volume":"v","storePath":"/s","originPath":"/o","processID":7,"blockFileDirectory":"/b"}"#
+        let info = try JSONDecoder().decode(ServerInfo.self, from: Data(old.utf8))
+        #expect(info.protocolVersion == nil && info.release == nil && info.features == nil)
+    }
+
     @Test(arguments: [
         ([UInt8]([2, 0, 0, 0, 9, 1]), "frame version 9 is not supported"),
         ([UInt8]([2, 0, 0, 0, 1, 7]), "unknown frame kind 7"),

@@ -151,4 +151,22 @@ s.sendall(frame(1, json.dumps({"hello": {}}).encode()))
 r = reply(s)
 check("server still serves", r and "ok" in r, failure_text(r))
 check("the server lists writeExtents among its features", "writeExtents" in json.dumps(r.get("ok", {})) if r else False, failure_text(r))
+# Versions: a client of protocol 1 (its hello says nothing) is told why a request it sends
+# cannot be read; one of this server's own version gets the plain answer.
+s.sendall(frame(1, json.dumps({"selfdestruct": {}}).encode()))
+r = reply(s)
+check("a protocol 1 client's unreadable request: the versions named",
+      "malformed request" in failure_text(r) and "the client speaks control protocol 1, this server 2" in failure_text(r), failure_text(r))
+s.close()
+s = connect()
+s.sendall(frame(1, json.dumps({"hello": {"client": 2}}).encode()))
+r = reply(s)
+info = r.get("ok", {}).get("_0", {}).get("server", {}).get("_0", {}) if r else {}
+check("hello of a protocol 2 client: the server says its protocol and release",
+      info.get("protocolVersion") == 2 and bool(info.get("release")), failure_text(r))
+s.sendall(frame(1, json.dumps({"selfdestruct": {}}).encode()))
+r = reply(s)
+check("the same version's unreadable request: no talk of versions",
+      "malformed request" in failure_text(r) and "speaks control protocol" not in failure_text(r), failure_text(r))
+s.close()
 sys.exit(1 if tapcheck.failures else 0)

@@ -281,6 +281,17 @@ while read -r line; do
     case "$line" in "ok - "*) ok "${line#ok - }" ;; "not ok - "*) not_ok "${line#not ok - }" ;; esac
 done < control-malformed.out
 [ $ctl_rc -eq 0 ] || not_ok "control_malformed.py" "$(cat control-malformed.out)"
+# The client's side of the versions, against fake servers: one of protocol 1 (started before
+# an upgrade) and one newer than this build, each failing a request it cannot read.
+for v in 1 3; do
+    python3 "$HERE/control_fake_server.py" "$WORK/fake-$v.sock" "$v" > "fake-$v.out" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 50); do grep -q ready "fake-$v.out" 2>/dev/null && break; sleep 0.1; done
+done
+expect_fail "a server of protocol 1: restart it after the upgrade" \
+    "runs an older zumastor \(control protocol 1\) and does not know 'status' .*restart it after the upgrade" "$D" status "$WORK/fake-1.sock"
+expect_fail "a newer server: use the tools of its version" \
+    "runs zumastor 3.0.0 \(control protocol 3\), newer than this .*use the zumastor and ddsnap of the server's version" "$D" status "$WORK/fake-3.sock"
 expect_eq "malformed input changed nothing" "$(md5sum < in.raw)" "$(md5sum < "$DEV")"
 
 # The limits against a greedy client (docs/INVARIANTS.md 36): 1,000 control and NBD
