@@ -221,6 +221,16 @@ def device_tables(devices, w):
             if o and k:
                 w(f'| {direction} | {fmt_cell(o)} | {fmt_cell(k)} | {o["median"] / k["median"]:.2f}x |')
         w("")
+    ab = devices.get("ab") if isinstance(devices, dict) else None
+    if ab:
+        w(f"**Two builds of the server** (`Benchmarks/ab_devices.py`, raw device, {ab['rounds']} rounds of")
+        w(f"{ab['runtime']} s, the builds taking turns): A is {ab['a']}, B is {ab['b']}.")
+        w("")
+        w("| pattern | A | B | B / A |")
+        w("|---|---|---|---|")
+        for r in ab["rows"]:
+            w(f'| {r["pattern"]} | {fmt_cell(r["a"])} | {fmt_cell(r["b"])} | {r["b"]["median"] / r["a"]["median"]:.2f}x |')
+        w("")
 
 
 def device_targets(devices, line):

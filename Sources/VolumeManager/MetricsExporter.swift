@@ -73,50 +73,22 @@ extension VolumeManager {
         if case .listen = setting, running?.address == setting.description { return }
         try stopMetricsExporter()
         guard case .listen = setting else { return }
-        guard let path = Executables.find("zumastor", variable: "ZUMASTOR_EXE", besides: ddsnapPath) else {
-            throw ZumastorError.failed("cannot find the zumastor executable to run the metrics exporter")
-        }
-        try FileManager.default.createDirectory(atPath: paths.run, withIntermediateDirectories: true)
-        let pid: pid_t
-        do {
-            pid = try system.spawnDetached(path, ["metrics", "--listen", setting.description])
-        } catch {
-            throw ZumastorError.failed("cannot start the metrics exporter: \(error)")
-        }
-        for _ in 0..<200 {
-            if metricsExporter() != nil { return }
-            if system.exited(pid) { break }
-            usleep(50_000)
-        }
+        if try startService(["metrics", "--listen", setting.description], what: "metrics exporter", running: { metricsExporter() != nil }) { return }
         let last = ((try? String(contentsOfFile: paths.metricsLog, encoding: .utf8)) ?? "").split(separator: "\n").last.map(String.init)
         throw ZumastorError.failed("the metrics exporter did not start on \(setting.description)\(last.map { ": \($0)" } ?? "") (see \(paths.metricsLog))")
     }
 
     public func stopMetricsExporter() throws {
         guard let (pid, _) = metricsExporter() else { return }
-        _ = system.signal(pid, SIGTERM)
-        for _ in 0..<200 {
-            if metricsExporter() == nil { return }
-            usleep(50_000)
-        }
-        throw ZumastorError.failed("the metrics exporter (pid \(pid)) did not stop within 10 s")
+        try stopService(pid, what: "metrics exporter", seconds: 10) { metricsExporter() != nil }
     }
 
     /// The exporter's life (`zumastor metrics --listen HOST:PORT`): serves until SIGTERM or SIGINT.
     public func runMetricsExporter(_ setting: MetricsSetting) throws {
         guard case let .listen(host, port) = setting else { return }
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-        let log = try makeVolumeLogger(program: "zumastor", volume: "metrics", path: paths.metricsLog, toStandardError: false)
-        try FileManager.default.createDirectory(atPath: paths.run, withIntermediateDirectories: true)
-        let fd = open(paths.metricsPIDFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0, flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            log.error("another metrics exporter runs")
-            throw ZumastorError.failed("a metrics exporter already runs")
-        }
-        defer { unlink(paths.metricsPIDFile); close(fd) }
+        let service = try ServiceProcess(name: "metrics", what: "metrics exporter", logPath: paths.metricsLog, pidFile: paths.metricsPIDFile)
+        defer { service.release() }
+        let log = service.log
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let endpoint: MetricsEndpoint
@@ -126,14 +98,10 @@ extension VolumeManager {
             log.error("cannot start: \(error)")
             throw error
         }
-        ftruncate(fd, 0)
-        let text = Array("\(getpid())\n\(setting.description)\n".utf8)
-        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        service.announce([setting.description])
         log.info("metrics exporter started: http://\(endpoint.address)/metrics")
         while true {
-            var signal: Int32 = 0
-            guard sigwait(&signals, &signal) == 0 else { continue }
-            if signal == SIGTERM || signal == SIGINT { break }
+            if let signal = service.nextSignal(), signal == SIGTERM || signal == SIGINT { break }
         }
         log.info("metrics exporter stops")
         endpoint.close()

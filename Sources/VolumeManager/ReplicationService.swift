@@ -35,22 +35,9 @@ extension VolumeManager {
             return
         }
         _ = try hostIdentity()
-        guard let path = Executables.find("zumastor", variable: "ZUMASTOR_EXE", besides: ddsnapPath) else {
-            throw ZumastorError.failed("cannot find the zumastor executable to run the replication service")
+        guard try startService(["replicator"], what: "replication service", running: { replicatorPID() != nil }) else {
+            throw ZumastorError.failed("the replication service did not start (see \(paths.replicatorLog))")
         }
-        try FileManager.default.createDirectory(atPath: paths.run, withIntermediateDirectories: true)
-        let pid: pid_t
-        do {
-            pid = try system.spawnDetached(path, ["replicator"])
-        } catch {
-            throw ZumastorError.failed("cannot start the replication service: \(error)")
-        }
-        for _ in 0..<200 {
-            if replicatorPID() != nil { return }
-            if system.exited(pid) { break }
-            usleep(50_000)
-        }
-        throw ZumastorError.failed("the replication service did not start (see \(paths.replicatorLog))")
     }
 
     func signalReplicator() {
@@ -60,28 +47,14 @@ extension VolumeManager {
     /// Stops the service and waits for it (cycles under way stop where they are and resume later).
     func stopReplicator() throws {
         guard let pid = replicatorPID() else { return }
-        _ = system.signal(pid, SIGTERM)
-        for _ in 0..<600 {
-            if replicatorPID() == nil { return }
-            usleep(50_000)
-        }
-        throw ZumastorError.failed("the replication service (pid \(pid)) did not stop within 30 s")
+        try stopService(pid, what: "replication service", seconds: 30) { replicatorPID() != nil }
     }
 
     /// The service's life (`zumastor replicator`).
     public func runReplicator() throws {
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, s) }
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-        let log = try makeVolumeLogger(program: "zumastor", volume: "replicator", path: paths.replicatorLog, toStandardError: false)
-        try FileManager.default.createDirectory(atPath: paths.run, withIntermediateDirectories: true)
-        let fd = open(paths.replicatorPIDFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0, flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            log.error("another replication service runs")
-            throw ZumastorError.failed("a replication service already runs")
-        }
-        defer { unlink(paths.replicatorPIDFile); close(fd) }
+        let service = try ServiceProcess(name: "replicator", what: "replication service", logPath: paths.replicatorLog, pidFile: paths.replicatorPIDFile)
+        defer { service.release() }
+        let log = service.log
         let tls: PinnedTLS
         let listener: BlockingListener
         let endpoint: Endpoint
@@ -93,9 +66,7 @@ extension VolumeManager {
             log.error("cannot start: \(error)")
             throw error
         }
-        ftruncate(fd, 0)
-        let text = Array("\(getpid())\n".utf8)
-        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        service.announce()
         log.info("replication service started: listening on \(Endpoint(host: endpoint.host, port: listener.port)), key \(tls.identity.fingerprint)")
         let acceptor = Thread { [self] in
             while let connection = listener.accept() {
@@ -110,9 +81,8 @@ extension VolumeManager {
                 break
             }
             runDueCycles(running: running, log: log)
-            var timeout = timespec(tv_sec: 2, tv_nsec: 0)
-            let signal = sigtimedwait(&signals, nil, &timeout)
-            if signal == SIGTERM || signal == SIGINT {
+            let signal = service.nextSignal(within: 2)
+            if let signal, signal == SIGTERM || signal == SIGINT {
                 log.info("replication service stops (signal \(signal))")
                 break
             }

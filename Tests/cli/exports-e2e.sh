@@ -32,8 +32,6 @@ exports_cleanup() {
     local gpid root
     for root in "$ZUMASTOR_ROOT" "$R2"; do
         [ -d "$root" ] || continue
-        gpid=$(cat "$root/var/run/zumastor/replicator.pid" 2>/dev/null)
-        [ -n "$gpid" ] && stop_pid "$gpid"
         ZUMASTOR_ROOT=$root stop_volume_processes "$Z" "$V" "$W"
         gpid=$(cat "$root/var/run/zumastor/nfs/ganesha.pid" 2>/dev/null)
         [ -n "$gpid" ] && grep -q ganesha "/proc/$gpid/comm" 2>/dev/null && stop_pid "$gpid"

@@ -99,14 +99,16 @@ stop_pid() {
     for pid in "$@"; do for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done; done
 }
 
-# stop_volume_processes ZUMASTOR VOL...: the metrics exporter, and the schedule agents and
-# servers of those volumes (in the current ZUMASTOR_ROOT), by the pids their pid file and
-# status report: SIGTERM, then a wait.
+# stop_volume_processes ZUMASTOR VOL...: the replication service and metrics exporter, and
+# the schedule agents and servers of those volumes (in the current ZUMASTOR_ROOT), by the pids
+# their pid files and status report: SIGTERM, then a wait.
 stop_volume_processes() {
     local z=$1 v pid; shift
-    # The host's metrics exporter of this ZUMASTOR_ROOT (pid file: the pid, then the address).
-    pid=$(head -n 1 "${ZUMASTOR_ROOT:-}/var/run/zumastor/metrics.pid" 2>/dev/null)
-    [ -n "$pid" ] && stop_pid "$pid"
+    # The host's replication service and metrics exporter of this ZUMASTOR_ROOT (their pid
+    # files: the pid first).
+    for pid in $(head -qn 1 "${ZUMASTOR_ROOT:-}/var/run/zumastor/replicator.pid" "${ZUMASTOR_ROOT:-}/var/run/zumastor/metrics.pid" 2>/dev/null); do
+        stop_pid "$pid"
+    done
     for v in "$@"; do
         for pid in $("$z" status "$v" --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("agentPID", ""), d.get("serverPID", ""))' 2>/dev/null); do
             stop_pid "$pid"

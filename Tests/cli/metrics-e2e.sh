@@ -23,12 +23,9 @@ BLOCKER_PID=""
 metrics_cleanup() {
     [ -n "$BLOCKER_PID" ] && kill "$BLOCKER_PID" 2>/dev/null
     [ -n "$DPID" ] && stop_pid "$DPID"
-    local pid root
+    local root
     for root in "$ZUMASTOR_ROOT" "$R2"; do
-        [ -d "$root" ] || continue
-        pid=$(cat "$root/var/run/zumastor/replicator.pid" 2>/dev/null)
-        [ -n "$pid" ] && stop_pid "$pid"
-        ZUMASTOR_ROOT=$root stop_volume_processes "$Z" "$V" "$W"
+        [ -d "$root" ] && ZUMASTOR_ROOT=$root stop_volume_processes "$Z" "$V" "$W"
     done
     unmount_under "$WORK"
     release_devices_under "$WORK"
