@@ -38,7 +38,7 @@ PORT=$(free_port)
 URL="http://127.0.0.1:$PORT/metrics"
 SCRAPE="$WORK/scrape"
 # scrape: the samples, parsed, into $SCRAPE; value SAMPLE: one sample's value from it.
-scrape() { python3 "$HERE/Tests/cli/prom_scrape.py" "$URL" > "$SCRAPE" 2>&1; }
+scrape() { curl -sf --max-time 20 "$URL" | python3 "$HERE/Tests/cli/prom_scrape.py" > "$SCRAPE" 2>&1; }
 value() { awk -v k="$1" '$1 == k { print $2; found = 1 } END { if (!found) print "absent" }' "$SCRAPE"; }
 # grew BEFORE AFTER: AFTER is larger.
 grew() { python3 -c "import sys; sys.exit(0 if float('$2') > float('$1') else 1)" 2>/dev/null; }
@@ -67,7 +67,7 @@ expect_ok "the exporter's pid file is root's alone" test "$(stat -c %a "$ZUMASTO
 expect_ok "the scrape parses (prometheus_client)" scrape
 expect_eq "the volume is up" "1" "$(value "zumastor_volume_up{volume=$V}")"
 expect_eq "the scheduled kind reads 0 snapshots" "0" "$(value "zumastor_snapshots_by_kind{kind=hourly,volume=$V}")"
-python3 "$HERE/Tests/cli/prom_scrape.py" "$URL" --families > families 2>&1
+curl -sf --max-time 20 "$URL" | python3 "$HERE/Tests/cli/prom_scrape.py" --families > families 2>&1
 expect_eq "every family has a HELP line" "" "$(awk 'NF < 3 { print $1 }' families)"
 missing=$(for f in $(awk '{ print $1 }' families); do grep -q "\`$f" "$HERE/docs/OPERATIONS.md" || echo "$f"; done)
 expect_eq "docs/OPERATIONS.md lists every family served" "" "$missing"

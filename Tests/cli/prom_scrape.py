@@ -1,19 +1,17 @@
 #!/usr/bin/env python3
-# Scrapes a Prometheus endpoint and parses it with Prometheus' own client library (a parse
-# error fails): prints each sample as `name{k=v,...} value`, labels sorted, or with
+# Parses a scrape (curl's output, on standard input) with Prometheus' own client library (a
+# parse error fails): prints each sample as `name{k=v,...} value`, labels sorted, or with
 # --families each family as `name type help`.
-# Usage: prom_scrape.py URL [--families]
+# Usage: curl -sf URL | prom_scrape.py [--families]
 import sys
-import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-with urllib.request.urlopen(sys.argv[1], timeout=20) as r:
-    if r.status != 200 or not r.headers.get("Content-Type", "").startswith("text/plain; version=0.0.4"):
-        sys.exit(f"unexpected answer: {r.status} {r.headers.get('Content-Type')}")
-    text = r.read().decode()
+text = sys.stdin.read()
+if not text:
+    sys.exit("nothing to parse: the scrape failed")
 for family in text_string_to_metric_families(text):
-    if "--families" in sys.argv[2:]:
+    if "--families" in sys.argv[1:]:
         print(family.name, family.type, family.documentation)
         continue
     for s in family.samples:
