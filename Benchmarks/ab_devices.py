@@ -15,7 +15,7 @@ import json
 import os
 import statistics
 
-from devices_peer import Cleanup, fio, start_ours
+from devices_peer import Cleanup, fio, remove_new_entries, start_ours
 
 PATTERNS = [
     ("seq write 1M", "write", "1M", 1),
@@ -28,15 +28,13 @@ SIZE = 1 << 30
 def one_round(d, ddsnap, runtime):
     """A fresh volume of this build, each pattern once; MB/s by pattern."""
     cleanup = Cleanup()
+    existing = set(os.listdir(d))
     try:
         dev = start_ours(d, ddsnap, cleanup)
         return {label: fio(dev, rw, bs, depth, runtime, SIZE) for label, rw, bs, depth in PATTERNS}
     finally:
         cleanup.run()
-        for f in os.listdir(d):
-            path = os.path.join(d, f)
-            if os.path.isfile(path) or os.path.islink(path):
-                os.unlink(path)
+        remove_new_entries(d, existing)
 
 
 def main():
