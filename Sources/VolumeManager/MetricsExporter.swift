@@ -18,25 +18,24 @@ public enum MetricsSetting: Equatable, Sendable {
     case off
     case listen(host: String, port: Int)
 
-    /// `HOST:PORT` or `off`; the host a loopback address.
+    /// `HOST:PORT` or `off`; the host a loopback address, the port given.
     public init(parsing text: String) throws {
         if text == "off" {
             self = .off
             return
         }
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+        // Transport's parser (IPv6 in brackets); without a port it takes 0, which it refuses.
+        guard let e = try? Endpoint(parsing: text, defaultPort: 0) else {
             throw ZumastorError.invalid("metrics address '\(text)' is not HOST:PORT (or 'off')")
         }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        do { try MetricsEndpoint.checkLoopback(host) } catch { throw ZumastorError.invalid("\(error)") }
-        self = .listen(host: host, port: port)
+        do { try MetricsEndpoint.checkLoopback(e.host) } catch { throw ZumastorError.invalid("\(error)") }
+        self = .listen(host: e.host, port: e.port)
     }
 
     public var description: String {
         switch self {
         case .off: return "off"
-        case let .listen(host, port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case let .listen(host, port): return Endpoint(host: host, port: port).description
         }
     }
 
