@@ -50,17 +50,11 @@ public final class MetricsEndpoint: Sendable {
 
     /// Refuses an address other hosts could reach: metrics go out unencrypted and to anyone.
     public static func checkLoopback(_ host: String) throws {
-        if host == "localhost" { return }
-        let loopback: Bool
-        if let a = try? SocketAddress(ipAddress: host, port: 0) {
-            switch a {
-            case let .v4(v4): loopback = (UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24) == 127
-            case .v6: loopback = host == "::1"
-            default: loopback = false
-            }
-        } else {
+        var v4 = in_addr(), v6 = in6_addr()
+        guard host == "localhost" || inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 else {
             throw VolumeError.invalidArgument("metrics address '\(host)' is not an IP address")
         }
+        let loopback = isLoopbackAddress(host)
         guard loopback else {
             throw VolumeError.invalidArgument("metrics are served only on loopback addresses (127.0.0.1, ::1): plain HTTP without authentication must not leave the host; give 127.0.0.1:PORT and scrape through a TLS proxy")
         }

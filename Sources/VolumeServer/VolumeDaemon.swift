@@ -21,6 +21,9 @@ public struct DaemonConfiguration: Sendable {
     public var socketPath: String
     public var nbdSocketPath: String?
     public var nbdListen: (host: String, port: Int)?
+    /// TLS files for NBD on `nbdListen` (NBDTLSConfiguration): TLS is then required there.
+    /// Without them `nbdListen` must be a loopback address.
+    public var nbdTLSDirectory: String?
     /// Serve Prometheus metrics over HTTP here (a loopback address).
     public var metricsListen: (host: String, port: Int)?
     public var blockFileDirectory: String
@@ -40,6 +43,17 @@ public struct DaemonConfiguration: Sendable {
     public static func defaultSocketPath(volume: String) -> String { "/var/run/zumastor/servers/\(volume)" }
     public static func defaultBlockFileDirectory(volume: String) -> String { "/var/run/zumastor/devices/\(volume)" }
     public static func defaultLogPath(volume: String) -> String { "/var/log/zumastor/\(volume)/server.log" }
+
+    /// NBD over TCP without TLS only where no other host reaches it; TLS files only with TCP.
+    public static func checkNBDListen(_ host: String?, tlsDirectory: String?) throws {
+        guard let host else {
+            if tlsDirectory != nil { throw VolumeError.invalidArgument("NBD TLS files are given but no NBD TCP address (--nbd-listen) to use them on") }
+            return
+        }
+        if tlsDirectory == nil && !isLoopbackAddress(host) {
+            throw VolumeError.invalidArgument("NBD on \(host) would let anyone who reaches it read and write the volume: give --nbd-tls DIR (ca-cert.pem, server-cert.pem, server-key.pem; clients then need a certificate of that authority), or listen on 127.0.0.1")
+        }
+    }
 
     /// A volume name usable in paths, device names and NBD export names.
     public static func validateVolumeName(_ name: String) throws {
@@ -105,8 +119,10 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
             try makeDirectory(dir)
         }
         blockFiles = try BlockFiles(directory: c.blockFileDirectory, volume: c.volume, host: host, logger: logger)
+        try DaemonConfiguration.checkNBDListen(c.nbdListen?.host, tlsDirectory: c.nbdTLSDirectory)
+        let tls = try c.nbdTLSDirectory.map { try NBDTLSConfiguration(directory: $0) }
         let nbdContext = NBDContext(volume: c.volume, host: host, pool: pool, logger: logger)
-        nbd = try NBDListener(unixPath: c.nbdSocketPath, tcp: c.nbdListen, group: group, context: nbdContext)
+        nbd = try NBDListener(unixPath: c.nbdSocketPath, tcp: c.nbdListen, tls: tls, group: group, context: nbdContext)
         control = try ControlListener(path: c.socketPath, group: group, host: host, server: self, logger: logger)
         if let m = c.metricsListen {
             let host = self.host, metrics = self.metrics
@@ -119,7 +135,7 @@ public final class VolumeDaemon: ServerOperations, @unchecked Sendable {
 
     private var nbdTCPDescription: String {
         guard let listen = configuration.nbdListen else { return "" }
-        return ", NBD tcp \(listen.host):\(nbd?.tcpPort ?? listen.port)"
+        return ", NBD tcp \(listen.host):\(nbd?.tcpPort ?? listen.port)\(configuration.nbdTLSDirectory.map { " (TLS required, files in \($0))" } ?? " (plain, loopback)")"
     }
 
     public var info: ServerInfo {

@@ -22,6 +22,7 @@ struct Server: ParsableCommand {
     @Option(help: "Control socket (default /var/run/zumastor/servers/NAME).") var socket: String?
     @Option(help: "NBD Unix socket (default: the control socket's path plus .nbd).") var nbdSocket: String?
     @Option(help: ArgumentHelp("Also serve NBD on this TCP address.", valueName: "host:port")) var nbdListen: String?
+    @Option(help: ArgumentHelp("TLS for --nbd-listen, required of every client there: a directory with ca-cert.pem, server-cert.pem and server-key.pem (mode 600); clients show a certificate signed by ca-cert.pem. Needed unless --nbd-listen is a loopback address.", valueName: "dir")) var nbdTls: String?
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address).", valueName: "host:port")) var metricsListen: String?
     @Option(help: "Directory of the block files (default /var/run/zumastor/devices/NAME).") var blockFiles: String?
     @Option(help: "Log file (default /var/log/zumastor/NAME/server.log).") var log: String?
@@ -31,7 +32,8 @@ struct Server: ParsableCommand {
 
     func validate() throws {
         do { try DaemonConfiguration.validateVolumeName(name) } catch { throw ValidationError("\(error)") }
-        if let nbdListen { _ = try parseListen(nbdListen) }
+        let nbdHost = try nbdListen.map { try parseListen($0).host }
+        do { try DaemonConfiguration.checkNBDListen(nbdHost, tlsDirectory: nbdTls) } catch { throw ValidationError("\(error)") }
         if let metricsListen {
             let (host, _) = try parseListen(metricsListen)
             do { try MetricsEndpoint.checkLoopback(host) } catch { throw ValidationError("--metrics-listen: \(error)") }
@@ -47,6 +49,7 @@ struct Server: ParsableCommand {
         c.originPath = origin.map(absolute)
         c.nbdSocketPath = absolute(nbdSocket ?? socketPath + ".nbd")
         c.nbdListen = try nbdListen.map(parseListen)
+        c.nbdTLSDirectory = nbdTls.map(absolute)
         c.metricsListen = try metricsListen.map(parseListen)
         c.logPath = absolute(log ?? DaemonConfiguration.defaultLogPath(volume: name))
         c.logToStandardError = readyFd == nil

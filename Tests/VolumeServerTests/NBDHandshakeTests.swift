@@ -15,13 +15,13 @@ import Testing
         let pool = NIOThreadPool(numberOfThreads: 1)
         let channel = EmbeddedChannel()
 
-        init() throws {
+        init(tls: NBDTLSConfiguration? = nil) throws {
             scratch = try ScratchVolume()
             host = try scratch.host()
             _ = try host.createSnapshot(tag: 5, name: "", priority: 0)
             let context = NBDContext(volume: "vol", host: host, pool: pool, logger: Logger(label: "test"))
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder()))
-            try channel.pipeline.syncOperations.addHandler(NBDConnectionHandler(context: context))
+            try channel.pipeline.syncOperations.addHandler(NBDConnectionHandler(context: context, tls: tls))
             try channel.connect(to: SocketAddress(unixDomainSocketPath: "/nbd-test")).wait()
         }
 

@@ -382,4 +382,64 @@ else
     not_ok "rollback: server for the damaged store" "$(tail -n 3 "$WORK/$B.stderr")"
 fi
 
+# ---------------------------------------------------------------------------------------
+# NBD over TLS (NBD_OPT_STARTTLS) with X.509 certificates, tested with libnbd's clients:
+# a client with a certificate of the server's authority reads and writes through nbds://;
+# plain NBD, a client without a certificate, one of another authority, and one whose
+# certificate copies the authority's name but not its key are refused before any export.
+T=zt$$
+new_store "$T" 64M 128M
+PKI="$WORK/pki"
+bash "$HERE/../../scripts/nbd-tls-certificates.sh" "$PKI" authority >/dev/null \
+    && bash "$HERE/../../scripts/nbd-tls-certificates.sh" "$PKI" server 127.0.0.1 localhost >/dev/null \
+    && bash "$HERE/../../scripts/nbd-tls-certificates.sh" "$PKI" client alice >/dev/null \
+    && ok "nbd-tls-certificates.sh makes an authority, a server and a client" || not_ok "nbd-tls-certificates.sh"
+expect_eq "the keys are root's alone" "600 600 600" "$(stat -c %a "$PKI/authority/ca-key.pem" "$PKI/server/server-key.pem" "$PKI/client-alice/client-key.pem" | xargs)"
+# Another authority's client, a client without a certificate, and an impostor: a certificate
+# signed by a key of its own under the authority's very name.
+bash "$HERE/../../scripts/nbd-tls-certificates.sh" "$WORK/pki-other" authority >/dev/null
+bash "$HERE/../../scripts/nbd-tls-certificates.sh" "$WORK/pki-other" client mallory >/dev/null
+cp "$PKI/server/ca-cert.pem" "$WORK/pki-other/client-mallory/ca-cert.pem"
+mkdir -p "$WORK/pki-none" && cp "$PKI/server/ca-cert.pem" "$WORK/pki-none/"
+mkdir -p "$WORK/pki-impostor/authority"
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "$(openssl x509 -in "$PKI/authority/ca-cert.pem" -noout -subject -nameopt compat | sed 's/^subject=//')" \
+    -keyout "$WORK/pki-impostor/authority/ca-key.pem" -out "$WORK/pki-impostor/authority/ca-cert.pem" 2>/dev/null
+bash "$HERE/../../scripts/nbd-tls-certificates.sh" "$WORK/pki-impostor" client alice >/dev/null
+cp "$PKI/server/ca-cert.pem" "$WORK/pki-impostor/client-alice/ca-cert.pem"
+
+TPORT=$(free_port)
+expect_fail "NBD on a non-loopback address without TLS is refused" "would let anyone who reaches it read and write the volume: give --nbd-tls" \
+    "$D" server "$T.store" --name "$T" --socket "$WORK/$T.sock" --nbd-listen "0.0.0.0:$TPORT" --foreground
+expect_fail "--nbd-tls without --nbd-listen is refused" "no NBD TCP address" \
+    "$D" server "$T.store" --name "$T" --socket "$WORK/$T.sock" --nbd-tls "$PKI/server" --foreground
+chmod 644 "$PKI/server/server-key.pem"
+expect_fail "a server key readable by others is refused" "server-key.pem is readable by others \(mode 644\); chmod 600" \
+    "$D" server "$T.store" --name "$T" --socket "$WORK/$T.sock" --nbd-listen "127.0.0.1:$TPORT" --nbd-tls "$PKI/server" --foreground
+chmod 600 "$PKI/server/server-key.pem"
+if start_server "$T" "$T.store" --nbd-listen "127.0.0.1:$TPORT" --nbd-tls "$PKI/server"; then
+    URI="nbds://127.0.0.1:$TPORT/$T?tls-certificates=$PKI/client-alice"
+    expect_eq "nbdinfo over TLS with the client's certificate" "67108864" "$(nbdinfo --size "$URI" 2>&1)"
+    head -c 24M /dev/urandom > tls-in.raw
+    expect_ok "nbdcopy into the volume over TLS" nbdcopy tls-in.raw "$URI"
+    expect_eq "nbdcopy out of the volume over TLS" "$(md5sum < tls-in.raw)" "$(nbdcopy "$URI" - | head -c 24M | md5sum)"
+    "$D" create "$WORK/$T.sock" 1 >/dev/null
+    expect_eq "a snapshot export over TLS" "$(md5sum < tls-in.raw)" \
+        "$(nbdcopy "nbds://127.0.0.1:$TPORT/$T@1?tls-certificates=$PKI/client-alice" - | head -c 24M | md5sum)"
+    opened=$(grep -c "opened" "$WORK/$T.log")
+    expect_fail "plain NBD is refused: TLS required" "requires TLS" nbdinfo --size "nbd://127.0.0.1:$TPORT/$T"
+    expect_fail "a client without a certificate is refused" "TLS|handshake|alert" nbdinfo --size "nbds://127.0.0.1:$TPORT/$T?tls-certificates=$WORK/pki-none"
+    expect_fail "a client of another authority is refused" "TLS|handshake|alert" \
+        nbdinfo --size "nbds://127.0.0.1:$TPORT/$T?tls-certificates=$WORK/pki-other/client-mallory"
+    expect_fail "a certificate under the authority's name but not its key is refused" "TLS|handshake|alert" \
+        nbdcopy tls-in.raw "nbds://127.0.0.1:$TPORT/$T?tls-certificates=$WORK/pki-impostor/client-alice"
+    expect_eq "the refused clients opened no export" "$opened" "$(grep -c "opened" "$WORK/$T.log")"
+    expect_eq "the refusals are logged" "3" "$(grep -c "TLS handshake refused" "$WORK/$T.log")"
+    expect_eq "the volume is as the accepted client wrote it" "$(md5sum < tls-in.raw)" "$("$D" read "$WORK/$T.sock" --length 24M | md5sum)"
+    expect_eq "the Unix socket stays plain (root's alone)" "67108864" "$(nbdinfo --size "nbd+unix:///$T?socket=$WORK/$T.sock.nbd" 2>&1)"
+    stop_server "$SERVER_PID"
+else
+    not_ok "server with NBD over TLS" "$(tail -n 3 "$WORK/$T.stderr")"
+fi
+
 finish

@@ -3,6 +3,10 @@
 // thread pool (store calls block) and are answered as they complete, matched by cookie.
 // The event loop only parses, checks and replies.
 //
+// On a TCP listener given TLS files (NBDTLSConfiguration) TLS is required: every option but
+// STARTTLS and ABORT is refused until the client started TLS, and what was said before it
+// is forgotten. On the Unix socket (root's alone) TLS is not offered.
+//
 // Exports: "<vol>" (and the empty default name) is the origin, read-write; "<vol>@<tag>" a
 // snapshot, read-only unless the snapshot was made writable. An open export is an open of
 // its device: the snapshot is in use until the connection ends.
@@ -10,6 +14,8 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import SnapStore
 import VolumeInterface
 
@@ -54,6 +60,10 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = ByteBuffer
 
     private let shared: NBDContext
+    /// TLS offered (and then required) on this connection; nil: not offered.
+    private let tls: NBDTLSConfiguration?
+    private var tlsStarted = false
+    private var tlsAccepted = false
     private var noZeroes = false
     private var structuredReplies = false
     private var transmitting = false
@@ -70,7 +80,7 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     static let inFlightBytesMax = 32 << 20
     private var peer = "?"
 
-    init(context: NBDContext) { shared = context }
+    init(context: NBDContext, tls: NBDTLSConfiguration?) { (shared, self.tls) = (context, tls) }
 
     // MARK: Handshake
 
@@ -93,6 +103,10 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if tlsStarted, !tlsAccepted, error is NIOSSLError {
+            shared.logger.warning("NBD client \(peer): TLS handshake refused (no certificate of this server's authority, or a wrong one): \(error)")
+            return context.close(promise: nil)
+        }
         shared.logger.warning("NBD client \(peer): \(error); closing the connection")
         context.close(promise: nil)
     }
@@ -108,6 +122,13 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             noZeroes = flags & NBD.clientFlagNoZeroes != 0
         case let .option(code, data):
             guard !transmitting else { return protocolError(context, "an option during the transmission phase") }
+            if tls != nil && !tlsStarted && code != NBD.optStartTLS && code != NBD.optAbort {
+                if code == NBD.optExportName {
+                    // EXPORT_NAME cannot be answered with an error: the session ends.
+                    return protocolError(context, "EXPORT_NAME without TLS, which this listener requires")
+                }
+                return optionReply(context, code, NBD.repErrTLSRequired, message: "TLS is required on this address: start it with STARTTLS (an nbds:// URI)")
+            }
             handleOption(context, code: code, data: data)
         case let .oversizedOption(code, length):
             guard !transmitting else { return protocolError(context, "an option during the transmission phase") }
@@ -147,11 +168,39 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             structuredReplies = true
             optionReply(context, code, NBD.repAck)
         case NBD.optInfo, NBD.optGo: infoOrGo(context, code, data)
-        case NBD.optStartTLS:
-            optionReply(context, code, NBD.repErrPolicy, message: "TLS is not offered on this socket")
+        case NBD.optStartTLS: startTLS(context, data)
         default:
             optionReply(context, code, NBD.repErrUnsupported, message: "option \(code) is not supported")
         }
+    }
+
+    /// STARTTLS: the acknowledgement in plain text, then TLS under everything that follows.
+    /// The decoder has made sure no plain bytes came after the option (they would otherwise
+    /// be read as if they came through TLS).
+    private func startTLS(_ context: ChannelHandlerContext, _ data: ByteBuffer) {
+        guard let tls else {
+            return optionReply(context, NBD.optStartTLS, NBD.repErrPolicy, message: "TLS is not offered on this socket")
+        }
+        guard !tlsStarted else { return optionReply(context, NBD.optStartTLS, NBD.repErrInvalid, message: "TLS is already on") }
+        guard data.readableBytes == 0 else { return optionReply(context, NBD.optStartTLS, NBD.repErrInvalid, message: "STARTTLS takes no data") }
+        optionReply(context, NBD.optStartTLS, NBD.repAck)
+        tlsStarted = true
+        // Nothing negotiated in plain text carries over.
+        structuredReplies = false
+        noZeroes = false
+        do {
+            try context.pipeline.syncOperations.addHandler(tls.serverHandler(), position: .first)
+        } catch {
+            protocolError(context, "cannot start TLS: \(error)")
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? TLSUserEvent, case .handshakeCompleted = e {
+            tlsAccepted = true
+            shared.logger.info("NBD client \(peer): TLS started, client certificate accepted")
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     /// EXPORT_NAME: the old way to choose an export, which cannot carry an error.
@@ -506,8 +555,9 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 final class NBDListener {
     private var channels: [Channel] = []
 
-    init(unixPath: String?, tcp: (host: String, port: Int)?, group: EventLoopGroup, context: NBDContext) throws {
-        func bootstrap() -> ServerBootstrap {
+    /// `tls`: required of every TCP client when given (the Unix socket never offers it).
+    init(unixPath: String?, tcp: (host: String, port: Int)?, tls: NBDTLSConfiguration?, group: EventLoopGroup, context: NBDContext) throws {
+        func bootstrap(tls: NBDTLSConfiguration?) -> ServerBootstrap {
             ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.backlog, value: 64)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -519,7 +569,7 @@ final class NBDListener {
                     channel.eventLoop.makeCompletedFuture {
                         guard context.connections.admit(channel, logger: context.logger) else { return }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(NBDDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(NBDConnectionHandler(context: context))
+                        try channel.pipeline.syncOperations.addHandler(NBDConnectionHandler(context: context, tls: tls))
                     }
                 }
         }
@@ -528,7 +578,7 @@ final class NBDListener {
             let oldMask = umask(0o077)
             defer { umask(oldMask) }
             do {
-                channels.append(try bootstrap().bind(unixDomainSocketPath: unixPath).wait())
+                channels.append(try bootstrap(tls: nil).bind(unixDomainSocketPath: unixPath).wait())
                 // Root's alone, as the control socket.
                 chmod(unixPath, 0o600)
             } catch {
@@ -537,7 +587,7 @@ final class NBDListener {
         }
         if let tcp {
             do {
-                channels.append(try bootstrap().childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                channels.append(try bootstrap(tls: tls).childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                     .bind(host: tcp.host, port: tcp.port).wait())
             } catch {
                 close()

@@ -25,10 +25,12 @@ enum NBDInbound {
 
 enum NBDProtocolError: Error, CustomStringConvertible {
     case badMagic(UInt64)
+    case dataAfterStartTLS
 
     var description: String {
         switch self {
         case let .badMagic(m): return "unexpected magic 0x\(String(m, radix: 16)) (not an NBD option or request)"
+        case .dataAfterStartTLS: return "data sent after STARTTLS before its reply (refused: it would pass as if sent through TLS)"
         }
     }
 }
@@ -125,6 +127,9 @@ struct NBDDecoder: ByteToMessageDecoder {
         guard buffer.readableBytes >= 16 + Int(length) else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 16)
         let data = buffer.readSlice(length: Int(length))!
+        // A client waits for STARTTLS's reply; bytes already here are plain text that TLS
+        // would otherwise seem to have carried.
+        if code == NBD.optStartTLS && buffer.readableBytes > 0 { throw NBDProtocolError.dataAfterStartTLS }
         context.fireChannelRead(wrapInboundOut(.option(code: code, data: data)))
         return .continue
     }

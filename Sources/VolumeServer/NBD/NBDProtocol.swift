@@ -31,6 +31,7 @@ enum NBD {
     static let repErrUnsupported: UInt32 = 1 << 31 | 1
     static let repErrPolicy: UInt32 = 1 << 31 | 2
     static let repErrInvalid: UInt32 = 1 << 31 | 3
+    static let repErrTLSRequired: UInt32 = 1 << 31 | 5
     static let repErrUnknown: UInt32 = 1 << 31 | 6
     static let repErrTooBig: UInt32 = 1 << 31 | 9
 
