@@ -29,6 +29,9 @@ public enum Format {
     /// Longest origin path a store with the tag index records.
     public static let originPathMax = originPathField - 24
     public static let snapshotNameMax = 63
+    /// Highest tree a superblock may record: far above any store (a node holds at least 31
+    /// entries), low enough that a forged height is refused before it is walked.
+    public static let treeHeightMax: UInt32 = 32
 }
 
 /// Block types; the raw value is also the CRC32C seed ("salt"), so a block of one type can

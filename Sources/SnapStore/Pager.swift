@@ -31,6 +31,11 @@ final class Pager<Device: BlockDevice> {
     func node(_ address: UInt64, kind: TreeKind, level: UInt8?) throws -> Node {
         tick &+= 1
         if let n = nodes[address] {
+            // A damaged tree may point twice at one block: as read, the cached node was checked
+            // for where it was first reached, so check it for this place too.
+            guard n.kind == kind, level == nil || n.level == level else {
+                throw StoreError.corrupt("\(kind.name) tree points at block \(address), which holds a \(n.kind.name) node at level \(n.level)")
+            }
             n.lastUse = tick
             return n
         }

@@ -189,7 +189,7 @@ extension Store {
                 audit.problem(audit.refs.mark(node.value(i), "private chunk (epoch \(key.hi), chunk \(key.lo)) in block \(node.address)"))
                 guard ownersKnown else { return true }
                 if let r = try record(epoch: key.hi), r.state == .normal {
-                    if key.lo * chunkSize >= r.originSizeBytes { audit.problem("block \(node.address): private chunk \(key.lo) of snapshot \(r.tag) is past its size") }
+                    if key.lo >= (r.originSizeBytes + chunkSize - 1) / chunkSize { audit.problem("block \(node.address): private chunk \(key.lo) of snapshot \(r.tag) is past its size") }
                 } else {
                     audit.problem("block \(node.address): private chunk (epoch \(key.hi), chunk \(key.lo)) belongs to no normal snapshot")
                 }

@@ -170,9 +170,21 @@ extension Store {
     /// A snapshot reads its private copy, else the exception with the smallest epoch >= its
     /// own, else the origin.
     func locate(epoch: UInt64, chunk: UInt64) throws -> Location {
-        if privateChunks.count > 0, let at = try privateChunks.find(Key(epoch, chunk)) { return .store(at) }
-        if let hit = try exceptionsByChunk.ceiling(Key(chunk, epoch)), hit.key.hi == chunk { return .store(hit.value) }
+        if privateChunks.count > 0, let at = try privateChunks.find(Key(epoch, chunk)) {
+            return .store(try dataChunk(at, "private chunk of epoch \(epoch) at chunk \(chunk)"))
+        }
+        if let hit = try exceptionsByChunk.ceiling(Key(chunk, epoch)), hit.key.hi == chunk {
+            return .store(try dataChunk(hit.value, "exception (\(chunk), \(hit.key.lo))"))
+        }
         return .origin
+    }
+
+    /// A store chunk a tree names as data: never a superblock slot, never past the store.
+    private func dataChunk(_ at: UInt64, _ what: @autoclosure () -> String) throws -> UInt64 {
+        guard at >= UInt64(Format.superblockSlots.count), at < superblock.storeChunkCount else {
+            throw StoreError.corrupt("\(what()) points at store chunk \(at), outside 2..<\(superblock.storeChunkCount)")
+        }
+        return at
     }
 
     func checkRange(_ offset: UInt64, _ length: Int, size: UInt64, what: String) throws {
@@ -444,7 +456,8 @@ extension Store {
         try forEachChunkPiece(offset: offset, length: data.count) { chunk, inner, range in
             let n = range.count
             let piece = UnsafeRawBufferPointer(rebasing: data[range])
-            if let at = try privateChunks.find(Key(r.epoch, chunk)) {
+            if let found = try privateChunks.find(Key(r.epoch, chunk)) {
+                let at = try dataChunk(found, "private chunk of snapshot \(tag) at chunk \(chunk)")
                 // Already private: nobody else reads it, so it is rewritten in place. The
                 // newest durable commit must not list it (open would refuse that commit),
                 // so such a chunk first gets a two-flush commit on top.

@@ -27,9 +27,9 @@ extension Store {
             }
             if batch.isEmpty { break }
             for c in batch {
-                let start = c * chunkSize
                 // Exceptions kept for larger snapshots: past this one's end, already cut off.
-                guard start < r.originSizeBytes else { continue }
+                guard c < (r.originSizeBytes + chunkSize - 1) / chunkSize else { continue }
+                let start = c * chunkSize
                 let n = Int(min(chunkSize, r.originSizeBytes - start))
                 try buffer.withUnsafeMutableBytes { b in
                     let piece = UnsafeMutableRawBufferPointer(rebasing: b[0..<n])

@@ -232,8 +232,10 @@ public final class Store<Device: BlockDevice> {
     /// first, to find the origin, does not read and verify it twice).
     public convenience init(store: Device, origin: Device, superblock sb: Superblock, options: StoreOptions = StoreOptions()) throws {
         let cs = UInt64(sb.chunkSizeBytes)
-        guard sb.storeChunkCount * cs <= store.sizeBytes else {
-            throw StoreError.corrupt("store device \(store.path) is \(formatCount(store.sizeBytes)) bytes, smaller than the \(formatCount(sb.storeChunkCount * cs)) bytes recorded (truncated?)")
+        let (recordedBytes, overflow) = sb.storeChunkCount.multipliedReportingOverflow(by: cs)
+        guard !overflow else { throw StoreError.corrupt("superblock: store chunk count \(sb.storeChunkCount) is beyond any device") }
+        guard recordedBytes <= store.sizeBytes else {
+            throw StoreError.corrupt("store device \(store.path) is \(formatCount(store.sizeBytes)) bytes, smaller than the \(formatCount(recordedBytes)) bytes recorded (truncated?)")
         }
         guard sb.storeChunkCount >= 2 else { throw StoreError.corrupt("superblock: store chunk count \(sb.storeChunkCount)") }
         if options.checkOriginIdentity && sb.originIdentity.kind != .unknown && origin.identity != sb.originIdentity {

@@ -203,7 +203,11 @@ public struct Superblock: Equatable, Sendable {
                 guard i < fixedRoots || layout.tagged else { trees.append(TreeRoot()); continue }
                 let at = rootOffset(i)
                 guard b.u32(at + 12) == 0 else { throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero") }
-                trees.append(TreeRoot(root: b.u64(at), height: b.u32(at + 8), count: b.u64(at + 16)))
+                let root = TreeRoot(root: b.u64(at), height: b.u32(at + 8), count: b.u64(at + 16))
+                guard root.height <= Format.treeHeightMax, (root.root == 0) == (root.height == 0), (root.height == 0) == (root.count == 0) else {
+                    throw StoreError.corrupt("superblock slot \(slot): \(TreeKind.allCases[i].name) tree root (block \(root.root), height \(root.height), \(root.count) entries) is impossible")
+                }
+                trees.append(root)
             }
             let kind = DeviceIdentity.Kind(rawValue: b.u32(224)) ?? .unknown
             var sb = Superblock(

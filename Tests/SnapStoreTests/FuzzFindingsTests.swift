@@ -1,0 +1,91 @@
+// What the store fuzzer (Fuzz/Sources/store-fuzz) found, each kept as a test: a forged but
+// correctly sealed field that once crashed open or a read now makes them report the store
+// corrupt. docs/RELIABILITY.md lists the findings.
+
+import Testing
+import SnapStore
+import SnapStoreTestKit
+
+@Suite struct FuzzFindingsTests {
+    let cs = 4096
+
+    func le(_ b: [UInt8], _ at: Int, _ n: Int) -> UInt64 { (0..<n).reduce(0) { $0 | UInt64(b[at + $1]) << (8 * $1) } }
+    func put(_ b: inout [UInt8], _ at: Int, _ v: UInt64, _ n: Int) { for i in 0..<n { b[at + i] = UInt8(truncatingIfNeeded: v >> (8 * i)) } }
+
+    /// Seals block `base` again with the salt of its type (docs/FORMAT.md "Checksums").
+    func seal(_ b: inout [UInt8], _ base: Int) {
+        let type = UInt32(le(b, base + 4, 2))
+        let sum = b.withUnsafeBytes { crc32c(UnsafeRawBufferPointer(rebasing: $0[(base + 4)..<(base + cs)]), seed: type &* 0x9E37_79B9) }
+        put(&b, base, UInt64(sum), 4)
+    }
+
+    /// The golden history's images, closed cleanly; the newest superblock's slot.
+    func images() throws -> (store: [UInt8], origin: [UInt8], slot: Int) {
+        let (s, o) = try FormatTests.makeGolden()
+        let slot = le(s.durable, 24, 8) > le(s.durable, cs + 24, 8) ? 0 : 1
+        return (s.durable, o.durable, slot)
+    }
+
+    func open(_ store: [UInt8], _ origin: [UInt8]) throws -> Store<SimulatedDevice> {
+        var options = StoreOptions()
+        options.checkOriginIdentity = false
+        return try Store(store: SimulatedDevice(path: "store", image: store), origin: SimulatedDevice(path: "origin", image: origin), options: options)
+    }
+
+    /// Both superblocks changed the same way and sealed, so neither slot is left to fall back on.
+    func forgeSuperblocks(_ store: inout [UInt8], _ change: (inout [UInt8], Int) -> Void) {
+        for base in [0, cs] {
+            change(&store, base)
+            seal(&store, base)
+        }
+    }
+
+    @Test func storeChunkCountThatOverflowsIsCorrupt() throws {
+        var (store, origin, _) = try images()
+        forgeSuperblocks(&store) { b, base in put(&b, base + 48, 1 << 60, 8) }
+        let error = try #require(throws: StoreError.self) { try open(store, origin) }
+        #expect("\(error)".contains("beyond any device"))
+    }
+
+    @Test func treeHeightBeyondAnyTreeIsCorrupt() throws {
+        var (store, origin, _) = try images()
+        // The exceptions-by-chunk root's height (offset 112 + 8).
+        forgeSuperblocks(&store) { b, base in put(&b, base + 120, 300, 4) }
+        let error = try #require(throws: StoreError.self) { try open(store, origin) }
+        #expect("\(error)".contains("tree root") && "\(error)".contains("impossible"))
+    }
+
+    @Test func exceptionPointingOutsideTheStoreIsCorrupt() throws {
+        var (store, origin, _) = try images()
+        // The first exception in every exceptions-by-chunk leaf points far past the store.
+        var forged = 0
+        for base in stride(from: 2 * cs, to: store.count, by: cs)
+        where le(store, base + 4, 2) == 0x4E44 && store[base + 6] == 1 && store[base + 7] == 0 && le(store, base + 24, 4) > 0 {
+            put(&store, base + 32 + 16, 1 << 40, 8)
+            seal(&store, base)
+            forged += 1
+        }
+        #expect(forged > 0)
+        let s = try open(store, origin)
+        var complaint = ""
+        for snap in try s.snapshots {
+            do { _ = try s.read(snapshot: snap.tag, offset: 0, length: Int(snap.originSizeBytes)) } catch { complaint = "\(error)" }
+        }
+        #expect(complaint.contains("points at store chunk 1099511627776, outside 2..<"))
+    }
+
+    @Test func privateChunkFarPastTheSnapshotIsAProblemForCheck() throws {
+        var (store, origin, _) = try images()
+        // The first private chunk's key names chunk 2^62 (chunk × chunk size overflowed).
+        var forged = 0
+        for base in stride(from: 2 * cs, to: store.count, by: cs)
+        where le(store, base + 4, 2) == 0x4E44 && store[base + 6] == 3 && store[base + 7] == 0 && le(store, base + 24, 4) == 1 {
+            put(&store, base + 40, 1 << 62, 8)
+            seal(&store, base)
+            forged += 1
+        }
+        #expect(forged > 0)
+        let report = try open(store, origin).check()
+        #expect(report.problems.contains { $0.contains("private chunk 4611686018427387904 of snapshot 1 is past its size") }, "\(report.problems)")
+    }
+}
