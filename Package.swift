@@ -1,5 +1,12 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
+
+// Fuzz/run.sh builds this package's libraries with libFuzzer's coverage and AddressSanitizer
+// (ZUMA_FUZZ_INSTRUMENT=1), so that mutations are steered by the code under test and its memory
+// errors are caught, not only the harness's. Never set for a normal build.
+let fuzzInstrument: [SwiftSetting] = ProcessInfo.processInfo.environment["ZUMA_FUZZ_INSTRUMENT"] == nil
+    ? [] : [.unsafeFlags(["-sanitize=fuzzer,address"])]
 
 let package = Package(
     name: "Zumastor",
@@ -36,10 +43,11 @@ let package = Package(
         // The snapshot store: format, allocator, index, commits, check.
         .target(
             name: "SnapStore",
-            dependencies: ["CSupport", .product(name: "HeapModule", package: "swift-collections")]),
+            dependencies: ["CSupport", .product(name: "HeapModule", package: "swift-collections")],
+            swiftSettings: fuzzInstrument),
         // What a command can ask of a volume (VolumeAccess), its limits and errors: the server
         // implements it, delta streams use it, and neither depends on the other.
-        .target(name: "VolumeInterface", dependencies: ["SnapStore"]),
+        .target(name: "VolumeInterface", dependencies: ["SnapStore"], swiftSettings: fuzzInstrument),
         // Test doubles that are real implementations (a crashable block device).
         .target(name: "SnapStoreTestKit", dependencies: ["SnapStore"]),
         // The per-volume server: control socket, FUSE block files and loop devices, NBD.
@@ -56,7 +64,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
-            ]),
+            ],
+            swiftSettings: fuzzInstrument),
         // Volume lifecycle on one machine (zumastor's logic): configuration, servers, devices.
         .target(
             name: "VolumeManager",
@@ -73,7 +82,8 @@ let package = Package(
         // Delta streams: changed chunks between two snapshots, encoded, checked and applied.
         .target(
             name: "Replication",
-            dependencies: ["SnapStore", "VolumeInterface", "CLZMA", "CZSTD", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: ["SnapStore", "VolumeInterface", "CLZMA", "CZSTD", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: fuzzInstrument),
         // Between hosts: this host's key and certificate, and TLS 1.3 with pinned peer keys.
         .target(
             name: "Transport",

@@ -12,11 +12,11 @@ head -c 5000 /dev/urandom | "$D" write "$dir/s" --offset 4096 2>/dev/null
 "$D" create "$dir/s" 1 --name seed >/dev/null
 printf "abc\n%.0s" $(seq 2250) | "$D" write "$dir/s" --offset 20000 2>/dev/null
 "$D" create "$dir/s" 2 >/dev/null
-mkdir -p corpus
-emit() { { printf '\x3f\x00'; "$D" delta create "$dir/s" "$@" --quiet; } > "corpus/$name"; }
+mkdir -p delta-corpus
+emit() { { printf '\x3f\x00'; "$D" delta create "$dir/s" "$@" --quiet; } > "delta-corpus/$name"; }
 name=full emit 1
 name=incremental emit 1 2
 name=incremental-lzma emit 1 2 --compress lzma
 name=incremental-zstd emit 1 2 --compress zstd
 name=empty emit 2 2
-ls -l corpus
+ls -l delta-corpus

@@ -19,6 +19,8 @@ private enum CrashOp: CustomStringConvertible {
     case snapshotWrite(tag: UInt64, offset: Int, bytes: [UInt8])
     case create(UInt64)
     case delete(UInt64)
+    /// The origin made equal to a snapshot again (chunk by chunk, through the write path).
+    case revert(UInt64)
     /// A restart: a clean close, or (after the flush every operation ends with) power loss,
     /// with the copy-out log the last commits left.
     case reopen(clean: Bool)
@@ -31,6 +33,7 @@ private enum CrashOp: CustomStringConvertible {
         case let .snapshotWrite(tag, at, bytes): return "snapshot \(tag) write \(at)+\(bytes.count)"
         case let .create(tag): return "create \(tag)"
         case let .delete(tag): return "delete \(tag)"
+        case let .revert(tag): return "revert to \(tag)"
         case let .reopen(clean): return clean ? "close and reopen" : "crash and reopen"
         }
     }
@@ -41,6 +44,8 @@ private enum CrashOp: CustomStringConvertible {
         case let .originWrite(at, bytes): return [at..<(at + bytes.count)]
         case let .originBatch(extents): return extents.map { $0.0..<($0.0 + $0.1.count) }
         case let .zeros(at, n): return [at..<(at + n)]
+        // Not atomic: a crash leaves any mix of reverted and unreverted chunks.
+        case .revert: return [0..<(originChunks * chunk)]
         default: return []
         }
     }
@@ -58,6 +63,7 @@ private struct CrashModel {
         case let .snapshotWrite(tag, at, bytes): snapshots[tag]!.replaceSubrange(at..<(at + bytes.count), with: bytes)
         case let .create(tag): snapshots[tag] = origin
         case let .delete(tag): snapshots[tag] = nil
+        case let .revert(tag): origin = snapshots[tag]!
         case .reopen: break
         }
     }
@@ -67,7 +73,7 @@ private let chunk = 4096
 private let originChunks = 12
 
 /// A seeded workload over a small volume: single and batched writes, zeros, snapshot writes,
-/// creates, deletes, and restarts.
+/// creates, deletes, reverts, and restarts.
 private func workload(seed: UInt64, count: Int) -> [CrashOp] {
     var rng = SeededGenerator(seed: seed)
     var ops: [CrashOp] = []
@@ -78,7 +84,7 @@ private func workload(seed: UInt64, count: Int) -> [CrashOp] {
         return (at, min(originChunks * chunk - at, Int.random(in: 1...max, using: &rng)))
     }
     for _ in 0..<count {
-        let roll = Int.random(in: 0..<14, using: &rng)
+        let roll = Int.random(in: 0..<15, using: &rng)
         if roll < 2 || live.isEmpty && (7..<12).contains(roll) {
             let (at, n) = range(2 * chunk)
             ops.append(.originWrite(offset: at, bytes: pattern(rng.next(), n)))
@@ -101,11 +107,13 @@ private func workload(seed: UInt64, count: Int) -> [CrashOp] {
             let tag = live.randomElement(using: &rng)!
             let (at, n) = range(chunk)
             ops.append(.snapshotWrite(tag: tag, offset: at, bytes: pattern(rng.next(), n)))
-        } else {
+        } else if roll < 14 {
             ops.append(.reopen(clean: roll == 12))
+        } else if let tag = live.randomElement(using: &rng) {
+            ops.append(.revert(tag))
         }
         // Power loss right after copy-outs, so that reopening replays their log.
-        if case .originBatch = ops.last!, Int.random(in: 0..<3, using: &rng) == 0 { ops.append(.reopen(clean: false)) }
+        if case .originBatch? = ops.last, Int.random(in: 0..<3, using: &rng) == 0 { ops.append(.reopen(clean: false)) }
     }
     return ops
 }
@@ -137,6 +145,7 @@ private final class CrashHarness {
         case let .snapshotWrite(tag, at, bytes): try store.write(snapshot: tag, offset: UInt64(at), bytes)
         case let .create(tag): try store.createSnapshot(tag: tag)
         case let .delete(tag): try store.deleteSnapshot(tag: tag)
+        case let .revert(tag): try store.revert(to: tag)
         case let .reopen(clean):
             if clean { try store.close() }
             if store.copyOutLogEntryCount > 0 { logReplays += 1 }
@@ -149,10 +158,11 @@ private final class CrashHarness {
     }
 }
 
-/// Workload seeds: 16 by default, ZUMA_CRASH_SEEDS for more, ZUMA_CRASH_SEED to replay one.
+/// Workload seeds: 40 by default (about 10,000 crash points), ZUMA_CRASH_SEEDS for more,
+/// ZUMA_CRASH_SEED to replay one.
 private let crashSeeds: [UInt64] = {
     if let one = getenv("ZUMA_CRASH_SEED").flatMap({ UInt64(String(cString: $0)) }) { return [one] }
-    let n = getenv("ZUMA_CRASH_SEEDS").flatMap { UInt64(String(cString: $0)) } ?? 16
+    let n = getenv("ZUMA_CRASH_SEEDS").flatMap { UInt64(String(cString: $0)) } ?? 40
     return (0..<max(n, 1)).map { 11 + $0 }
 }()
 
@@ -227,7 +237,7 @@ private let crashSeeds: [UInt64] = {
             }
         }
         #expect(crashes == total)
-        print("crash simulation seed \(seed) (\(features.isEmpty ? "plain" : features == [.holes] ? "sparse" : "reflinks, kernel copies") devices): \(total) crash points checked, \(clean.logReplays) reopens replayed a copy-out log")
+        print("crash simulation seed \(seed) (\(features.isEmpty ? "plain" : features == [.holes] ? "sparse" : "reflinks, kernel copies") devices): \(total) crash points checked, \(clean.logReplays) reopens replayed a copy-out log, \(ops.filter { if case .revert = $0 { true } else { false } }.count) reverts")
     }
 
     /// A crash anywhere in initialize leaves either no store or an empty, clean one.

@@ -23,13 +23,15 @@ import VolumeInterface
 final class NBDContext: Sendable {
     let volume: String
     let host: VolumeHost
-    let pool: NIOThreadPool
+    /// Where store work runs; nil: on the event loop itself (an embedded channel in tests and
+    /// the fuzzer, whose loop no other thread may touch).
+    let pool: NIOThreadPool?
     let logger: Logger
     /// NBD connections open at once, over every listener (docs/INVARIANTS.md 36).
     static let connectionsMax = 32
     let connections = ConnectionLimit(maximum: NBDContext.connectionsMax, what: "NBD")
 
-    init(volume: String, host: VolumeHost, pool: NIOThreadPool, logger: Logger) {
+    init(volume: String, host: VolumeHost, pool: NIOThreadPool?, logger: Logger) {
         (self.volume, self.host, self.pool, self.logger) = (volume, host, pool, logger)
     }
 
@@ -375,9 +377,8 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         let allocator = context.channel.allocator
         let structured = structuredReplies
         let loop = context.eventLoop
-        let future = shared.pool.runIfActive(eventLoop: loop) { () -> [Result<ByteBuffer?, Error>] in
-            NBDConnectionHandler.performBurst(host, tag, batch, allocator: allocator, structured: structured)
-        }
+        let work = { NBDConnectionHandler.performBurst(host, tag, batch, allocator: allocator, structured: structured) }
+        let future = shared.pool.map { $0.runIfActive(eventLoop: loop, work) } ?? loop.makeSucceededFuture(work())
         let bound = NIOLoopBound(context, eventLoop: loop)
         future.whenComplete { [self] outcome in
             let context = bound.value
