@@ -58,6 +58,7 @@ run_suite() {
 }
 run_suite "ddsnap end to end" Tests/cli/ddsnap-e2e.sh ddsnap
 run_suite "server end to end" Tests/cli/server-e2e.sh ddsnap
+run_suite "host filesystem full under a server (ENOSPC, recovery without restart)" Tests/cli/faults-e2e.sh ddsnap
 run_suite "delta streams end to end" Tests/cli/delta-e2e.sh ddsnap
 run_suite "zumastor end to end" Tests/cli/zumastor-e2e.sh zumastor
 run_suite "seed guide examples" Tests/cli/zumastor-seed-e2e.sh zumastor

@@ -71,7 +71,7 @@ extension Store {
         try addDataRuns(to: &runs)
         let listed = runs.abandoned ? [] : runs.runs
         guard log.count <= Superblock.logCapacity(indexCount: indexCount, runCount: listed.count) else { return false }
-        if listed.isEmpty { try storeDevice.sync() }
+        if listed.isEmpty { try syncStore() }
         var sb = superblock
         sb.sequence += 1
         sb.verifiedRuns = listed

@@ -51,6 +51,9 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
     /// Open found the newest commit incomplete (a crash during its single flush, or damage
     /// to a chunk it lists) and opened the one before it.
     case incompleteCommitSkipped(sequence: UInt64, openedSequence: UInt64, reason: String)
+    /// A handle that an ENOSPC from the store's device left unusable was opened again at the
+    /// last commit (`Store.reopened`); `error` is what had stopped it.
+    case reopenedAfterNoSpace(error: String, sequence: UInt64)
 
     public var description: String {
         switch self {
@@ -62,6 +65,8 @@ public enum StoreEvent: Sendable, Equatable, CustomStringConvertible {
             return "store full: squashed snapshot \(tag) (priority \(prio)); its reads now fail until it is deleted"
         case let .fillWarning(used, threshold):
             return "snapshot store is \(used)% full (warning level \(threshold)%)"
+        case let .reopenedAfterNoSpace(error, sequence):
+            return "the store works again, reopened at its last commit (\(sequence)) after the host's filesystem refused a write (\(error)); writes refused meanwhile were never acknowledged"
         }
     }
 }
@@ -108,6 +113,8 @@ public final class Store<Device: BlockDevice> {
     /// Data written to the store outside a commit (in-place rewrites of private chunks).
     var storeDataUnsynced = false
     var poisoned: StoreError?
+    /// A sync of the store device failed (see `syncStore`).
+    private var storeSyncFailed = false
     var fillWarned = false
     /// The snapshot and the end of the last snapshot read (for read-ahead).
     var lastSnapshotRead: (tag: UInt64, end: UInt64)?
@@ -348,7 +355,7 @@ public final class Store<Device: BlockDevice> {
             }
             try addDataRuns(to: &runs)                                      // 3
             if runs.abandoned || runs.runs.isEmpty {
-                try storeDevice.sync()
+                try syncStore()
             }
             var sb = superblock
             sb.sequence = sequence
@@ -378,7 +385,7 @@ public final class Store<Device: BlockDevice> {
     func finishCommit(_ sb: Superblock, checkpoint: Bool) throws {
         precondition(sb.sequence == superblock.sequence + 1)
         try storeDevice.write(sb.encode(), at: Format.superblockSlots[Int(sb.sequence % 2)] * chunkSize)
-        try storeDevice.sync()
+        try syncStore()
         superblock = sb
         pager.committedSequence = sb.sequence
         if checkpoint {
@@ -399,7 +406,7 @@ public final class Store<Device: BlockDevice> {
         try originDevice.sync()
         try commit(singleFlush: true, mayLog: true)
         if storeDataUnsynced {
-            try storeDevice.sync()
+            try syncStore()
             storeDataUnsynced = false
         }
     }
@@ -411,6 +418,40 @@ public final class Store<Device: BlockDevice> {
         guard poisoned == nil else { return }
         try flush()
         if !superblock.verifiedRuns.isEmpty || !superblock.copyOutLog.isEmpty { try commit(singleFlush: false) }
+    }
+
+    /// Syncs the store device, remembering a failure: the page cache may then hold blocks the
+    /// disk never got, so this handle can no longer be reopened in place (`recoverableByReopen`).
+    func syncStore() throws {
+        do {
+            try storeDevice.sync()
+        } catch {
+            storeSyncFailed = true
+            throw error
+        }
+    }
+
+    /// Whether an earlier error left this handle unusable (every change refused until reopened).
+    public var isUsable: Bool { poisoned == nil }
+    /// What left it unusable.
+    public var unusableReason: String? { poisoned.map { "\($0)" } }
+
+    /// Whether the error that left this handle unusable is one a reopen of the same devices
+    /// undoes: a write the device refused for want of space (ENOSPC, EDQUOT) left the change
+    /// half made in memory only, and no store sync has failed (after one, the page cache may
+    /// hold blocks the disk never got, which a reopen through it would take for committed).
+    public var recoverableByReopen: Bool {
+        guard let poisoned, !storeSyncFailed, case let .io(operation, _, code) = poisoned else { return false }
+        return (code == ENOSPC || code == EDQUOT) && operation != "fdatasync"
+    }
+
+    /// This handle's devices opened again: the store as its last commit left it, as a restart
+    /// would find it, with the same options and the same snapshots open. For a handle that
+    /// `recoverableByReopen`; this one must not be used afterwards.
+    public func reopened() throws -> Store {
+        let s = try Store(store: storeDevice, origin: originDevice, options: options)
+        s.openCounts = openCounts
+        return s
     }
 
     func checkUsable() throws {

@@ -14,7 +14,9 @@ import VolumeInterface
 
 public final class VolumeHost: VolumeAccess, @unchecked Sendable {
     public let storePath: String
-    private let store: Store<FileDevice>
+    /// Replaced only under the write lock (`recoverIfPossible`).
+    private var store: Store<FileDevice>
+    private let onEvent: @Sendable (StoreEvent) -> Void
     /// Exclusive for every store call, shared for those that only read memory or the origin:
     /// origin reads, origin writes needing no copy-out (`Store.writeOriginIfProtected`), and
     /// lookups in the in-memory snapshot table.
@@ -63,12 +65,31 @@ public final class VolumeHost: VolumeAccess, @unchecked Sendable {
         }
         self.metrics = metrics
         self.storePath = storePath
+        self.onEvent = onEvent
         self.store = try Store(store: storeDevice, origin: originDevice, superblock: sb, options: options)
     }
 
     /// Runs `body` with the store, under the lock.
     public func withStore<T>(_ body: (Store<FileDevice>) throws -> T) rethrows -> T {
-        try lock.withWriteLock { try body(store) }
+        try lock.withWriteLock {
+            recoverIfPossible()
+            return try body(store)
+        }
+    }
+
+    /// A store that a full host filesystem left unusable (a write refused with ENOSPC in the
+    /// middle of a change) is opened again from its last commit before the next call, as a
+    /// restart would: the volume works again once space is freed, without a restart. While
+    /// there is still no space, the reopen fails (or the next write does) and this is tried
+    /// again at the next call. Under the write lock.
+    private func recoverIfPossible() {
+        guard !store.isUsable, store.recoverableByReopen, let error = store.unusableReason else { return }
+        do {
+            store = try store.reopened()
+            onEvent(.reopenedAfterNoSpace(error: error, sequence: store.status.sequence))
+        } catch {
+            // Still no space, most likely: the old handle stays, refusing changes.
+        }
     }
 
     /// Runs one of the calls that may run side by side (see `lock`).

@@ -112,7 +112,7 @@ public final class VolumeMetrics: Sendable {
         switch event {
         case .snapshotDeletedForSpace: deletedForSpace.increment()
         case .snapshotSquashed: squashed.increment()
-        case .fillWarning, .incompleteCommitSkipped: break
+        case .fillWarning, .incompleteCommitSkipped, .reopenedAfterNoSpace: break
         }
     }
 
