@@ -5,6 +5,7 @@
 // as another process does. Each replication target has a lock of its own, for its cycles.
 
 import Foundation
+import VolumeServer
 
 final class VolumeLocks: @unchecked Sendable {
     static let shared = VolumeLocks()
@@ -75,7 +76,9 @@ final class VolumeLocks: @unchecked Sendable {
 extension VolumeManager {
     /// Runs `body` holding volume `name`'s lock (the volume must be defined).
     func withVolumeLock<T>(_ name: String, _ body: () throws -> T) throws -> T {
-        _ = try config(name)
+        // Defined, readable or not: stopping and forgetting a damaged one take the lock too.
+        try DaemonConfiguration.validateVolumeName(name)
+        guard FileManager.default.fileExists(atPath: paths.configFile(name)) else { throw ZumastorError.unknownVolume(name) }
         return try withLock(paths.volumeDirectory(name) + "/lock", what: "volume '\(name)'", body)
     }
 

@@ -132,8 +132,24 @@ public final class VolumeManager: Sendable {
     /// Stops the volume and removes its configuration, block-file directory, default mount
     /// points and logs; the devices' data stays as it is.
     public func forgetVolume(_ name: String) throws {
-        let c = try config(name)
+        let c: VolumeConfig
+        do {
+            c = try config(name)
+        } catch let e as ZumastorError {
+            guard case .config = e else { throw e }
+            // Damaged: forgotten as a volume with the default places, which is all that can
+            // be known of it (the advice for a damaged file is to forget the volume).
+            try stopVolume(name)
+            return try removeVolumeState(VolumeConfig(name: name, origin: "", store: ""))
+        }
         try stopVolume(name)
+        try removeVolumeState(c)
+    }
+
+    /// What a stopped volume leaves: its configuration and state, block-file directory,
+    /// default mount points and logs (refused while something is mounted there).
+    private func removeVolumeState(_ c: VolumeConfig) throws {
+        let name = c.name
         let snapshotDir = snapshotDirectory(c)
         if !system.mountPoints(under: snapshotDir).isEmpty || system.isMountPoint(mountPoint(c)) {
             throw ZumastorError.failed("volume '\(name)' still has mounts under \(snapshotDir) or at \(mountPoint(c)); unmount them first")
@@ -267,8 +283,14 @@ public final class VolumeManager: Sendable {
     public func stopVolume(_ name: String) throws {
         try stopAgent(name)
         try withVolumeLock(name) {
-            let c = try config(name)
             let client = server(name)
+            let c: VolumeConfig
+            do {
+                c = try config(name)
+            } catch let e as ZumastorError {
+                guard case .config = e else { throw e }
+                return try stopWithoutConfiguration(name, client, because: e)
+            }
             if c.master { try stopMasterLocked(c, client) }
             if c.source != nil, let client {
                 _ = hideReplicaViews(c, client, except: nil)
@@ -278,18 +300,36 @@ public final class VolumeManager: Sendable {
                     rmdir(point)
                 }
             }
-            guard let client else {
-                system.releaseDeadServer(volume: name, blockFiles: paths.blockFiles(name))
-                return
-            }
-            let pid = client.serverInfo.processID
-            guard system.signal(pid, SIGTERM) else { return }
-            for _ in 0..<600 {
-                if !system.signal(pid, 0) { return }
-                usleep(100_000)
-            }
-            throw ZumastorError.failed("the server of volume '\(name)' (pid \(pid)) did not stop within 60 s")
+            try stopServer(name, client)
         }
+    }
+
+    /// SIGTERM to the volume's server and a wait for it to go; or, with none running, what a
+    /// dead one left released.
+    private func stopServer(_ name: String, _ client: (any VolumeServerLink)?) throws {
+        guard let client else {
+            system.releaseDeadServer(volume: name, blockFiles: paths.blockFiles(name))
+            return
+        }
+        let pid = client.serverInfo.processID
+        guard system.signal(pid, SIGTERM) else { return }
+        for _ in 0..<600 {
+            if !system.signal(pid, 0) { return }
+            usleep(100_000)
+        }
+        throw ZumastorError.failed("the server of volume '\(name)' (pid \(pid)) did not stop within 60 s")
+    }
+
+    /// A volume whose configuration cannot be read still stops: what is mounted from its
+    /// devices (the origin, snapshots, and binds of them) is unmounted, lazily when busy, and
+    /// its server stopped; its exports stay until the configuration is fixed or the volume
+    /// forgotten. A damaged file never leaves a volume running that no command can stop.
+    private func stopWithoutConfiguration(_ name: String, _ client: (any VolumeServerLink)?, because error: ZumastorError) throws {
+        if let client {
+            let devices = ((try? client.devices()) ?? []).flatMap { [$0.name, $0.loopDevice] }
+            for point in Mounts.mountPoints(ofDevices: devices) { try system.unmount(point, lazilyIfBusy: true) }
+        }
+        try stopServer(name, client)
     }
 
     /// The state (/var/lib/zumastor) and the configuration with the host's key

@@ -233,10 +233,29 @@ out=$("$Z" status 2>&1); rc=$?
 out=$("$Z" status --usage 2>&1); rc=$?
 [ $rc -eq 1 ] && echo "$out" | grep -q "Volume ${W}c: running" && echo "$out" | grep -q "Volume $W: CONFIGURATION DAMAGED: $WC: field 'nextSnapshotTag' is -7" \
     && ok "19.7: status --usage too" || not_ok "19.7: status --usage of all volumes" "exit $rc: $out"
+# A running volume whose configuration is damaged still stops: what is mounted from its
+# devices is unmounted and its server stopped (no process left that no command can stop);
+# it refuses to start, naming the file.
+cp good-config.json "$WC"
+wpid=$(wjson 'd["serverPID"]')
+# (A master: its origin is mounted, and its snapshots below their directory.)
+mount_point="$ZUMASTOR_ROOT/var/run/zumastor/mount/$W"
+mountpoint -q "$mount_point" || not_ok "19.7: the master's origin is mounted before the damage"
+echo "garbage{" > "$WC"
+expect_ok "19.7: stop volume with a damaged configuration" "$Z" stop volume "$W"
+! kill -0 "$wpid" 2>/dev/null && ok "19.7: its server is gone" || not_ok "19.7: its server is gone" "pid $wpid still runs"
+! mountpoint -q "$mount_point" && ok "19.7: the filesystem mounted from its device was unmounted" || not_ok "19.7: the mount from its device was left"
+expect_fail "19.7: start refuses, naming the file" "could not start|$WC is not valid JSON" "$Z" start volume "$W"
+expect_ok "19.7: the healthy volume kept running" sh -c "'$Z' status '${W}c' | grep -q 'running'"
 cp "$WC.previous" "$WC"
 expect_ok "19.7: restored from the previous version" "$Z" status "$W"
+expect_ok "19.7: and it starts again" "$Z" start volume "$W"
 expect_ok "19: forget the third volume" "$Z" forget volume "${W}c"
-expect_ok "19: forget the second volume" "$Z" forget volume "$W"
+# The advice for a damaged configuration without a previous version: forget the volume.
+echo "garbage{" > "$WC"; rm -f "$WC.previous"
+expect_ok "19.7: forget a running volume whose configuration is damaged" "$Z" forget volume "$W"
+[ ! -e "$ZUMASTOR_ROOT/var/lib/zumastor/volumes/$W" ] && [ ! -e "/dev/mapper/$W" ] && ! grep -q "devices/$W" /proc/mounts \
+    && ok "19.7: nothing of it is left" || not_ok "19.7: something of the forgotten volume is left" "$(ls "$ZUMASTOR_ROOT/var/lib/zumastor/volumes"; grep "$W" /proc/mounts)"
 
 # 8. This host's key (issue 21): made at the first start, kept private, printed by `key`.
 KEYDIR="$ZUMASTOR_ROOT/etc/zumastor"
