@@ -97,14 +97,15 @@ extension Store {
         let newest = epochNewestLive
         for e in log {
             let where_ = "commit \(superblock.sequence): copy-out log entry (chunk \(e.chunk), epoch \(e.epoch), \(e.count) at \(e.address))"
-            guard e.count > 0, e.address >= UInt64(Format.superblockSlots.count),
-                  e.address + UInt64(e.count) <= space.chunkCount else {
+            // (Compared without sums: a forged entry must not overflow them.)
+            guard e.count > 0, e.address >= UInt64(Format.superblockSlots.count), e.address <= space.chunkCount,
+                  UInt64(e.count) <= space.chunkCount - e.address else {
                 throw StoreError.corrupt("\(where_) lies outside the store")
             }
             guard newest != 0, e.epoch == newest else {
                 throw StoreError.corrupt("\(where_) is not labelled with the newest snapshot's epoch \(newest)")
             }
-            guard e.chunk + UInt64(e.count) <= snapshotChunksMax else {
+            guard UInt64(e.count) <= snapshotChunksMax, e.chunk <= snapshotChunksMax - UInt64(e.count) else {
                 throw StoreError.corrupt("\(where_) lies past every snapshot's end")
             }
             for a in e.address..<(e.address + UInt64(e.count)) {

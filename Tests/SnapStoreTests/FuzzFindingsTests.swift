@@ -88,4 +88,26 @@ import SnapStoreTestKit
         let report = try open(store, origin).check()
         #expect(report.problems.contains { $0.contains("private chunk 4611686018427387904 of snapshot 1 is past its size") }, "\(report.problems)")
     }
+
+    @Test func copyOutLogEntryWhoseEndOverflowsIsCorrupt() throws {
+        let (store, origin, _) = try images()
+        // Copy-outs after a snapshot, flushed: the newest superblock logs them.
+        let storeDevice = SimulatedDevice(path: "store", image: store), originDevice = SimulatedDevice(path: "origin", image: origin)
+        var options = StoreOptions()
+        options.checkOriginIdentity = false
+        let s = try Store(store: storeDevice, origin: originDevice, options: options)
+        try s.write(offset: UInt64(5 * cs), [UInt8](repeating: 7, count: cs))
+        try s.flush()
+        var image = storeDevice.durable
+        let slot = le(image, 24, 8) > le(image, cs + 24, 8) ? 0 : 1
+        let base = slot * cs
+        let logged = Int(le(image, base + 248, 4)), indexBlocks = Int(le(image, base + 236, 4)), runs = Int(le(image, base + 244, 4))
+        #expect(logged > 0)
+        // The first entry's origin chunk: so large that chunk + count wraps around.
+        put(&image, base + 1280 + 8 * indexBlocks + 16 * runs, UInt64.max - 1, 8)
+        seal(&image, base)
+        // Runs list the copied chunks, not the superblock: the forged slot stays the newest.
+        let error = try #require(throws: StoreError.self) { try open(image, originDevice.durable) }
+        #expect("\(error)".contains("lies past every snapshot's end"), "\(error)")
+    }
 }
