@@ -68,10 +68,11 @@ run_suite "Debian package and install (dpkg-deb, lintian, apt-get, man, bash com
 run_suite "zumastor replicate end to end" Tests/cli/replicate-e2e.sh zumastor
 run_suite "delta streams between hosts (TLS, pinned keys)" Tests/cli/network-e2e.sh ddsnap
 run_suite "zumastor replication between three hosts" Tests/cli/remote-e2e.sh zumastor
-# Short forms of the restart soaks (scripts/soak: 100, 100 and 50 cycles by default).
+# Short forms of the restart soaks (scripts/soak: 100, 100, 50 and 100 cycles by default).
 run_suite "server restarts under load, kill -9" scripts/soak/server-restarts.sh ddsnap 12 KILL
 run_suite "server restarts under load, SIGTERM" scripts/soak/server-restarts.sh ddsnap 12 TERM
 run_suite "zumastor stop and start around a mounted ext4" scripts/soak/zumastor-restarts.sh zumastor 8
+run_suite "kill -9 under an ext4 workload with snapshots" scripts/soak/ext4-kill.sh ddsnap 10
 
 # Every decoder of outside input under libFuzzer and AddressSanitizer (delta streams,
 # replication messages, store images, NBD, control socket), 20 seconds each from its seeds.
