@@ -82,6 +82,12 @@ extension Store {
         return audit
     }
 
+    /// A device that failed to read says nothing about the store: check fails with that error
+    /// (run it again) instead of reporting damage that is not there.
+    private func passIOErrors(_ e: StoreError) throws {
+        if case .io = e { throw e }
+    }
+
     /// The debug self-check (`StoreOptions.selfCheck`): after every commit, the trees and
     /// the space map must be exactly right, or the process stops at the commit that broke them.
     func selfCheckAfterCommit() throws {
@@ -115,6 +121,7 @@ extension Store {
                 return !audit.full
             }
         } catch let e as StoreError {
+            try passIOErrors(e)
             audit.problem("snapshots tree: \(e)")
         }
         // Every record has its own tag entry; equal counts leave no tag entry without a record.
@@ -144,6 +151,7 @@ extension Store {
                     if node.isLeaf { entries += UInt64(node.count) }
                 }
             } catch let e as StoreError {
+                try passIOErrors(e)
                 audit.problem("\(name) tree: \(e)")
             }
             if entries != tree.count { audit.problem("\(name) tree: holds \(entries) entries, superblock records \(tree.count)") }
@@ -164,7 +172,7 @@ extension Store {
                     if try exceptionsByEpoch.find(Key(e, c)) != at {
                         audit.problem("exception (chunk \(c), epoch \(e)) -> \(at) is missing from the exceptions-by-epoch tree or differs there")
                     }
-                } catch let error as StoreError { audit.problem("exceptions-by-epoch lookup of (\(e), \(c)): \(error)") }
+                } catch let error as StoreError { try passIOErrors(error); audit.problem("exceptions-by-epoch lookup of (\(e), \(c)): \(error)") }
                 let epochPrevious = previous.map { $0.chunk == c ? $0.epoch : 0 } ?? 0
                 if let liveEpochs, !hasLiveEpoch(after: epochPrevious, upTo: e, in: liveEpochs) {
                     audit.problem("exception (chunk \(c), epoch \(e)) in block \(node.address) is dead: no live snapshot in (\(epochPrevious), \(e)]")
@@ -173,6 +181,7 @@ extension Store {
                 return !audit.full
             }
         } catch let e as StoreError {
+            try passIOErrors(e)
             audit.problem("exceptions-by-chunk scan: \(e)")
         }
         if exceptionsByEpoch.count != exceptionsByChunk.count {
@@ -196,6 +205,7 @@ extension Store {
                 return !audit.full
             }
         } catch let e as StoreError {
+            try passIOErrors(e)
             audit.problem("private-chunks scan: \(e)")
         }
     }

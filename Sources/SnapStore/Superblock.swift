@@ -318,6 +318,10 @@ extension Store {
                 }
                 return sb
             } catch let e as StoreError {
+                // A run that could not be read says nothing about the commit: taking it for
+                // incomplete would open the previous commit and lose this one (its slot would
+                // be overwritten by the next). Open fails instead; a later open may read it.
+                if case .io = e { throw e }
                 reasons.append("\(e)")
                 skipped = skipped ?? (sb.sequence, "\(e)")
             }

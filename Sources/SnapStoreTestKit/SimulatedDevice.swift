@@ -11,15 +11,21 @@ public struct SimulatedCrash: Error, CustomStringConvertible {
     public var description: String { "simulated crash at I/O \(io)" }
 }
 
-/// Counts I/O across devices so a crash can be placed at any operation of a workload.
+/// Counts I/O across devices so a crash or an error can be placed at any operation of a
+/// workload.
 public final class IOClock {
     public var count = 0
     /// Throw `SimulatedCrash` when `count` reaches this.
     public var crashAt: Int?
+    /// Fail the I/O that makes `count` this with `failErrno` (EIO by default), without doing
+    /// it; the ones before and after it work.
+    public var failAt: Int?
+    public var failErrno: Int32 = 5
     public init() {}
-    func tick() throws {
+    func tick(_ operation: String, _ path: String) throws {
         count += 1
         if let crashAt, count >= crashAt { throw SimulatedCrash(io: count) }
+        if let failAt, count == failAt { throw StoreError.io(operation: operation, path: path, errno: failErrno) }
     }
 }
 
@@ -83,7 +89,7 @@ public final class SimulatedDevice: BlockDevice {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         precondition(offset + UInt64(buffer.count) <= sizeBytes, "read past the end of \(path)")
-        try clock.tick()
+        try clock.tick("read", path)
         if failReadsAt.contains(offset) { throw StoreError.io(operation: "read", path: path, errno: 5) }
         current.withUnsafeBytes { src in
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[Int(offset)..<(Int(offset) + buffer.count)]))
@@ -92,7 +98,7 @@ public final class SimulatedDevice: BlockDevice {
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         precondition(offset + UInt64(buffer.count) <= sizeBytes, "write past the end of \(path)")
-        try clock.tick()
+        try clock.tick("write", path)
         record([UInt8](buffer), at: Int(offset))
     }
 
@@ -107,7 +113,7 @@ public final class SimulatedDevice: BlockDevice {
     public func dataExtents(in range: Range<UInt64>) throws -> [Range<UInt64>] {
         guard features.contains(.holes) else { return range.isEmpty ? [] : [range] }
         precondition(range.upperBound <= sizeBytes, "extents past the end of \(path)")
-        try clock.tick()
+        try clock.tick("lseek SEEK_DATA", path)
         let b = UInt64(Self.fileBlockBytes)
         var out: [Range<UInt64>] = []
         var block = range.lowerBound / b * b
@@ -130,7 +136,7 @@ public final class SimulatedDevice: BlockDevice {
     public func writeZeros(at offset: UInt64, length: UInt64) throws {
         guard features.contains(.holes) else { return try writeZeroBytes(at: offset, length: length) }
         precondition(offset + length <= sizeBytes, "punch past the end of \(path)")
-        try clock.tick()
+        try clock.tick("fallocate", path)
         record([UInt8](repeating: 0, count: Int(length)), at: Int(offset))
     }
 
@@ -153,19 +159,19 @@ public final class SimulatedDevice: BlockDevice {
 
     private func copyBytes(_ length: UInt64, at offset: UInt64, to: SimulatedDevice, at target: UInt64) throws {
         precondition(offset + length <= sizeBytes && target + length <= to.sizeBytes, "copy past the end of \(path) or \(to.path)")
-        try clock.tick()
+        try clock.tick("copy to \(to.path)", path)
         to.record(Array(current[Int(offset)..<Int(offset + length)]), at: Int(target))
     }
 
     public func sync() throws {
-        try clock.tick()
+        try clock.tick("fdatasync", path)
         for w in unsynced { durable.replaceSubrange(w.offset..<(w.offset + w.bytes.count), with: w.bytes) }
         unsynced.removeAll()
         syncs += 1
     }
 
     public func resize(to newSize: UInt64) throws {
-        try clock.tick()
+        try clock.tick("ftruncate", path)
         // Size changes are treated as durable metadata operations.
         let n = Int(newSize)
         if n < current.count { current.removeSubrange(n...) } else { current.append(contentsOf: [UInt8](repeating: 0, count: n - current.count)) }

@@ -10,7 +10,7 @@ import SnapStoreTestKit
 import Glibc
 #endif
 
-private enum CrashOp: CustomStringConvertible {
+enum CrashOp: CustomStringConvertible {
     case originWrite(offset: Int, bytes: [UInt8])
     /// One group commit for every extent, as the server's batches and delta applies do.
     case originBatch([(Int, [UInt8])])
@@ -51,7 +51,7 @@ private enum CrashOp: CustomStringConvertible {
     }
 }
 
-private struct CrashModel {
+struct CrashModel {
     var origin: [UInt8]
     var snapshots: [UInt64: [UInt8]] = [:]
 
@@ -166,6 +166,13 @@ private let crashSeeds: [UInt64] = {
     return (0..<max(n, 1)).map { 11 + $0 }
 }()
 
+/// EIO seeds: 12 by default, ZUMA_EIO_SEEDS for more, ZUMA_EIO_SEED to replay one.
+private let eioSeeds: [UInt64] = {
+    if let one = getenv("ZUMA_EIO_SEED").flatMap({ UInt64(String(cString: $0)) }) { return [one] }
+    let n = getenv("ZUMA_EIO_SEEDS").flatMap { UInt64(String(cString: $0)) } ?? 12
+    return (0..<max(n, 1)).map { 101 + $0 }
+}()
+
 @Suite struct CrashTests {
     /// Crashes at every I/O of the workload for several seeds.
     @Test(arguments: crashSeeds)
@@ -199,24 +206,37 @@ private let crashSeeds: [UInt64] = {
                 crashes += 1
             }
             guard let inFlight else { continue }
-            var after = before
-            after.apply(inFlight)
             let storeImage = h.storeDevice.crashImage(using: &tearRng)
             let originImage = h.originDevice.crashImage(using: &tearRng)
             let context = "seed \(seed), crash at I/O \(crashAt) of \(total), during \(inFlight)"
-            let reopened: Store<SimulatedDevice>
-            do {
-                reopened = try Store(store: SimulatedDevice(path: "store", image: storeImage, identity: 1, features: features),
-                                     origin: SimulatedDevice(path: "origin", image: originImage, identity: 2, features: features), options: options)
-            } catch {
-                Issue.record("\(context): reopen failed: \(error)")
-                return
-            }
+            guard verifyReopened(storeImage, originImage, before: before, inFlight: inFlight, context: context,
+                                 features: features, options: options) else { return }
+        }
+        #expect(crashes == total)
+        print("crash simulation seed \(seed) (\(features.isEmpty ? "plain" : features == [.holes] ? "sparse" : "reflinks, kernel copies") devices): \(total) crash points checked, \(clean.logReplays) reopens replayed a copy-out log, \(ops.filter { if case .revert = $0 { true } else { false } }.count) reverts")
+    }
+
+    /// Reopens the images a crash or an error left and requires a committed state: the store
+    /// opens and checks clean, its snapshots are those before or after the operation in flight,
+    /// each with exactly its contents, and the origin is as before outside what that operation
+    /// may have written. False when the store does not even open (recorded).
+    func verifyReopened(_ storeImage: [UInt8], _ originImage: [UInt8], before: CrashModel, inFlight: CrashOp, context: String,
+                        features: SimulatedDevice.Features, options: StoreOptions) -> Bool {
+        var after = before
+        after.apply(inFlight)
+        let reopened: Store<SimulatedDevice>
+        do {
+            reopened = try Store(store: SimulatedDevice(path: "store", image: storeImage, identity: 1, features: features),
+                                 origin: SimulatedDevice(path: "origin", image: originImage, identity: 2, features: features), options: options)
+        } catch {
+            Issue.record("\(context): reopen failed: \(error)")
+            return false
+        }
+        do {
             let report = try reopened.check()
             #expect(report.isClean, "\(context): \(report.problems.prefix(3)) leaked \(report.leakedChunks.prefix(3))")
             let tags = Set(try reopened.snapshots.map(\.tag))
-            let expected: CrashModel
-            if tags == Set(after.snapshots.keys) { expected = after } else { expected = before }
+            let expected = tags == Set(after.snapshots.keys) ? after : before
             #expect(tags == Set(expected.snapshots.keys), "\(context): snapshots \(tags.sorted())")
             for (tag, bytes) in expected.snapshots where tags.contains(tag) {
                 let got = try reopened.read(snapshot: tag, offset: 0, length: bytes.count)
@@ -235,9 +255,56 @@ private let crashSeeds: [UInt64] = {
             if let i = outside.indices.first(where: { outside[$0] && origin[$0] != before.origin[$0] }) {
                 Issue.record("\(context): origin byte \(i) differs outside the operation in flight")
             }
+        } catch {
+            Issue.record("\(context): reopened store: \(error)")
         }
-        #expect(crashes == total)
-        print("crash simulation seed \(seed) (\(features.isEmpty ? "plain" : features == [.holes] ? "sparse" : "reflinks, kernel copies") devices): \(total) crash points checked, \(clean.logReplays) reopens replayed a copy-out log, \(ops.filter { if case .revert = $0 { true } else { false } }.count) reverts")
+        return true
+    }
+
+    /// EIO on every I/O of the workload in turn (reads, writes, syncs, punches and copies of the
+    /// store and the origin): the operation reports an operating error, and the devices as the
+    /// process left them (a restart) and as a power loss then leaves them both reopen at a
+    /// committed state, as after a crash.
+    @Test(arguments: eioSeeds)
+    func errorAtEveryIO(seed: UInt64) throws {
+        let ops = workload(seed: seed, count: 30)
+        let features: SimulatedDevice.Features = [[], [.holes], .all][Int(seed % 3)]
+        var options = StoreOptions()
+        options.cacheSizeBytes = 32 * chunk
+        options.clock = { 5 }
+        options.selfCheck = true
+        let clean = try CrashHarness(features: features, options: options)
+        for op in ops { try clean.run(op) }
+        let total = clean.clock.count
+        var reported = 0
+        var tearRng = SeededGenerator(seed: seed &* 104_729)
+        for failAt in 1...total {
+            let h = try CrashHarness(features: features, options: options)
+            h.clock.failAt = failAt
+            var before = CrashModel(origin: [UInt8](repeating: 0, count: originChunks * chunk))
+            var inFlight: CrashOp?
+            for op in ops {
+                inFlight = op
+                do {
+                    try h.run(op)
+                } catch let e as StoreError {
+                    // The injected EIO itself, or what it left: a handle that says it is unusable.
+                    reported += 1
+                    if case .io = e {} else { #expect("\(e)".contains("unusable"), "seed \(seed), EIO at I/O \(failAt): \(e)") }
+                    break
+                }
+                before.apply(op)
+                inFlight = nil
+            }
+            // An error some layer absorbed (a fallback): the whole workload then ran.
+            guard let inFlight else { continue }
+            let context = "seed \(seed), EIO at I/O \(failAt) of \(total), during \(inFlight)"
+            guard verifyReopened(h.storeDevice.current, h.originDevice.current, before: before, inFlight: inFlight,
+                                 context: context + ", restarted", features: features, options: options) else { return }
+            guard verifyReopened(h.storeDevice.crashImage(using: &tearRng), h.originDevice.crashImage(using: &tearRng), before: before,
+                                 inFlight: inFlight, context: context + ", then power lost", features: features, options: options) else { return }
+        }
+        print("EIO simulation seed \(seed): \(total) I/Os failed in turn, \(reported) reported as errors")
     }
 
     /// A crash anywhere in initialize leaves either no store or an empty, clean one.
@@ -262,3 +329,4 @@ private let crashSeeds: [UInt64] = {
         }
     }
 }
+

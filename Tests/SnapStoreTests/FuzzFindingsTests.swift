@@ -1,6 +1,7 @@
-// What the store fuzzer (Fuzz/Sources/store-fuzz) found, each kept as a test: a forged but
-// correctly sealed field that once crashed open or a read now makes them report the store
-// corrupt. docs/RELIABILITY.md lists the findings.
+// What the store fuzzer (Fuzz/Sources/store-fuzz) and the EIO simulation found, each kept as a
+// test: a forged but correctly sealed field that once crashed open or a read now makes them
+// report the store corrupt; a read error at open is an error, not a commit to skip.
+// docs/RELIABILITY.md lists the findings.
 
 import Testing
 import SnapStore
@@ -109,5 +110,28 @@ import SnapStoreTestKit
         // Runs list the copied chunks, not the superblock: the forged slot stays the newest.
         let error = try #require(throws: StoreError.self) { try open(image, originDevice.durable) }
         #expect("\(error)".contains("lies past every snapshot's end"), "\(error)")
+    }
+
+    @Test func readErrorOnAVerifiedRunFailsTheOpenInsteadOfSkippingTheCommit() throws {
+        let (store, origin, _) = try images()
+        var options = StoreOptions()
+        options.checkOriginIdentity = false
+        let storeDevice = SimulatedDevice(path: "store", image: store)
+        let s = try Store(store: storeDevice, origin: SimulatedDevice(path: "origin", image: origin), options: options)
+        try s.createSnapshot(tag: 9)  // a single-flush commit: its superblock lists its runs
+        let image = storeDevice.durable
+        let base = (le(image, 24, 8) > le(image, cs + 24, 8) ? 0 : 1) * cs
+        let runs = Int(le(image, base + 244, 4)), indexBlocks = Int(le(image, base + 236, 4))
+        #expect(runs > 0)
+        let first = le(image, base + 1280 + 8 * indexBlocks, 8)
+        let failing = SimulatedDevice(path: "store", image: image)
+        failing.failReadsAt = [first * UInt64(cs)]
+        let error = try #require(throws: StoreError.self) {
+            try Store(store: failing, origin: SimulatedDevice(path: "origin", image: origin), options: options)
+        }
+        guard case .io = error else { Issue.record("expected the read error, got \(error)"); return }
+        // Read again without the error: the newest commit, snapshot 9 in it.
+        let reopened = try open(image, origin)
+        #expect(try reopened.snapshot(tag: 9) != nil)
     }
 }
