@@ -32,6 +32,9 @@ public enum Format {
     /// Highest tree a superblock may record: far above any store (a node holds at least 31
     /// entries), low enough that a forged height is refused before it is walked.
     public static let treeHeightMax: UInt32 = 32
+    /// Highest commit sequence and epoch a superblock may record: 2^62, which no store reaches
+    /// (a commit a nanosecond for a century is 2^61.5), so that counting on never overflows.
+    public static let counterMax: UInt64 = 1 << 62
 }
 
 /// Block types; the raw value is also the CRC32C seed ("salt"), so a block of one type can

@@ -237,6 +237,9 @@ public struct Superblock: Equatable, Sendable {
                 let at = layout.logAt + $0 * logEntryBytes
                 return CopyOutLogEntry(chunk: b.u64(at), epoch: b.u64(at + 8), address: b.u64(at + 16), count: b.u32(at + 24))
             }
+            guard sb.sequence <= Format.counterMax, sb.epochLast <= Format.counterMax else {
+                throw StoreError.corrupt("superblock slot \(slot): commit sequence \(sb.sequence) or last epoch \(sb.epochLast) is beyond any store (at most 2^62)")
+            }
             let cs = Int(sb.chunkSizeBytes)
             guard cs >= Format.chunkSizeMin, cs <= Format.chunkSizeMax, cs & (cs - 1) == 0 else {
                 throw StoreError.corrupt("superblock slot \(slot): chunk size \(cs) is not a power of two in 4 KiB...1 MiB")

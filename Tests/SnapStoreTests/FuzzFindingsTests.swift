@@ -134,4 +134,12 @@ import SnapStoreTestKit
         let reopened = try open(image, origin)
         #expect(try reopened.snapshot(tag: 9) != nil)
     }
+
+    @Test func commitSequenceAtTheEndOfItsRangeIsCorrupt() throws {
+        var (store, origin, _) = try images()
+        // The next commit's sequence (this one + 1) overflowed.
+        forgeSuperblocks(&store) { b, base in put(&b, base + 24, UInt64.max, 8) }
+        let error = try #require(throws: StoreError.self) { try open(store, origin) }
+        #expect("\(error)".contains("beyond any store"), "\(error)")
+    }
 }

@@ -43,7 +43,8 @@ snapshotter() {
     local tag=$1 kept=()
     while true; do
         "$D" create "$S/ctl" "$tag" >/dev/null 2>&1 || return
-        sum=$("$D" read "$S/ctl" --snapshot "$tag" 2>/dev/null | md5) && echo "$tag $sum" >> "$S/snapshots"
+        # (pipefail: a read the kill cut short records nothing.)
+        sum=$(set -o pipefail; "$D" read "$S/ctl" --snapshot "$tag" 2>/dev/null | md5) && echo "$tag $sum" >> "$S/snapshots"
         kept+=("$tag")
         if [ ${#kept[@]} -gt 3 ]; then "$D" delete "$S/ctl" "${kept[0]}" >/dev/null 2>&1 || return; kept=("${kept[@]:1}"); fi
         tag=$((tag + 1))
