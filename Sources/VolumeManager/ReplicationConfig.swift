@@ -29,6 +29,17 @@ public struct ReplicationTarget: Codable, Equatable, Sendable {
 
     public init(host: String, port: Int, key: String) { (self.host, self.port, self.key) = (host, port, key) }
 
+    /// Fields with a default may be absent (a file of an older build).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        (host, port, key) = (try c.decode(String.self, forKey: .host), try c.decode(Int.self, forKey: .port), try c.decode(String.self, forKey: .key))
+        remoteName = try c.decodeIfPresent(String.self, forKey: .remoteName)
+        period = try c.decodeIfPresent(Int.self, forKey: .period)
+        rateBytesPerSecond = try c.decodeIfPresent(UInt64.self, forKey: .rateBytesPerSecond)
+        compression = try c.decodeIfPresent(String.self, forKey: .compression) ?? compression
+        started = try c.decodeIfPresent(Bool.self, forKey: .started) ?? started
+    }
+
     public var endpoint: Endpoint { Endpoint(host: host, port: port) }
     /// Its name in file names and messages.
     public var id: String { "\(host)-\(port)".map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" }.reduce(into: "") { $0.append($1) } }
@@ -56,6 +67,16 @@ public struct ReplicationSource: Codable, Equatable, Sendable {
     public var started = false
 
     public init(host: String, port: Int, key: String) { (self.host, self.port, self.key) = (host, port, key) }
+
+    /// Fields with a default may be absent (a file of an older build).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        (host, port, key) = (try c.decode(String.self, forKey: .host), try c.decode(Int.self, forKey: .port), try c.decode(String.self, forKey: .key))
+        remoteName = try c.decodeIfPresent(String.self, forKey: .remoteName)
+        period = try c.decodeIfPresent(Int.self, forKey: .period)
+        mountSnap = try c.decodeIfPresent(Bool.self, forKey: .mountSnap) ?? mountSnap
+        started = try c.decodeIfPresent(Bool.self, forKey: .started) ?? started
+    }
 
     public var endpoint: Endpoint { Endpoint(host: host, port: port) }
 }
