@@ -279,6 +279,16 @@ wait $a; ra=$?; wait $b; rb=$?
 [ $rb -eq 0 ] && { [ $ra -eq 0 ] || grep -qE "not running|not a running master|stopped" k-a.out; } \
     && ok "concurrency: a snapshot during a stop completes or is refused clearly" || not_ok "concurrency: snapshot during stop" "exit $ra $rb: $(cat k-a.out k-b.out)"
 expect_ok "concurrency: the master starts again after it" "$Z" start master "$K"
+# A revert (the master stopped first) and a snapshot at once: the revert completes; the snapshot
+# either comes before it or is refused, naming why.
+first=$(kjson 'min(s["id"] for s in d["snapshots"])')
+"$Z" stop master "$K" >/dev/null
+"$Z" revert "$K" "$first" > k-a.out 2>&1 & a=$!
+"$Z" snapshot "$K" > k-b.out 2>&1 & b=$!
+wait $a; ra=$?; wait $b; rb=$?
+[ $ra -eq 0 ] && { [ $rb -eq 0 ] || grep -qE "not mounted|stopped|not running|zumastor start master" k-b.out; } \
+    && ok "concurrency: a snapshot during a revert completes or is refused clearly" || not_ok "concurrency: snapshot during revert" "exit $ra $rb: $(cat k-a.out k-b.out)"
+expect_ok "concurrency: the reverted master starts" "$Z" start master "$K"
 n=$(kjson 'len(d["snapshots"])')
 "$Z" snapshot "$K" > k-a.out 2>&1 & a=$!
 "$Z" forget volume "$K" > k-b.out 2>&1 & b=$!
@@ -291,6 +301,22 @@ else
         && ok "concurrency: forget during a snapshot refused clearly, the volume whole" || not_ok "concurrency: forget during a snapshot" "exit $ra $rb: $(cat k-a.out k-b.out)"
     "$Z" forget volume "$K" >/dev/null 2>&1
 fi
+
+# A volume whose origin went missing: its start fails naming the file; the others run on and
+# status shows them.
+M2=${V}m
+VOLS+=("$M2")
+truncate -s 64M m-origin.img; truncate -s 64M m-store.img
+"$Z" define volume "$M2" m-origin.img m-store.img --initialize >/dev/null
+"$Z" stop volume "$M2" >/dev/null
+mv m-origin.img m-origin.moved
+expect_fail "a missing origin: start names the file" "$WORK/m-origin.img: No such file" "$Z" start volume "$M2"
+out=$("$Z" status 2>&1)
+echo "$out" | grep -qE "^$M2 +stopped" && echo "$out" | grep -q "^$M2: the last operation failed: .*m-origin.img: No such file" \
+    && ok "a missing origin: status shows the volume stopped and why" || not_ok "a missing origin: status" "$out"
+mv m-origin.moved m-origin.img
+expect_ok "a missing origin: back in place, the volume starts" "$Z" start volume "$M2"
+"$Z" forget volume "$M2" >/dev/null
 
 # 8. This host's key (issue 21): made at the first start, kept private, printed by `key`.
 KEYDIR="$ZUMASTOR_ROOT/etc/zumastor"
