@@ -21,6 +21,8 @@ enum CrashOp: CustomStringConvertible {
     case delete(UInt64)
     /// The origin made equal to a snapshot again (chunk by chunk, through the write path).
     case revert(UInt64)
+    /// The origin file grown or shrunk (a shrink copies out what snapshots read past its end).
+    case resize(Int)
     /// A restart: a clean close, or (after the flush every operation ends with) power loss,
     /// with the copy-out log the last commits left.
     case reopen(clean: Bool)
@@ -34,6 +36,7 @@ enum CrashOp: CustomStringConvertible {
         case let .create(tag): return "create \(tag)"
         case let .delete(tag): return "delete \(tag)"
         case let .revert(tag): return "revert to \(tag)"
+        case let .resize(n): return "resize origin to \(n)"
         case let .reopen(clean): return clean ? "close and reopen" : "crash and reopen"
         }
     }
@@ -45,7 +48,7 @@ enum CrashOp: CustomStringConvertible {
         case let .originBatch(extents): return extents.map { $0.0..<($0.0 + $0.1.count) }
         case let .zeros(at, n): return [at..<(at + n)]
         // Not atomic: a crash leaves any mix of reverted and unreverted chunks.
-        case .revert: return [0..<(originChunks * chunk)]
+        case .revert: return [0..<(originChunksMax * chunk)]
         default: return []
         }
     }
@@ -64,6 +67,7 @@ struct CrashModel {
         case let .create(tag): snapshots[tag] = origin
         case let .delete(tag): snapshots[tag] = nil
         case let .revert(tag): origin = snapshots[tag]!
+        case let .resize(n): origin = n < origin.count ? Array(origin.prefix(n)) : origin + [UInt8](repeating: 0, count: n - origin.count)
         case .reopen: break
         }
     }
@@ -71,20 +75,26 @@ struct CrashModel {
 
 private let chunk = 4096
 private let originChunks = 12
+/// Resizes keep the origin between 4 and this many chunks.
+private let originChunksMax = 16
 
 /// A seeded workload over a small volume: single and batched writes, zeros, snapshot writes,
-/// creates, deletes, reverts, and restarts.
+/// creates, deletes, reverts, origin resizes, and restarts.
 private func workload(seed: UInt64, count: Int) -> [CrashOp] {
     var rng = SeededGenerator(seed: seed)
     var ops: [CrashOp] = []
     var live: [UInt64] = []
     var next: UInt64 = 1
-    func range(_ max: Int) -> (Int, Int) {
-        let at = Int.random(in: 0..<(originChunks * 8), using: &rng) * 512
-        return (at, min(originChunks * chunk - at, Int.random(in: 1...max, using: &rng)))
+    // The origin's size now, and each snapshot's (a revert takes the snapshot's).
+    var size = originChunks * chunk
+    var sizes: [UInt64: Int] = [:]
+    func range(_ max: Int, within limit: Int? = nil) -> (Int, Int) {
+        let end = limit ?? size
+        let at = Int.random(in: 0..<(end / 512), using: &rng) * 512
+        return (at, min(end - at, Int.random(in: 1...max, using: &rng)))
     }
     for _ in 0..<count {
-        let roll = Int.random(in: 0..<15, using: &rng)
+        let roll = Int.random(in: 0..<16, using: &rng)
         if roll < 2 || live.isEmpty && (7..<12).contains(roll) {
             let (at, n) = range(2 * chunk)
             ops.append(.originWrite(offset: at, bytes: pattern(rng.next(), n)))
@@ -99,18 +109,23 @@ private func workload(seed: UInt64, count: Int) -> [CrashOp] {
         } else if roll < 7 {
             ops.append(.create(next))
             live.append(next)
+            sizes[next] = size
             next += 1
         } else if roll < 9 {
             let tag = live.remove(at: Int.random(in: 0..<live.count, using: &rng))
             ops.append(.delete(tag))
         } else if roll < 12 {
             let tag = live.randomElement(using: &rng)!
-            let (at, n) = range(chunk)
+            let (at, n) = range(chunk, within: sizes[tag]!)
             ops.append(.snapshotWrite(tag: tag, offset: at, bytes: pattern(rng.next(), n)))
         } else if roll < 14 {
             ops.append(.reopen(clean: roll == 12))
-        } else if let tag = live.randomElement(using: &rng) {
+        } else if roll < 15, let tag = live.randomElement(using: &rng) {
             ops.append(.revert(tag))
+            size = sizes[tag]!
+        } else if roll == 15 {
+            size = Int.random(in: 8...(originChunksMax * 2), using: &rng) * 2048
+            ops.append(.resize(size))
         }
         // Power loss right after copy-outs, so that reopening replays their log.
         if case .originBatch? = ops.last, Int.random(in: 0..<3, using: &rng) == 0 { ops.append(.reopen(clean: false)) }
@@ -146,6 +161,7 @@ private final class CrashHarness {
         case let .create(tag): try store.createSnapshot(tag: tag)
         case let .delete(tag): try store.deleteSnapshot(tag: tag)
         case let .revert(tag): try store.revert(to: tag)
+        case let .resize(n): try store.resizeOrigin(to: UInt64(n))
         case let .reopen(clean):
             if clean { try store.close() }
             if store.copyOutLogEntryCount > 0 { logReplays += 1 }
@@ -213,7 +229,7 @@ private let eioSeeds: [UInt64] = {
                                  features: features, options: options) else { return }
         }
         #expect(crashes == total)
-        print("crash simulation seed \(seed) (\(features.isEmpty ? "plain" : features == [.holes] ? "sparse" : "reflinks, kernel copies") devices): \(total) crash points checked, \(clean.logReplays) reopens replayed a copy-out log, \(ops.filter { if case .revert = $0 { true } else { false } }.count) reverts")
+        print("crash simulation seed \(seed) (\(features.isEmpty ? "plain" : features == [.holes] ? "sparse" : "reflinks, kernel copies") devices): \(total) crash points checked, \(clean.logReplays) reopens replayed a copy-out log, \(ops.filter { if case .revert = $0 { true } else { false } }.count) reverts, \(ops.filter { if case .resize = $0 { true } else { false } }.count) resizes")
     }
 
     /// Reopens the images a crash or an error left and requires a committed state: the store
@@ -248,11 +264,24 @@ private let eioSeeds: [UInt64] = {
                     expectSame(got[...], bytes[...], "\(context): snapshot \(tag) contents")
                 }
             }
-            // The origin as before the operation in flight, outside what it may have written.
-            let origin = try reopened.read(offset: 0, length: before.origin.count)
+            // The origin as before the operation in flight (or, for a resize, after it when it
+            // has the new size), outside what that operation may have written.
+            let size = Int(reopened.status.originSizeBytes)
+            let model: [UInt8]
+            if size == before.origin.count {
+                model = before.origin
+            } else if case .resize = inFlight, size == after.origin.count {
+                model = after.origin
+            } else if case .revert = inFlight {
+                model = [UInt8](repeating: 0, count: size)  // any mix: nothing to compare
+            } else {
+                Issue.record("\(context): origin of \(size) bytes, expected \(before.origin.count)")
+                return true
+            }
+            let origin = try reopened.read(offset: 0, length: size)
             var outside = [Bool](repeating: true, count: origin.count)
-            for r in inFlight.originRanges { for i in r { outside[i] = false } }
-            if let i = outside.indices.first(where: { outside[$0] && origin[$0] != before.origin[$0] }) {
+            for r in inFlight.originRanges { for i in r where i < outside.count { outside[i] = false } }
+            if let i = outside.indices.first(where: { outside[$0] && origin[$0] != model[$0] }) {
                 Issue.record("\(context): origin byte \(i) differs outside the operation in flight")
             }
         } catch {
