@@ -23,21 +23,22 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
     ],
     targets: [
+        .target(name: "FuzzDriver"),
         .executableTarget(
             name: "delta-fuzz",
-            dependencies: [.product(name: "Replication", package: parent), .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["FuzzDriver", .product(name: "Replication", package: parent), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: fuzzer, linkerSettings: fuzzerLink),
         .executableTarget(
             name: "link-fuzz",
-            dependencies: [.product(name: "Replication", package: parent)],
+            dependencies: ["FuzzDriver", .product(name: "Replication", package: parent)],
             swiftSettings: fuzzer, linkerSettings: fuzzerLink),
         .executableTarget(
             name: "store-fuzz",
-            dependencies: [.product(name: "SnapStore", package: parent)],
+            dependencies: ["FuzzDriver", .product(name: "SnapStore", package: parent)],
             swiftSettings: fuzzer, linkerSettings: fuzzerLink),
         .executableTarget(
             name: "nbd-fuzz",
-            dependencies: [
+            dependencies: ["FuzzDriver", 
                 .product(name: "VolumeServer", package: parent), .product(name: "SnapStore", package: parent),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
@@ -46,7 +47,7 @@ let package = Package(
             swiftSettings: fuzzer, linkerSettings: fuzzerLink),
         .executableTarget(
             name: "control-fuzz",
-            dependencies: [.product(name: "VolumeServer", package: parent), .product(name: "VolumeInterface", package: parent)],
+            dependencies: ["FuzzDriver", .product(name: "VolumeServer", package: parent), .product(name: "VolumeInterface", package: parent)],
             swiftSettings: fuzzer, linkerSettings: fuzzerLink),
     ],
     swiftLanguageModes: [.v6]

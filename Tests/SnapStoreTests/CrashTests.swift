@@ -190,19 +190,25 @@ private let eioSeeds: [UInt64] = {
 }()
 
 @Suite struct CrashTests {
-    /// Crashes at every I/O of the workload for several seeds.
-    @Test(arguments: crashSeeds)
-    func crashAtEveryIO(seed: UInt64) throws {
-        let ops = workload(seed: seed, count: 40)
-        // Plain devices, sparse ones, and files with reflinks and kernel copies, by seed.
+    /// A seed's workload, its devices (plain, sparse, or files with reflinks and kernel copies,
+    /// by seed) and options, and a clean run of it, which counts its I/Os.
+    private func prepare(seed: UInt64, count: Int) throws
+        -> (ops: [CrashOp], features: SimulatedDevice.Features, options: StoreOptions, clean: CrashHarness) {
+        let ops = workload(seed: seed, count: count)
         let features: SimulatedDevice.Features = [[], [.holes], .all][Int(seed % 3)]
         var options = StoreOptions()
         options.cacheSizeBytes = 32 * chunk
         options.clock = { 5 }
         options.selfCheck = true
-        // A clean run counts the I/Os.
         let clean = try CrashHarness(features: features, options: options)
         for op in ops { try clean.run(op) }
+        return (ops, features, options, clean)
+    }
+
+    /// Crashes at every I/O of the workload for several seeds.
+    @Test(arguments: crashSeeds)
+    func crashAtEveryIO(seed: UInt64) throws {
+        let (ops, features, options, clean) = try prepare(seed: seed, count: 40)
         let total = clean.clock.count
         var crashes = 0
         var tearRng = SeededGenerator(seed: seed &* 7919)
@@ -296,14 +302,7 @@ private let eioSeeds: [UInt64] = {
     /// committed state, as after a crash.
     @Test(arguments: eioSeeds)
     func errorAtEveryIO(seed: UInt64) throws {
-        let ops = workload(seed: seed, count: 30)
-        let features: SimulatedDevice.Features = [[], [.holes], .all][Int(seed % 3)]
-        var options = StoreOptions()
-        options.cacheSizeBytes = 32 * chunk
-        options.clock = { 5 }
-        options.selfCheck = true
-        let clean = try CrashHarness(features: features, options: options)
-        for op in ops { try clean.run(op) }
+        let (ops, features, options, clean) = try prepare(seed: seed, count: 30)
         let total = clean.clock.count
         var reported = 0
         var tearRng = SeededGenerator(seed: seed &* 104_729)

@@ -5,6 +5,7 @@
 // Records compressed against the base decode against zeros (the base of the corpus's
 // incremental-zstd stream reads as zeros where its records are).
 
+import FuzzDriver
 import Crypto
 import Replication
 
@@ -45,15 +46,7 @@ func decode(_ bytes: UnsafeRawBufferPointer, piece: Int) -> Int32 {
     return 0
 }
 
-// SwiftPM links an executable's entry point as `<module>_main`; hand over to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(_ argc: UnsafeMutablePointer<Int32>,
-                     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                     _ test: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
-
 @_cdecl("delta_fuzz_main")
 public func deltaFuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments) { fuzz($0, $1) }
+    fuzzMain(argc, argv) { fuzz($0, $1) }
 }

@@ -3,6 +3,7 @@
 // either decode or throw LinkError, never crash or read out of bounds (AddressSanitizer is
 // on); a message that decodes must encode to bytes that decode to the same message.
 
+import FuzzDriver
 import Replication
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -27,15 +28,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     return 0
 }
 
-// SwiftPM links an executable's entry point as `<module>_main`; hand over to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(_ argc: UnsafeMutablePointer<Int32>,
-                     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                     _ test: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
-
 @_cdecl("link_fuzz_main")
 public func linkFuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments) { fuzz($0, $1) }
+    fuzzMain(argc, argv) { fuzz($0, $1) }
 }

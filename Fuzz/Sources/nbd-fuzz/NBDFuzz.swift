@@ -10,6 +10,7 @@
 // opened is closed again (a leaked open would pin a snapshot forever).
 // ZUMA_NBD_FUZZ_CORPUS=DIR makes the seed corpus there and exits instead.
 
+import FuzzDriver
 import Crypto
 import Foundation
 import Logging
@@ -163,18 +164,7 @@ func makeCorpus(_ directory: String) throws {
     try emit("tls-not-offered", control: 0)
 }
 
-// SwiftPM links an executable's entry point as `<module>_main`; hand over to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(_ argc: UnsafeMutablePointer<Int32>,
-                     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                     _ test: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
-
 @_cdecl("nbd_fuzz_main")
 public func nbdFuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
-    if let directory = ProcessInfo.processInfo.environment["ZUMA_NBD_FUZZ_CORPUS"] {
-        do { try makeCorpus(directory); return 0 } catch { print("cannot make the corpus: \(error)"); return 1 }
-    }
-    var count = argc
-    var arguments = argv
-    return runFuzzerDriver(&count, &arguments) { fuzz($0, $1) }
+    fuzzMain(argc, argv, corpus: ("ZUMA_NBD_FUZZ_CORPUS", makeCorpus)) { fuzz($0, $1) }
 }
