@@ -289,7 +289,7 @@ public final class VolumeManager: Sendable {
                 c = try config(name)
             } catch let e as ZumastorError {
                 guard case .config = e else { throw e }
-                return try stopWithoutConfiguration(name, client, because: e)
+                return try stopWithoutConfiguration(name, client)
             }
             if c.master { try stopMasterLocked(c, client) }
             if c.source != nil, let client {
@@ -324,7 +324,7 @@ public final class VolumeManager: Sendable {
     /// devices (the origin, snapshots, and binds of them) is unmounted, lazily when busy, and
     /// its server stopped; its exports stay until the configuration is fixed or the volume
     /// forgotten. A damaged file never leaves a volume running that no command can stop.
-    private func stopWithoutConfiguration(_ name: String, _ client: (any VolumeServerLink)?, because error: ZumastorError) throws {
+    private func stopWithoutConfiguration(_ name: String, _ client: (any VolumeServerLink)?) throws {
         if let client {
             let devices = ((try? client.devices()) ?? []).flatMap { [$0.name, $0.loopDevice] }
             for point in Mounts.mountPoints(ofDevices: devices) { try system.unmount(point, lazilyIfBusy: true) }

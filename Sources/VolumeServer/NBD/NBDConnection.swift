@@ -187,9 +187,9 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         guard data.readableBytes == 0 else { return optionReply(context, NBD.optStartTLS, NBD.repErrInvalid, message: "STARTTLS takes no data") }
         optionReply(context, NBD.optStartTLS, NBD.repAck)
         tlsStarted = true
-        // Nothing negotiated in plain text carries over.
+        // No option negotiated in plain text carries over (the handshake's flags do: they are
+        // not sent again).
         structuredReplies = false
-        noZeroes = false
         do {
             try context.pipeline.syncOperations.addHandler(tls.serverHandler(), position: .first)
         } catch {
@@ -377,7 +377,9 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         let allocator = context.channel.allocator
         let structured = structuredReplies
         let loop = context.eventLoop
-        let work = { NBDConnectionHandler.performBurst(host, tag, batch, allocator: allocator, structured: structured) }
+        let work: @Sendable () -> [Result<ByteBuffer?, Error>] = {
+            NBDConnectionHandler.performBurst(host, tag, batch, allocator: allocator, structured: structured)
+        }
         let future = shared.pool.map { $0.runIfActive(eventLoop: loop, work) } ?? loop.makeSucceededFuture(work())
         let bound = NIOLoopBound(context, eventLoop: loop)
         future.whenComplete { [self] outcome in
