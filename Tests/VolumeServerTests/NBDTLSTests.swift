@@ -63,7 +63,7 @@ final class TLSFiles {
         try h.option(NBD.optStartTLS)
         #expect(try h.optionReplies().map(\.1) == [NBD.repAck])
         // TLS now sits under the NBD handlers: the client's hello is its first input.
-        #expect(try h.channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self) != nil)
+        #expect(throws: Never.self) { _ = try h.channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self) }
     }
 
     @Test func exportNameWithoutTLSEndsTheSession() throws {
@@ -85,10 +85,27 @@ final class TLSFiles {
             b.writeInteger(code)
             b.writeInteger(UInt32(0))
         }
-        try? h.channel.writeInbound(b)
+        _ = try? h.channel.writeInbound(b)
         // Refused before STARTTLS was even answered.
         #expect(try h.optionReplies().isEmpty)
         #expect(!h.channel.isActive)
+    }
+
+    @Test func aHandshakeThatStallsIsClosed() throws {
+        let files = try TLSFiles()
+        let stalled = try NBDHandshakeTests.Harness(tls: try NBDTLSConfiguration(directory: files.directory))
+        try stalled.greet()
+        try stalled.option(NBD.optStartTLS)
+        _ = try stalled.optionReplies()
+        stalled.channel.embeddedEventLoop.advanceTime(by: NBDConnectionHandler.handshakeTimeout + .seconds(1))
+        #expect(!stalled.channel.isActive)
+        // One that chose an export stays.
+        let chosen = try NBDHandshakeTests.Harness()
+        try chosen.greet()
+        #expect(try chosen.go("vol").map(\.1).last == NBD.repAck)
+        chosen.channel.embeddedEventLoop.advanceTime(by: NBDConnectionHandler.handshakeTimeout + .seconds(1))
+        #expect(chosen.channel.isActive)
+        try chosen.channel.close().wait()
     }
 
     @Test func filesAreCheckedAtStart() throws {

@@ -86,8 +86,18 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     // MARK: Handshake
 
+    /// A client has this long from connecting to choosing an export (TLS included); then the
+    /// connection is closed, so that idle or stalled handshakes cannot hold the connection slots.
+    static let handshakeTimeout = TimeAmount.seconds(30)
+    private var handshakeDeadline: Scheduled<Void>?
+
     func channelActive(context: ChannelHandlerContext) {
         peer = context.channel.remoteAddress.map { "\($0)" } ?? "unix socket"
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        handshakeDeadline = context.eventLoop.scheduleTask(in: Self.handshakeTimeout) { [self] in
+            guard !transmitting else { return }
+            protocolError(bound.value, "no export chosen within \(Self.handshakeTimeout.nanoseconds / 1_000_000_000) s of connecting")
+        }
         var out = context.channel.allocator.buffer(capacity: 18)
         out.writeInteger(NBD.initMagic)
         out.writeInteger(NBD.optionMagic)
@@ -97,6 +107,7 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        handshakeDeadline?.cancel()
         if let export, transmitting {
             shared.host.close(snapshot: export.tag)
             transmitting = false
@@ -290,6 +301,7 @@ final class NBDConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
               let size = shared.host.sizeBytes(snapshot: tag) else { return nil }
         export = (tag, size, readOnly)
         transmitting = true
+        handshakeDeadline?.cancel()
         shared.logger.info("NBD client \(peer) opened \(tag.map { "snapshot \($0)" } ?? "the origin")\(readOnly ? " read-only" : "")")
         return (size, transmissionFlags(readOnly: readOnly))
     }
