@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, model, crash-simulation, format and scale tests (swift test),
-# the ddsnap end-to-end tests on files, the server end-to-end tests (as root: FUSE, loop
-# devices, ext4/xfs, NBD clients, fio, kill -9), delta streams, the zumastor end-to-end tests, the seed
+# The whole test suite: unit, model, crash- and EIO-simulation, format and scale tests (swift
+# test), the ddsnap end-to-end tests on files, the server end-to-end tests (as root: FUSE, loop
+# devices, ext4/xfs, NBD clients, NBD over TLS, fio, kill -9), a full host filesystem under a
+# server, delta streams, the zumastor end-to-end tests, the seed
 # guide's examples (ext4 and xfs), zumastor replicate, short forms of the restart soaks
 # (scripts/soak), 20 seconds of each fuzz target (Fuzz/run.sh), and a smoke run of every benchmark (tiny sizes, no
 # timing asserted: it only proves they still run). Prints "N passed, N failed" last.
