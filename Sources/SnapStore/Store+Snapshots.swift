@@ -275,14 +275,14 @@ extension Store {
     }
 
     /// Entries freed per batch of a release; a full batch ends in a commit of its own.
-    private static var releaseBatchMax: Int { 2048 }
+    private var releaseBatchMax: Int { options.releaseBatchEntries }
 
     /// Frees the chunks only snapshot `s` used (written to the snapshot itself).
     private func releasePrivateChunks(epoch s: UInt64) throws {
         while true {
             var batch: [(Key, UInt64)] = []
             try privateChunks.scan(from: Key(s, 0)) { key, node, i in
-                guard key.hi == s, batch.count < Self.releaseBatchMax else { return false }
+                guard key.hi == s, batch.count < releaseBatchMax else { return false }
                 batch.append((key, node.value(i)))
                 return true
             }
@@ -294,7 +294,7 @@ extension Store {
             }
             // A short batch was the last: the caller's commit covers it (a small delete is
             // one commit, atomic like any other).
-            if batch.count < Self.releaseBatchMax { break }
+            if batch.count < releaseBatchMax { break }
             try commit()
         }
     }
@@ -307,7 +307,7 @@ extension Store {
         while true {
             var batch: [(epoch: UInt64, chunk: UInt64, at: UInt64)] = []
             try exceptionsByEpoch.scan(from: cursor) { key, node, i in
-                guard key.hi < next, batch.count < Self.releaseBatchMax else { return false }
+                guard key.hi < next, batch.count < releaseBatchMax else { return false }
                 batch.append((key.hi, key.lo, node.value(i)))
                 return true
             }
@@ -329,7 +329,7 @@ extension Store {
             r.cursorChunk = cursor.lo
             try ensureReleaseSpace()
             try store(r)
-            if batch.count < Self.releaseBatchMax { break }
+            if batch.count < releaseBatchMax { break }
             try commit()
         }
     }

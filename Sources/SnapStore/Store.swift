@@ -28,6 +28,10 @@ public struct StoreOptions: Sendable {
     public var onActivity: (@Sendable (StoreActivity) -> Void)? = nil
     /// Commit automatically once this many metadata blocks are dirty.
     public var dirtyBlocksMax: Int = 4096
+    /// Entries a delete or squash frees per batch; a full batch ends in a commit of its own,
+    /// so that a large delete is many bounded transactions, resumed after a crash. (Tests make
+    /// it small, so that small stores see deletes that span batches.)
+    public var releaseBatchEntries: Int = 2048
     /// Chunks a copy-out log may cover before a checkpoint: bounds the replay at open (two
     /// tree inserts per chunk).
     public var copyOutLogChunksMax: UInt64 = 65_536

@@ -79,7 +79,8 @@ private let originChunks = 12
 private let originChunksMax = 16
 
 /// A seeded workload over a small volume: single and batched writes, zeros, snapshot writes,
-/// creates, deletes, reverts, origin resizes, and restarts.
+/// creates, deletes (in batches of two entries, so most span several), reverts, origin resizes,
+/// and restarts.
 private func workload(seed: UInt64, count: Int) -> [CrashOp] {
     var rng = SeededGenerator(seed: seed)
     var ops: [CrashOp] = []
@@ -200,6 +201,8 @@ private let eioSeeds: [UInt64] = {
         options.cacheSizeBytes = 32 * chunk
         options.clock = { 5 }
         options.selfCheck = true
+        // Deletes of a few chunks span several batches (each its own commit).
+        options.releaseBatchEntries = 2
         let clean = try CrashHarness(features: features, options: options)
         for op in ops { try clean.run(op) }
         return (ops, features, options, clean)
