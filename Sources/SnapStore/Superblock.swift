@@ -204,7 +204,8 @@ public struct Superblock: Equatable, Sendable {
                 let at = rootOffset(i)
                 guard b.u32(at + 12) == 0 else { throw StoreError.corrupt("superblock slot \(slot): reserved bytes are not zero") }
                 let root = TreeRoot(root: b.u64(at), height: b.u32(at + 8), count: b.u64(at + 16))
-                guard root.height <= Format.treeHeightMax, (root.root == 0) == (root.height == 0), (root.height == 0) == (root.count == 0) else {
+                guard root.height <= Format.treeHeightMax, root.count <= Format.counterMax, (root.root == 0) == (root.height == 0),
+                      (root.height == 0) == (root.count == 0) else {
                     throw StoreError.corrupt("superblock slot \(slot): \(TreeKind.allCases[i].name) tree root (block \(root.root), height \(root.height), \(root.count) entries) is impossible")
                 }
                 trees.append(root)

@@ -142,4 +142,12 @@ import SnapStoreTestKit
         let error = try #require(throws: StoreError.self) { try open(store, origin) }
         #expect("\(error)".contains("beyond any store"), "\(error)")
     }
+
+    @Test func treeEntryCountAtTheEndOfItsRangeIsCorrupt() throws {
+        var (store, origin, _) = try images()
+        // The exceptions-by-chunk root's entry count (offset 112 + 16): the next insert overflowed.
+        forgeSuperblocks(&store) { b, base in put(&b, base + 128, UInt64.max, 8) }
+        let error = try #require(throws: StoreError.self) { try open(store, origin) }
+        #expect("\(error)".contains("tree root") && "\(error)".contains("impossible"), "\(error)")
+    }
 }
