@@ -4,7 +4,7 @@
 # devices, ext4/xfs, NBD clients, NBD over TLS, fio, kill -9), a full host filesystem under a
 # server, delta streams, the zumastor end-to-end tests, the seed
 # guide's examples (ext4 and xfs), zumastor replicate, short forms of the restart soaks
-# (scripts/soak), 20 seconds of each fuzz target (Fuzz/run.sh), and a smoke run of every benchmark (tiny sizes, no
+# (scripts/soak), 10 seconds of each fuzz target (Fuzz/run.sh --debug), and a smoke run of every benchmark (tiny sizes, no
 # timing asserted: it only proves they still run). Prints "N passed, N failed" last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,16 +70,17 @@ run_suite "zumastor replicate end to end" Tests/cli/replicate-e2e.sh zumastor
 run_suite "delta streams between hosts (TLS, pinned keys)" Tests/cli/network-e2e.sh ddsnap
 run_suite "zumastor replication between three hosts" Tests/cli/remote-e2e.sh zumastor
 # Short forms of the restart soaks (scripts/soak: 100, 100, 50 and 100 cycles by default).
-run_suite "server restarts under load, kill -9" scripts/soak/server-restarts.sh ddsnap 12 KILL
-run_suite "server restarts under load, SIGTERM" scripts/soak/server-restarts.sh ddsnap 12 TERM
-run_suite "zumastor stop and start around a mounted ext4" scripts/soak/zumastor-restarts.sh zumastor 8
+run_suite "server restarts under load, kill -9" scripts/soak/server-restarts.sh ddsnap 6 KILL
+run_suite "server restarts under load, SIGTERM" scripts/soak/server-restarts.sh ddsnap 6 TERM
+run_suite "zumastor stop and start around a mounted ext4" scripts/soak/zumastor-restarts.sh zumastor 5
 run_suite "kill -9 under an ext4 workload with snapshots" scripts/soak/ext4-kill.sh ddsnap 10
 
 # Every decoder of outside input under libFuzzer and AddressSanitizer (delta streams,
-# replication messages, store images, NBD, control socket), 20 seconds each from its seeds.
+# replication messages, store images, NBD, control socket), 10 seconds each from its seeds,
+# built in debug (it builds faster; the long runs use release builds).
 started=$(date +%s)
-if Fuzz/run.sh 20 > "$log" 2>&1; then
-    fuzz_passed=1; fuzz_failed=0; echo "ok - fuzzing, 20 s per target ($(tr '\n' ';' < "$log"))"
+if Fuzz/run.sh --debug 10 > "$log" 2>&1; then
+    fuzz_passed=1; fuzz_failed=0; echo "ok - fuzzing, 10 s per target ($(tr '\n' ';' < "$log"))"
 else
     fuzz_passed=0; fuzz_failed=1; echo "not ok - fuzzing"; sed 's/^/#   /' "$log"
 fi
