@@ -273,6 +273,20 @@ for _ in 1 2 3 4 5; do
 done
 expect_eq "concurrency: ten snapshots from five pairs, ten distinct ids, all mounted" "10 10 10" \
     "$(kjson 'len(d["snapshots"]), len(set(s["id"] for s in d["snapshots"])), sum(1 for s in d["snapshots"] if s["mounted"])')"
+# The schedule firing (an "hour" of 1 second) while manual snapshots are taken: every manual one
+# succeeds, every snapshot gets its own id, and each is mounted after a restart.
+"$Z" define schedule "$K" --hourly 100 >/dev/null
+"$Z" stop master "$K" >/dev/null
+ZUMASTOR_SCHEDULE_HOUR_SECONDS=1 "$Z" start master "$K" >/dev/null
+before=$(kjson 'len(d["snapshots"])')
+manual=0
+for _ in 1 2 3 4 5 6; do "$Z" snapshot "$K" > k-m.out 2>&1 && manual=$((manual + 1)); sleep 0.4; done
+"$Z" stop master "$K" >/dev/null && "$Z" start master "$K" >/dev/null
+counts=$(kjson 'len(d["snapshots"]), len(set(s["id"] for s in d["snapshots"])), sum(1 for s in d["snapshots"] if "hourly" in s["kinds"]), sum(1 for s in d["snapshots"] if s["mounted"])')
+read -r total distinct hourly mounted <<< "$counts"
+[ "$manual" -eq 6 ] && [ "$hourly" -ge 1 ] && [ "$total" -eq $((before + 6 + hourly)) ] && [ "$distinct" -eq "$total" ] && [ "$mounted" -eq "$total" ] \
+    && ok "concurrency: manual snapshots while the schedule fires ($manual manual, $hourly scheduled, all distinct and mounted)" \
+    || not_ok "concurrency: manual snapshots while the schedule fires" "manual $manual of 6; total, distinct, hourly, mounted: $counts (before $before): $(cat k-m.out)"
 "$Z" snapshot "$K" > k-a.out 2>&1 & a=$!
 "$Z" stop master "$K" > k-b.out 2>&1 & b=$!
 wait $a; ra=$?; wait $b; rb=$?
