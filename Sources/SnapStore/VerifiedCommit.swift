@@ -147,9 +147,10 @@ extension Store {
         let cs = UInt64(sb.chunkSizeBytes)
         var total: UInt64 = 0
         for r in sb.verifiedRuns {
-            guard r.count > 0, r.address >= UInt64(Format.superblockSlots.count),
-                  r.address + UInt64(r.count) <= sb.storeChunkCount,
-                  (r.address + UInt64(r.count)) * cs <= store.sizeBytes else {
+            // (Without overflow: a forged run must not wrap around.)
+            let (end, overflow) = r.address.addingReportingOverflow(UInt64(r.count))
+            guard r.count > 0, r.address >= UInt64(Format.superblockSlots.count), !overflow,
+                  end <= sb.storeChunkCount, end <= store.sizeBytes / cs else {
                 throw StoreError.corrupt("commit \(sb.sequence): verified run \(r.address)+\(r.count) lies outside the store")
             }
             total += UInt64(r.count) * cs

@@ -150,4 +150,24 @@ import SnapStoreTestKit
         let error = try #require(throws: StoreError.self) { try open(store, origin) }
         #expect("\(error)".contains("tree root") && "\(error)".contains("impossible"), "\(error)")
     }
+
+    @Test func verifiedRunWhoseEndOverflowsIsNotRead() throws {
+        let (store, origin, _) = try images()
+        var options = StoreOptions()
+        options.checkOriginIdentity = false
+        let storeDevice = SimulatedDevice(path: "store", image: store)
+        let s = try Store(store: storeDevice, origin: SimulatedDevice(path: "origin", image: origin), options: options)
+        try s.createSnapshot(tag: 9)  // a single-flush commit: its superblock lists its runs
+        var image = storeDevice.durable
+        let base = (le(image, 24, 8) > le(image, cs + 24, 8) ? 0 : 1) * cs
+        let indexBlocks = Int(le(image, base + 236, 4))
+        #expect(le(image, base + 244, 4) > 0)
+        // The first run's address: so large that address + count wraps around.
+        put(&image, base + 1280 + 8 * indexBlocks, UInt64.max - 1, 8)
+        seal(&image, base)
+        // That commit is not complete, so the one before it opens (snapshot 9 is not in it).
+        let reopened = try open(image, origin)
+        #expect(try reopened.snapshot(tag: 9) == nil)
+        #expect(try reopened.check().isClean)
+    }
 }
