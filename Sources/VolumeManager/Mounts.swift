@@ -139,25 +139,6 @@ extension Mounts {
         return Array(Set(points)).sorted { $0.count > $1.count }
     }
 
-    /// Mount points of filesystems on any of `devices` (block device paths; binds of them
-    /// included), deepest first.
-    static func mountPoints(ofDevices devices: [String]) -> [String] {
-        var numbers: Set<String> = []
-        for d in devices {
-            var st = stat()
-            if stat(d, &st) == 0 && st.st_mode & S_IFMT == S_IFBLK {
-                numbers.insert("\(DeviceFootprint.major(st.st_rdev)):\(DeviceFootprint.minor(st.st_rdev))")
-            }
-        }
-        guard !numbers.isEmpty else { return [] }
-        let points = readProcFile("/proc/self/mountinfo").split(separator: "\n").compactMap { line -> String? in
-            let fields = line.split(separator: " ")
-            guard fields.count > 4, numbers.contains(String(fields[2])) else { return nil }
-            return unescape(String(fields[4]))
-        }
-        return Array(Set(points)).sorted { $0.count > $1.count }
-    }
-
     /// mountinfo writes space, tab, newline and backslash as \ooo.
     private static func unescape(_ field: String) -> String {
         guard field.contains("\\") else { return field }

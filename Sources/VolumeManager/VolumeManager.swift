@@ -326,8 +326,11 @@ public final class VolumeManager: Sendable {
     /// forgotten. A damaged file never leaves a volume running that no command can stop.
     private func stopWithoutConfiguration(_ name: String, _ client: (any VolumeServerLink)?) throws {
         if let client {
-            let devices = ((try? client.devices()) ?? []).flatMap { [$0.name, $0.loopDevice] }
-            for point in Mounts.mountPoints(ofDevices: devices) { try system.unmount(point, lazilyIfBusy: true) }
+            let footprints = ((try? client.devices()) ?? []).compactMap { DeviceFootprint(path: $0.loopDevice) }
+            // Deepest first: binds and snapshot mounts below the origin's go before it.
+            for point in Set(footprints.flatMap { $0.mountPoints() }).sorted(by: { $0.count > $1.count }) {
+                try system.unmount(point, lazilyIfBusy: true)
+            }
         }
         try stopServer(name, client)
     }

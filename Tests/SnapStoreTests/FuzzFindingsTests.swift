@@ -41,6 +41,21 @@ import SnapStoreTestKit
         }
     }
 
+    /// The golden history with snapshot 9 created on top, a single-flush commit whose newest
+    /// superblock lists its runs: the durable images, that superblock's offset and its first run's.
+    func commitWithRuns() throws -> (store: [UInt8], origin: [UInt8], base: Int, firstRun: Int) {
+        let (store, origin, _) = try images()
+        var options = StoreOptions()
+        options.checkOriginIdentity = false
+        let storeDevice = SimulatedDevice(path: "store", image: store)
+        let s = try Store(store: storeDevice, origin: SimulatedDevice(path: "origin", image: origin), options: options)
+        try s.createSnapshot(tag: 9)
+        let image = storeDevice.durable
+        let base = (le(image, 24, 8) > le(image, cs + 24, 8) ? 0 : 1) * cs
+        #expect(le(image, base + 244, 4) > 0)
+        return (image, origin, base, base + 1280 + 8 * Int(le(image, base + 236, 4)))
+    }
+
     @Test func storeChunkCountThatOverflowsIsCorrupt() throws {
         var (store, origin, _) = try images()
         forgeSuperblocks(&store) { b, base in put(&b, base + 48, 1 << 60, 8) }
@@ -113,17 +128,10 @@ import SnapStoreTestKit
     }
 
     @Test func readErrorOnAVerifiedRunFailsTheOpenInsteadOfSkippingTheCommit() throws {
-        let (store, origin, _) = try images()
+        let (image, origin, _, firstRun) = try commitWithRuns()
         var options = StoreOptions()
         options.checkOriginIdentity = false
-        let storeDevice = SimulatedDevice(path: "store", image: store)
-        let s = try Store(store: storeDevice, origin: SimulatedDevice(path: "origin", image: origin), options: options)
-        try s.createSnapshot(tag: 9)  // a single-flush commit: its superblock lists its runs
-        let image = storeDevice.durable
-        let base = (le(image, 24, 8) > le(image, cs + 24, 8) ? 0 : 1) * cs
-        let runs = Int(le(image, base + 244, 4)), indexBlocks = Int(le(image, base + 236, 4))
-        #expect(runs > 0)
-        let first = le(image, base + 1280 + 8 * indexBlocks, 8)
+        let first = le(image, firstRun, 8)
         let failing = SimulatedDevice(path: "store", image: image)
         failing.failReadsAt = [first * UInt64(cs)]
         let error = try #require(throws: StoreError.self) {
@@ -152,18 +160,9 @@ import SnapStoreTestKit
     }
 
     @Test func verifiedRunWhoseEndOverflowsIsNotRead() throws {
-        let (store, origin, _) = try images()
-        var options = StoreOptions()
-        options.checkOriginIdentity = false
-        let storeDevice = SimulatedDevice(path: "store", image: store)
-        let s = try Store(store: storeDevice, origin: SimulatedDevice(path: "origin", image: origin), options: options)
-        try s.createSnapshot(tag: 9)  // a single-flush commit: its superblock lists its runs
-        var image = storeDevice.durable
-        let base = (le(image, 24, 8) > le(image, cs + 24, 8) ? 0 : 1) * cs
-        let indexBlocks = Int(le(image, base + 236, 4))
-        #expect(le(image, base + 244, 4) > 0)
+        var (image, origin, base, firstRun) = try commitWithRuns()
         // The first run's address: so large that address + count wraps around.
-        put(&image, base + 1280 + 8 * indexBlocks, UInt64.max - 1, 8)
+        put(&image, firstRun, UInt64.max - 1, 8)
         seal(&image, base)
         // That commit is not complete, so the one before it opens (snapshot 9 is not in it).
         let reopened = try open(image, origin)
